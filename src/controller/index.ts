@@ -1,0 +1,2 @@
+// Public face of src/controller.
+export { Controller, type ControllerOptions } from './controller.js';

@@ -1,0 +1,96 @@
+// The node agent: watches the VEs bound to its node (label kubevz.io/node), reconciles each
+// through one ControllerLoop, notices dead inits, and removes host leftovers whose resource is
+// gone. It adopts running VEs on start without restarting them: the host is the truth.
+
+import { NODE_LABEL, type VirtualEnvironment } from '../api/types.js';
+import { ControllerLoop } from '../core/controller-loop.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { objectKey } from '../core/reconcile.js';
+import type { InformerHandle, ResourceClient } from '../core/resource-client.js';
+import type { VERuntime } from '../runtime/index.js';
+import { ExitWatcher } from './exit-watcher.js';
+import { VEReconciler } from './ve-reconciler.js';
+
+export interface NodeAgentOptions {
+  nodeName: string;
+  client: ResourceClient<VirtualEnvironment>;
+  runtime: VERuntime;
+  subnet: string;
+  log: Logger;
+  stopTimeoutMs?: number;
+  resyncMs?: number;
+  orphanScanMs?: number;
+  workers?: number;
+}
+
+export class NodeAgent {
+  private loop: ControllerLoop | undefined;
+  private informer: InformerHandle<VirtualEnvironment> | undefined;
+  private exitWatcher: ExitWatcher | undefined;
+  private orphanTimer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly o: NodeAgentOptions) {
+    this.log = o.log.child({ component: 'node-agent', node: o.nodeName });
+  }
+
+  async start(): Promise<void> {
+    const reconciler = new VEReconciler({
+      client: this.o.client,
+      runtime: this.o.runtime,
+      nodeName: this.o.nodeName,
+      subnet: this.o.subnet,
+      knownVEs: () => this.informer?.list() ?? [],
+      stopTimeoutMs: this.o.stopTimeoutMs ?? 10_000,
+      resyncMs: this.o.resyncMs ?? 30_000,
+      log: this.log,
+    });
+    this.loop = new ControllerLoop({ reconciler, log: this.log, workers: this.o.workers ?? 4 });
+    const queue = this.loop.queue;
+    this.informer = await this.o.client.inform({ labelSelector: `${NODE_LABEL}=${this.o.nodeName}` }, (_type, obj) => queue.add(objectKey(obj)));
+    this.loop.start();
+    for (const ve of this.informer.list()) queue.add(objectKey(ve));
+
+    this.exitWatcher = new ExitWatcher(
+      () =>
+        (this.informer?.list() ?? [])
+          .filter((ve) => ve.status?.phase === 'Running' && ve.status.initPid)
+          .map((ve) => ({ key: objectKey(ve), pid: ve.status!.initPid! })),
+      (key) => queue.add(key),
+    );
+    this.exitWatcher.start();
+
+    await this.scanOrphans();
+    this.orphanTimer = setInterval(() => void this.scanOrphans(), this.o.orphanScanMs ?? 60_000);
+    this.orphanTimer.unref();
+    this.log.info({ ves: this.informer.list().length }, 'node agent started');
+  }
+
+  /** Host VEs whose resource no longer exists (deleted while the agent was down, or recreated under a new uid). */
+  async scanOrphans(): Promise<void> {
+    try {
+      const known = new Set((this.informer?.list() ?? []).map((ve) => ve.metadata.uid));
+      for (const host of await this.o.runtime.list()) {
+        if (known.has(host.uid)) continue;
+        const [namespace, name] = (host.config?.name ?? '').split('/');
+        if (!namespace || !name) continue;
+        const ve = await this.o.client.get(name, namespace);
+        if (ve && ve.metadata.uid === host.uid) continue; // exists, just not (yet) bound here
+        await this.o.runtime.destroy(host.uid, { timeoutMs: this.o.stopTimeoutMs ?? 10_000 });
+        this.log.info({ ve: host.config?.name, uid: host.uid }, 'removed a leftover VE that has no resource');
+      }
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'orphan scan failed; will retry');
+    }
+  }
+
+  /** Stops watching and reconciling; the VEs keep running. */
+  async stop(): Promise<void> {
+    this.exitWatcher?.stop();
+    if (this.orphanTimer) clearInterval(this.orphanTimer);
+    await this.informer?.stop();
+    await this.loop?.stop();
+    this.log.info('node agent stopped; VEs keep running');
+  }
+}

@@ -1,0 +1,57 @@
+// Translates a VirtualEnvironment's spec into the runtime's plain VEConfig (bytes, shares, µs).
+// A spec the runtime cannot honour is a TerminalError naming the field: retrying will not help.
+
+import { parseBytes, parseCpuLimit } from '../api/quantity.js';
+import type { VirtualEnvironment } from '../api/types.js';
+import { TerminalError } from '../core/errors.js';
+import type { VEConfig, VELimits } from '../runtime/index.js';
+
+export const CPU_PERIOD_US = 100_000;
+
+export function limitsFromSpec(ve: VirtualEnvironment): VELimits {
+  const r = ve.spec.resources ?? {};
+  const limits: VELimits = {};
+  try {
+    if (r.memory?.limit !== undefined) limits.memoryBytes = parseBytes(r.memory.limit, 'spec.resources.memory.limit');
+    if (r.memory?.swap !== undefined) {
+      if (limits.memoryBytes === undefined) throw new TerminalError('spec.resources.memory.swap: needs spec.resources.memory.limit to be set as well');
+      limits.swapBytes = parseBytes(r.memory.swap, 'spec.resources.memory.swap');
+    }
+    if (r.cpu?.units !== undefined) limits.cpuShares = r.cpu.units;
+    let cpus: number | undefined;
+    if (r.cpu?.limit !== undefined) cpus = parseCpuLimit(r.cpu.limit, 'spec.resources.cpu.limit');
+    if (r.cpu?.cpus !== undefined) cpus = cpus === undefined ? r.cpu.cpus : Math.min(cpus, r.cpu.cpus);
+    if (cpus !== undefined) {
+      limits.cpuPeriodUs = CPU_PERIOD_US;
+      limits.cpuQuotaUs = Math.max(1000, Math.round(cpus * CPU_PERIOD_US));
+    }
+    if (r.processes !== undefined) limits.pids = r.processes;
+  } catch (err) {
+    if ((err as { code?: string }).code === 'Invalid') throw new TerminalError((err as Error).message, { cause: err });
+    throw err;
+  }
+  return limits;
+}
+
+export function configFromSpec(ve: VirtualEnvironment, addresses: string[]): VEConfig {
+  const uid = ve.metadata.uid;
+  if (!uid) throw new TerminalError(`${ve.metadata.namespace}/${ve.metadata.name} has no metadata.uid`);
+  return {
+    uid,
+    name: `${ve.metadata.namespace}/${ve.metadata.name}`,
+    hostname: ve.spec.hostname || ve.metadata.name,
+    template: ve.spec.template,
+    addresses,
+    limits: limitsFromSpec(ve),
+  };
+}
+
+/** Whether two configs differ in something that needs the VE restarted (not a live limit change). */
+export function needsRestart(a: VEConfig, b: VEConfig): boolean {
+  return a.hostname !== b.hostname || a.template !== b.template || JSON.stringify(a.addresses) !== JSON.stringify(b.addresses);
+}
+
+export function sameLimits(a: VELimits, b: VELimits): boolean {
+  const keys: (keyof VELimits)[] = ['memoryBytes', 'swapBytes', 'cpuShares', 'cpuQuotaUs', 'cpuPeriodUs', 'pids'];
+  return keys.every((k) => a[k] === b[k]);
+}

@@ -1,0 +1,60 @@
+// Contract tests every VERuntime must pass: the real one (integration, as root) and the fake
+// used by unit tests. Each call gets a fresh runtime and a config to run.
+
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import type { VEConfig, VERuntime } from '../../src/runtime/index.js';
+
+export interface ContractSubject {
+  runtime: VERuntime;
+  config: VEConfig;
+  cleanup?: () => Promise<void>;
+}
+
+export function runtimeContract(name: string, make: () => Promise<ContractSubject | undefined>): void {
+  let subject: ContractSubject | undefined;
+  after(async () => {
+    if (!subject) return;
+    await subject.runtime.destroy(subject.config.uid, { timeoutMs: 5000 }).catch(() => {});
+    await subject.cleanup?.();
+  });
+
+  test(`${name}: lifecycle follows the contract`, async (t) => {
+    subject = await make();
+    if (!subject) return t.skip('runtime not available');
+    const { runtime, config } = subject;
+    const stop = { timeoutMs: 5000 };
+
+    assert.equal((await runtime.inspect(config.uid)).state, 'absent');
+    await runtime.ensureTemplate(config.template);
+    assert.equal((await runtime.ensureTemplate(config.template)).result, 'unchanged');
+
+    assert.notEqual(await runtime.ensureRunning(config), 'unchanged');
+    assert.equal(await runtime.ensureRunning(config), 'unchanged', 'a second ensureRunning changes nothing');
+    const running = await runtime.inspect(config.uid);
+    assert.equal(running.state, 'running');
+    assert.ok(running.pid && running.pid > 0);
+    assert.deepEqual(running.config?.addresses, config.addresses);
+    assert.ok((await runtime.list()).some((v) => v.uid === config.uid));
+
+    const limits = { ...config.limits, pids: (config.limits.pids ?? 100) + 7 };
+    assert.equal(await runtime.updateLimits(config.uid, limits), 'updated');
+    assert.equal((await runtime.readLimits(config.uid)).pids, limits.pids);
+    assert.equal((await runtime.inspect(config.uid)).pid, running.pid, 'a live limit change keeps init');
+
+    assert.equal(await runtime.exec(config.uid, ['true'], { tty: false }), 0);
+    assert.notEqual(await runtime.exec(config.uid, ['false'], { tty: false }), 0);
+
+    assert.notEqual(await runtime.ensureStopped(config.uid, stop), 'unchanged');
+    assert.equal(await runtime.ensureStopped(config.uid, stop), 'unchanged');
+    assert.equal((await runtime.inspect(config.uid)).state === 'running', false);
+
+    assert.notEqual(await runtime.ensureRunning(config), 'unchanged', 'a stopped VE starts again');
+    assert.equal((await runtime.inspect(config.uid)).state, 'running');
+
+    assert.equal(await runtime.destroy(config.uid, stop), 'deleted');
+    assert.equal(await runtime.destroy(config.uid, stop), 'unchanged');
+    assert.equal((await runtime.inspect(config.uid)).state, 'absent');
+    assert.ok(!(await runtime.list()).some((v) => v.uid === config.uid));
+  });
+}
