@@ -1,6 +1,7 @@
 // The runtime's contract with the node agent. The runtime knows nothing of Kubernetes: it is
 // given plain, already-validated values (bytes, shares, microseconds) keyed by the VE's uid.
 
+import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../core/logger.js';
 
 export interface VELimits {
@@ -58,6 +59,11 @@ export interface ExecOptions {
   /** Environment for the process, KEY=VALUE. */
   env?: string[];
   cwd?: string;
+  /** Where the process's stdio goes; default 'inherit' (the CLI's terminal). Streams are for callers that capture output. */
+  stdin?: 'inherit' | 'ignore' | Readable;
+  stdout?: 'inherit' | Writable;
+  stderr?: 'inherit' | Writable;
+  signal?: AbortSignal;
 }
 
 export type EnsureResult = 'unchanged' | 'created' | 'updated' | 'deleted';
@@ -71,7 +77,10 @@ export interface VERuntime {
   ensureTemplate(name: string, signal?: AbortSignal): Promise<{ rootfs: string; result: EnsureResult }>;
   /** Root fs + netns + CNI + bundle + runc create/start; 'unchanged' when it is already running with this config. */
   ensureRunning(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult>;
-  /** Graceful stop (SIGTERM to init, SIGKILL after timeout); keeps disk and netns. */
+  /**
+   * Graceful stop (SIGTERM to init, SIGKILL after timeout), then the runc container is deleted;
+   * keeps disk and netns. Afterwards inspect() says state 'absent' with prepared: true.
+   */
   ensureStopped(uid: string, opts: StopOptions): Promise<EnsureResult>;
   /** Applies limits live to a running VE (runc update) and records them. */
   updateLimits(uid: string, limits: VELimits, signal?: AbortSignal): Promise<EnsureResult>;

@@ -1,0 +1,146 @@
+// The OCI runtime spec (config.json) for a system container: the template's init as PID 1 in
+// its own pid/mount/uts/ipc/cgroup namespaces, an agent-made network namespace joined by path,
+// a capability set fit for a full distribution minus the host-dangerous ones, a device
+// allow-list, and the VE's limits. Pure: everything host-specific comes in as parameters.
+
+import type { HostInfo } from './host-info.js';
+import { ociResources, type OciResources } from './limits.js';
+import type { VEConfig } from './types.js';
+
+/**
+ * Capabilities a VE never gets: they act on the host kernel as a whole (modules, clock, raw
+ * I/O, LSM policy, kernel log, audit config, BPF/perf, suspend). CAP_SYS_BOOT stays: in a
+ * child pid namespace reboot(2) only ends the VE's init. CAP_SYS_ADMIN stays because
+ * distributions' init systems mount things; user namespaces (a later issue) confine it.
+ */
+export const DROPPED_CAPS = [
+  'CAP_SYS_MODULE', 'CAP_SYS_TIME', 'CAP_SYS_RAWIO', 'CAP_MAC_ADMIN', 'CAP_MAC_OVERRIDE',
+  'CAP_SYSLOG', 'CAP_AUDIT_CONTROL', 'CAP_AUDIT_READ', 'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND',
+  'CAP_BPF', 'CAP_PERFMON', 'CAP_SYS_PACCT', 'CAP_CHECKPOINT_RESTORE',
+];
+
+export const MAX_NOFILE = 1_048_576;
+
+export interface OciSpecInput {
+  config: VEConfig;
+  /** Absolute path of the VE's mounted root. */
+  rootfs: string;
+  /** Absolute path of the VE's network namespace (/run/netns/<id>). */
+  netnsPath: string;
+  cgroupsPath: string;
+  /** Init argv inside the VE. */
+  init: string[];
+  host: HostInfo;
+}
+
+interface Mount {
+  destination: string;
+  type: string;
+  source: string;
+  options: string[];
+}
+
+interface DeviceRule {
+  allow: boolean;
+  type?: 'c' | 'b' | 'a';
+  major?: number;
+  minor?: number;
+  access: string;
+}
+
+export interface OciSpec {
+  ociVersion: string;
+  process: {
+    terminal: boolean;
+    user: { uid: number; gid: number };
+    args: string[];
+    env: string[];
+    cwd: string;
+    capabilities: { bounding: string[]; effective: string[]; permitted: string[] };
+    rlimits: { type: string; hard: number; soft: number }[];
+    noNewPrivileges: boolean;
+  };
+  root: { path: string; readonly: boolean };
+  hostname: string;
+  mounts: Mount[];
+  annotations: Record<string, string>;
+  linux: {
+    namespaces: { type: string; path?: string }[];
+    cgroupsPath: string;
+    resources: OciResources & { devices: DeviceRule[] };
+    maskedPaths: string[];
+    readonlyPaths: string[];
+  };
+}
+
+export function veCapabilities(host: HostInfo): string[] {
+  return host.boundingCaps.filter((c) => !DROPPED_CAPS.includes(c));
+}
+
+const DEVICES: DeviceRule[] = [
+  { allow: false, access: 'rwm' },
+  { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }, // null
+  { allow: true, type: 'c', major: 1, minor: 5, access: 'rwm' }, // zero
+  { allow: true, type: 'c', major: 1, minor: 7, access: 'rwm' }, // full
+  { allow: true, type: 'c', major: 1, minor: 8, access: 'rwm' }, // random
+  { allow: true, type: 'c', major: 1, minor: 9, access: 'rwm' }, // urandom
+  { allow: true, type: 'c', major: 5, minor: 0, access: 'rwm' }, // tty
+  { allow: true, type: 'c', major: 5, minor: 1, access: 'rwm' }, // console
+  { allow: true, type: 'c', major: 5, minor: 2, access: 'rwm' }, // ptmx
+  { allow: true, type: 'c', major: 136, access: 'rwm' }, // pts/*
+  { allow: true, type: 'c', major: 10, minor: 200, access: 'rwm' }, // net/tun (VPNs inside a VE)
+];
+
+export function buildOciSpec(input: OciSpecInput): OciSpec {
+  const { config, host } = input;
+  const caps = veCapabilities(host);
+  const nofile = Math.min(MAX_NOFILE, host.nofileHard);
+  return {
+    ociVersion: '1.0.2-dev',
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: input.init,
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'container=kubevz', 'TERM=xterm'],
+      cwd: '/',
+      capabilities: { bounding: caps, effective: caps, permitted: caps },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: nofile, soft: nofile }],
+      noNewPrivileges: false,
+    },
+    root: { path: input.rootfs, readonly: false },
+    hostname: config.hostname,
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+      { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+      { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+      // A real sysfs (the VE owns its netns), read-only.
+      { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+      { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
+      { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755', 'size=65536k'] },
+    ],
+    annotations: {
+      'io.kubevz.uid': config.uid,
+      'io.kubevz.name': config.name,
+      'io.kubevz.template': config.template,
+    },
+    linux: {
+      namespaces: [
+        { type: 'pid' },
+        { type: 'mount' },
+        { type: 'uts' },
+        { type: 'ipc' },
+        { type: 'cgroup' },
+        { type: 'network', path: input.netnsPath },
+      ],
+      cgroupsPath: input.cgroupsPath,
+      resources: { ...ociResources(config.limits), devices: DEVICES },
+      maskedPaths: [
+        '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+        '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware',
+      ],
+      readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+    },
+  };
+}

@@ -1,0 +1,547 @@
+// The node's VE runtime on a Linux host: template cache → overlay root → netns + CNI bridge →
+// OCI bundle → runc. Every verb reads the host first (runc state, mounts, netns), acts only on
+// what differs, and records the config it applied, so a repeat after a crash completes or
+// redoes the work. Multi-step changes run under a Revert.
+
+import { rename, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KvzError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { Revert } from '../core/revert.js';
+import { createCgroupReader, type CgroupReader } from './cgroup.js';
+import { V1_CONTROLLERS } from './cgroup-v1.js';
+import { CNI_IFNAME, Cni, bridgeConfig, loopbackConfig, type CniResult } from './cni.js';
+import { hostInfo } from './host-info.js';
+import { runcUpdateJson, sameLimits } from './limits.js';
+import { cgroupPath, containerId, hostVethName, macAddress, netnsName } from './names.js';
+import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink } from './netns.js';
+import { buildOciSpec } from './oci-spec.js';
+import { isMounted, mountRootfs, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
+import { Runc, type RuncState } from './runc.js';
+import { TemplateCache } from './templates.js';
+import type {
+  EnsureResult,
+  ExecOptions,
+  RuntimeOptions,
+  StopOptions,
+  VEConfig,
+  VEHostState,
+  VELimits,
+  VERunState,
+  VERuntime,
+} from './types.js';
+
+const INIT = ['/sbin/init'];
+/** Stop timeout when a VE must be recreated because its identity (hostname, addresses, template) changed. */
+const RECREATE_STOP_TIMEOUT_MS = 10_000;
+
+interface StoredNetwork {
+  addresses: string[];
+  hostVeth: string;
+  result: CniResult;
+}
+
+/** Serialises operations per key inside this process (the agent's queue already does per VE; this guards direct callers). */
+class KeyedMutex {
+  private tails = new Map<string, Promise<unknown>>();
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(fn);
+    this.tails.set(key, next);
+    try {
+      return await next;
+    } finally {
+      if (this.tails.get(key) === next) this.tails.delete(key);
+    }
+  }
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new KvzError('Internal', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Write-then-rename, so a crash never leaves half a JSON file. */
+async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`);
+  await rename(tmp, path);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Whether a host pid is gone (or a zombie nobody has reaped yet). */
+function pidGone(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return true;
+  }
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+}
+
+/** Like Promise.all, but waits for every promise before throwing, so no step still runs while undos do. */
+async function allSettledOrThrow<T extends readonly unknown[]>(ps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(ps);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+function runState(st: RuncState | undefined): VERunState {
+  if (!st) return 'absent';
+  if (st.status === 'creating') return 'created';
+  return st.status;
+}
+
+function sameIdentity(a: VEConfig, b: VEConfig): boolean {
+  return a.hostname === b.hostname && a.template === b.template && a.name === b.name && a.addresses.join(',') === b.addresses.join(',');
+}
+
+function validate(c: VEConfig): void {
+  if (!c.uid) throw new KvzError('Invalid', 'VE config has no uid');
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(c.hostname)) {
+    throw new KvzError('Invalid', `hostname ${JSON.stringify(c.hostname)} is not a valid host name`);
+  }
+  if (!c.template) throw new KvzError('Invalid', 'VE config has no template');
+}
+
+export interface HostRuntimeOptions extends RuntimeOptions {
+  runcBinary?: string;
+  cniPluginDir?: string;
+  busybox?: string;
+  cgroupRoot?: string;
+}
+
+export class HostRuntime implements VERuntime {
+  readonly runc: Runc;
+  readonly templates: TemplateCache;
+  private readonly cni: Cni;
+  private readonly cgroup: CgroupReader;
+  private readonly log: Logger;
+  private readonly mutex = new KeyedMutex();
+  private readonly vesDir: string;
+
+  constructor(private readonly opts: HostRuntimeOptions) {
+    this.log = opts.log;
+    this.vesDir = join(opts.stateDir, 'ves');
+    this.runc = new Runc(join(opts.stateDir, 'runc'), opts.runcBinary ?? 'runc');
+    this.cni = new Cni(opts.cniPluginDir ?? '/usr/lib/cni');
+    this.cgroup = createCgroupReader(opts.cgroupRoot ?? '/sys/fs/cgroup');
+    this.templates = new TemplateCache({
+      dir: join(opts.stateDir, 'templates'),
+      busybox: opts.busybox ?? '/bin/busybox',
+      log: opts.log,
+      inUse: (name) => this.templateInUse(name),
+    });
+  }
+
+  // ---- paths ----
+
+  veDir(uid: string): string {
+    return join(this.vesDir, uid);
+  }
+  private configFile(uid: string): string {
+    return join(this.veDir(uid), 'config.json');
+  }
+  private networkFile(uid: string): string {
+    return join(this.veDir(uid), 'network.json');
+  }
+  private bundleDir(uid: string): string {
+    return join(this.veDir(uid), 'bundle');
+  }
+
+  private veLog(uid: string, name?: string): Logger {
+    return this.log.child(name ? { ve: name, uid } : { ve: uid });
+  }
+
+  // ---- VERuntime ----
+
+  ensureTemplate(name: string, signal?: AbortSignal): Promise<{ rootfs: string; result: EnsureResult }> {
+    return this.templates.ensure(name, signal);
+  }
+
+  ensureRunning(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult> {
+    validate(config);
+    return this.mutex.run(config.uid, () => this.doEnsureRunning(config, signal));
+  }
+
+  private async doEnsureRunning(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult> {
+    const { uid } = config;
+    const id = containerId(uid);
+    const log = this.veLog(uid, config.name);
+    const applied = await readJson<VEConfig>(this.configFile(uid));
+    const st = await this.runc.state(id, signal);
+
+    if (st && applied && sameIdentity(applied, config) && (st.status === 'running' || st.status === 'paused')) {
+      if (st.status === 'paused') {
+        // A frozen VE is not "running" in the sense the spec asks for.
+        await this.runc.resume(id, signal);
+        log.info('VE resumed');
+      }
+      const intact = await this.networkIntact(uid);
+      if (intact && sameLimits(applied.limits, config.limits) && !(await this.limitsDrifted(uid, config.limits))) {
+        return st.status === 'paused' ? 'updated' : 'unchanged';
+      }
+      if (intact) {
+        await this.applyLimits(uid, id, config.limits, signal);
+        await writeJsonAtomic(this.configFile(uid), config);
+        log.info({ limits: config.limits }, 'VE limits updated live');
+        return 'updated';
+      }
+      log.warn('VE network is incomplete; recreating the VE');
+    }
+    if (st) {
+      // Running with another identity, or a dead/half-created container: stop and recreate.
+      await this.stopAndDelete(id, RECREATE_STOP_TIMEOUT_MS, signal);
+    }
+
+    const existedBefore = existsSync(this.veDir(uid));
+    const timings: Record<string, number> = {};
+    let t0 = performance.now();
+    const lap = (step: string) => {
+      const now = performance.now();
+      timings[step] = Math.round(now - t0);
+      t0 = now;
+    };
+    await Revert.run(log, async (revert) => {
+      if (!existedBefore) revert.add('remove VE directory', () => rm(this.veDir(uid), { recursive: true, force: true }));
+      await mkdir(this.bundleDir(uid), { recursive: true });
+      const { rootfs: lower } = await this.templates.ensure(config.template, signal);
+      lap('template');
+
+      const paths = rootfsPaths(this.veDir(uid));
+      // Root fs and network are independent: set them up side by side (both push their undos).
+      await allSettledOrThrow([
+        (async () => {
+          if (await mountRootfs(lower, paths, signal)) revert.add('unmount rootfs', () => unmountRootfs(paths));
+          await writeIdentity(paths, config.hostname, config.addresses);
+        })(),
+        this.ensureNetwork(config, applied, revert, signal),
+      ]);
+      lap('rootfsAndNetwork');
+
+      const spec = buildOciSpec({
+        config,
+        rootfs: paths.target,
+        netnsPath: netnsPath(netnsName(uid)),
+        cgroupsPath: cgroupPath(uid),
+        init: INIT,
+        host: hostInfo(),
+      });
+      await writeJsonAtomic(join(this.bundleDir(uid), 'config.json'), spec);
+
+      revert.add('delete container', () => this.forceDelete(id));
+      lap('bundle');
+      await this.runc.create(id, this.bundleDir(uid), { signal });
+      lap('runcCreate');
+      await this.runc.start(id, signal);
+      lap('runcStart');
+      await writeJsonAtomic(this.configFile(uid), config);
+    });
+    log.info({ hostname: config.hostname, addresses: config.addresses, ms: timings }, existedBefore ? 'VE started' : 'VE created and started');
+    return existedBefore ? 'updated' : 'created';
+  }
+
+  async ensureStopped(uid: string, opts: StopOptions): Promise<EnsureResult> {
+    return this.mutex.run(uid, async () => {
+      const id = containerId(uid);
+      const st = await this.runc.state(id, opts.signal);
+      if (!st) return 'unchanged';
+      const how = await this.stopAndDelete(id, opts.timeoutMs, opts.signal);
+      this.veLog(uid).info({ how }, 'VE stopped');
+      return 'updated';
+    });
+  }
+
+  async updateLimits(uid: string, limits: VELimits, signal?: AbortSignal): Promise<EnsureResult> {
+    return this.mutex.run(uid, async () => {
+      const applied = await readJson<VEConfig>(this.configFile(uid));
+      if (!applied) throw new KvzError('NotFound', `VE ${uid} has no state on this node`);
+      const id = containerId(uid);
+      const st = await this.runc.state(id, signal);
+      const live = st !== undefined && st.status !== 'stopped';
+      let changed = !sameLimits(applied.limits, limits);
+      if (live && !changed) changed = await this.limitsDrifted(uid, limits);
+      if (!changed) return 'unchanged';
+      if (live) await this.applyLimits(uid, id, limits, signal);
+      await writeJsonAtomic(this.configFile(uid), { ...applied, limits });
+      this.veLog(uid, applied.name).info({ limits, live }, live ? 'VE limits updated live' : 'VE limits recorded for next start');
+      return 'updated';
+    });
+  }
+
+  async destroy(uid: string, opts: StopOptions): Promise<EnsureResult> {
+    return this.mutex.run(uid, async () => {
+      const id = containerId(uid);
+      const dir = this.veDir(uid);
+      const st = await this.runc.state(id, opts.signal);
+      const cgroupLeft = await this.cgroup.exists(cgroupPath(uid));
+      const anything = st !== undefined || existsSync(dir) || netnsExists(netnsName(uid)) || linkExists(hostVethName(uid)) || cgroupLeft;
+      if (!anything) return 'unchanged';
+      const timings: Record<string, number> = {};
+      let t0 = performance.now();
+      const lap = (step: string) => {
+        const now = performance.now();
+        timings[step] = Math.round(now - t0);
+        t0 = now;
+      };
+      if (st) await this.stopAndDelete(id, opts.timeoutMs, opts.signal);
+      await this.removeCgroup(uid);
+      lap('stop');
+      await this.teardownNetwork(uid, opts.signal);
+      lap('network');
+      const paths = rootfsPaths(dir);
+      await unmountRootfs(paths, opts.signal);
+      for (const m of (await mountsUnder(dir)).reverse()) await unmountRootfs({ ...paths, target: m }, opts.signal);
+      await removeRootfs(paths);
+      await rm(dir, { recursive: true, force: true });
+      lap('rootfs');
+      this.veLog(uid).info({ ms: timings }, 'VE destroyed');
+      return 'deleted';
+    });
+  }
+
+  async inspect(uid: string): Promise<VEHostState> {
+    const id = containerId(uid);
+    const [config, st, addresses, mounted] = await Promise.all([
+      readJson<VEConfig>(this.configFile(uid)),
+      this.runc.state(id),
+      netnsAddresses(netnsName(uid)),
+      isMounted(rootfsPaths(this.veDir(uid)).target),
+    ]);
+    const state = runState(st);
+    const out: VEHostState = {
+      uid,
+      state,
+      addresses,
+      prepared: mounted && netnsExists(netnsName(uid)) && existsSync(join(this.bundleDir(uid), 'config.json')),
+    };
+    if (st && st.pid > 0 && state !== 'stopped') out.pid = st.pid;
+    if (config) out.config = config;
+    return out;
+  }
+
+  async list(): Promise<VEHostState[]> {
+    const entries = await readdir(this.vesDir, { withFileTypes: true }).catch(() => []);
+    const uids = new Set(entries.filter((e) => e.isDirectory()).map((e) => e.name));
+    // Containers in our runc root without a VE directory are leftovers: report them too.
+    for (const c of await this.runc.list()) {
+      const uid = c.annotations?.['io.kubevz.uid'];
+      if (uid && containerId(uid) === c.id) uids.add(uid);
+    }
+    return Promise.all([...uids].sort().map((uid) => this.inspect(uid)));
+  }
+
+  async exec(uid: string, argv: string[], opts: ExecOptions): Promise<number> {
+    const id = containerId(uid);
+    const st = await this.runc.state(id);
+    if (st?.status !== 'running') {
+      throw new KvzError('Conflict', `VE ${uid} is not running (state ${runState(st)}); start it first`);
+    }
+    if (argv.length === 0) throw new KvzError('Invalid', 'exec needs a command');
+    return this.runc.exec(id, argv, {
+      tty: opts.tty,
+      env: opts.env,
+      cwd: opts.cwd,
+      stdin: opts.stdin,
+      stdout: opts.stdout,
+      stderr: opts.stderr,
+      signal: opts.signal,
+    });
+  }
+
+  async readLimits(uid: string): Promise<VELimits> {
+    return this.cgroup.readLimits(cgroupPath(uid));
+  }
+
+  // ---- steps ----
+
+  /** Whether the kernel holds other limits than these (changed behind our back). Unknown (e.g. v2 for now) = no. */
+  private async limitsDrifted(uid: string, limits: VELimits): Promise<boolean> {
+    try {
+      return !sameLimits(await this.cgroup.readLimits(cgroupPath(uid)), limits);
+    } catch {
+      return false;
+    }
+  }
+
+  private async applyLimits(uid: string, id: string, limits: VELimits, signal?: AbortSignal): Promise<void> {
+    await this.runc.update(id, runcUpdateJson(limits), signal);
+    // Keep the bundle in step, so a later recreate from it starts with the same limits.
+    const bundleConfig = join(this.bundleDir(uid), 'config.json');
+    const spec = await readJson<{ linux: { resources: Record<string, unknown> } }>(bundleConfig);
+    if (spec) {
+      spec.linux.resources = { ...spec.linux.resources, ...JSON.parse(runcUpdateJson(limits)) };
+      await writeJsonAtomic(bundleConfig, spec);
+    }
+  }
+
+  /**
+   * SIGTERM to init, wait for it to exit (polling its host pid, cheap), SIGKILL after the
+   * timeout, then `runc delete` once stopped — not `delete -f`, whose internal poll costs 100 ms.
+   */
+  private async stopAndDelete(id: string, timeoutMs: number, signal?: AbortSignal): Promise<'none' | 'graceful' | 'killed'> {
+    const st = await this.runc.state(id, signal);
+    if (!st) return 'none';
+    let how: 'none' | 'graceful' | 'killed' = 'none';
+    if (st.status === 'paused') await this.runc.resume(id, signal);
+    if (st.status === 'running' || st.status === 'paused') {
+      await this.runc.kill(id, 'TERM', signal);
+      how = (await this.waitExit(st.pid, timeoutMs, signal)) ? 'graceful' : 'killed';
+    }
+    if (st.status !== 'stopped' && how !== 'graceful') {
+      await this.runc.kill(id, 'KILL', signal);
+      if (st.pid > 0 && !(await this.waitExit(st.pid, 10_000, signal))) {
+        throw new KvzError('Unavailable', `container ${id} (pid ${st.pid}) did not die after SIGKILL`);
+      }
+      if (how === 'none') how = 'killed';
+    }
+    await this.deleteStopped(id, signal);
+    return how;
+  }
+
+  private async waitExit(pid: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (pid <= 0) return true;
+    const deadline = Date.now() + timeoutMs;
+    for (let delay = 2; ; delay = Math.min(delay * 2, 20)) {
+      if (pidGone(pid)) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(delay, signal);
+    }
+  }
+
+  /** `runc delete`, retried briefly: runc may not have noticed the exit yet. */
+  private async deleteStopped(id: string, signal?: AbortSignal): Promise<void> {
+    for (let i = 0; ; i++) {
+      try {
+        await this.runc.delete(id, signal);
+        return;
+      } catch (err) {
+        if (i >= 20) throw err;
+        await sleep(10, signal);
+      }
+    }
+  }
+
+  /** For reverts: kill and delete whatever state the container is in. */
+  private async forceDelete(id: string): Promise<void> {
+    const st = await this.runc.state(id);
+    if (!st) return;
+    if (st.status !== 'stopped') {
+      await this.runc.kill(id, 'KILL');
+      await this.waitExit(st.pid, 5_000);
+    }
+    await this.deleteStopped(id);
+  }
+
+  private async networkIntact(uid: string): Promise<boolean> {
+    return netnsExists(netnsName(uid)) && linkExists(hostVethName(uid)) && existsSync(this.networkFile(uid));
+  }
+
+  /**
+   * The VE's netns wired to the node bridge. Reused when it is complete and has the same
+   * addresses; anything partial (crash half-way) is torn down and redone.
+   */
+  private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal): Promise<void> {
+    const { uid } = config;
+    const ns = netnsName(uid);
+    const veth = hostVethName(uid);
+    const stored = await readJson<StoredNetwork>(this.networkFile(uid));
+    if (stored && (await this.networkIntact(uid)) && stored.addresses.join(',') === config.addresses.join(',')) return;
+    if (applied || stored || netnsExists(ns) || linkExists(veth)) await this.teardownNetwork(uid, signal);
+
+    await addNetns(ns, signal);
+    revert.add('delete netns', () => deleteNetns(ns));
+    const path = netnsPath(ns);
+    const id = containerId(uid);
+    const netConfig = bridgeConfig({ bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, addresses: config.addresses, mac: macAddress(uid) });
+    revert.add('delete veth', () => deleteLink(veth));
+    // The plugins are Go binaries of ~25–60 ms each; lo and eth0 do not depend on each other.
+    const [, result] = await allSettledOrThrow([
+      this.cni.invoke({ command: 'ADD', containerId: id, netns: path, ifname: 'lo', config: loopbackConfig() }, signal),
+      this.cni.invoke({ command: 'ADD', containerId: id, netns: path, ifname: CNI_IFNAME, config: netConfig }, signal),
+    ]);
+    if (!result) throw new KvzError('Internal', 'CNI bridge ADD returned no result');
+    // The bridge plugin names the host end at random; give it the VE's stable name.
+    const hostIf = result.interfaces?.find((i) => !i.sandbox && i.name !== this.opts.bridge.name);
+    if (!hostIf) throw new KvzError('Internal', `CNI bridge ADD result has no host veth: ${JSON.stringify(result)}`);
+    if (hostIf.name !== veth) {
+      await renameLink(hostIf.name, veth, signal);
+      hostIf.name = veth;
+    }
+    await writeJsonAtomic(this.networkFile(uid), { addresses: config.addresses, hostVeth: veth, result } satisfies StoredNetwork);
+  }
+
+  /** CNI DEL (with the stored ADD result), the host veth deleted synchronously, then the netns. */
+  private async teardownNetwork(uid: string, signal?: AbortSignal): Promise<void> {
+    const ns = netnsName(uid);
+    const stored = await readJson<StoredNetwork>(this.networkFile(uid));
+    if (netnsExists(ns)) {
+      const netConfig = {
+        ...bridgeConfig({ bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, addresses: [], mac: macAddress(uid) }),
+      };
+      try {
+        await this.cni.invoke(
+          { command: 'DEL', containerId: containerId(uid), netns: netnsPath(ns), ifname: CNI_IFNAME, config: netConfig, prevResult: stored?.result },
+          signal,
+        );
+      } catch (err) {
+        // DEL must not block clean-up; what it would remove is removed below anyway.
+        this.veLog(uid).warn({ err: (err as Error).message }, 'CNI DEL failed; removing links directly');
+      }
+    }
+    await deleteLink(hostVethName(uid), signal);
+    if (stored?.hostVeth && stored.hostVeth !== hostVethName(uid)) await deleteLink(stored.hostVeth, signal);
+    await deleteNetns(ns, signal);
+    await rm(this.networkFile(uid), { force: true });
+  }
+
+  private async removeCgroup(uid: string): Promise<void> {
+    if (this.cgroup.version !== 'v1') return;
+    const root = this.opts.cgroupRoot ?? '/sys/fs/cgroup';
+    for (const c of V1_CONTROLLERS) {
+      await rmdir(join(root, c, cgroupPath(uid))).catch(() => undefined);
+    }
+  }
+
+  private async templateInUse(name: string): Promise<boolean> {
+    const entries = await readdir(this.vesDir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const c = await readJson<VEConfig>(join(this.vesDir, e.name, 'config.json')).catch(() => undefined);
+      if (c?.template === name && (await isMounted(rootfsPaths(this.veDir(e.name)).target))) return true;
+    }
+    return false;
+  }
+}
+
+/**
+ * Removes node-level network objects the runtime made (the bridge) and the empty cgroup
+ * parent. For tests and node decommissioning; VEs must be destroyed first.
+ */
+export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; signal?: AbortSignal }): Promise<void> {
+  await deleteLink(opts.bridge, opts.signal);
+  const root = opts.cgroupRoot ?? '/sys/fs/cgroup';
+  for (const c of V1_CONTROLLERS) {
+    await rmdir(join(root, c, 'kubevz')).catch(() => undefined);
+  }
+}

@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { bridgeConfig, cidrContains, gatewayOf, loopbackConfig } from '../../../src/runtime/cni.js';
+
+test('gateway is the first host address of the bridge subnet', () => {
+  assert.equal(gatewayOf('10.213.5.0/24'), '10.213.5.1');
+  assert.equal(gatewayOf('10.213.5.77/24'), '10.213.5.1');
+  assert.equal(gatewayOf('10.213.0.0/16'), '10.213.0.1');
+  assert.ok(cidrContains('10.213.5.0/24', '10.213.5.200'));
+  assert.ok(!cidrContains('10.213.5.0/24', '10.213.6.1'));
+});
+
+test('bridge config: node bridge, gateway, static IPAM with the declared addresses and the MAC', () => {
+  const c = bridgeConfig({ bridge: 'kvzbr0', subnet: '10.213.5.0/24', addresses: ['10.213.5.10/24', '10.213.5.11/24'], mac: '02:00:00:00:00:01' });
+  assert.deepEqual(c, {
+    cniVersion: '1.0.0',
+    name: 'kubevz-kvzbr0',
+    type: 'bridge',
+    bridge: 'kvzbr0',
+    isGateway: true,
+    ipMasq: false,
+    hairpinMode: false,
+    runtimeConfig: { mac: '02:00:00:00:00:01' },
+    ipam: {
+      type: 'static',
+      addresses: [
+        { address: '10.213.5.10/24', gateway: '10.213.5.1' },
+        { address: '10.213.5.11/24', gateway: '10.213.5.1' },
+      ],
+      routes: [{ dst: '0.0.0.0/0', gw: '10.213.5.1' }],
+    },
+  });
+  assert.equal(loopbackConfig().type, 'loopback');
+});
+
+test('addresses outside the subnet, or the gateway itself, are refused with code Invalid', () => {
+  assert.throws(() => bridgeConfig({ bridge: 'b', subnet: '10.213.5.0/24', addresses: ['10.213.6.10/24'], mac: '02:00:00:00:00:01' }), { code: 'Invalid' });
+  assert.throws(() => bridgeConfig({ bridge: 'b', subnet: '10.213.5.0/24', addresses: ['10.213.5.1/24'], mac: '02:00:00:00:00:01' }), { code: 'Invalid' });
+  assert.throws(() => bridgeConfig({ bridge: 'b', subnet: '10.213.5.0/24', addresses: ['banana'], mac: '02:00:00:00:00:01' }), { code: 'Invalid' });
+});
