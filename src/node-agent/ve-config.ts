@@ -50,8 +50,3 @@ export function configFromSpec(ve: VirtualEnvironment, addresses: string[]): VEC
 export function needsRestart(a: VEConfig, b: VEConfig): boolean {
   return a.hostname !== b.hostname || a.template !== b.template || JSON.stringify(a.addresses) !== JSON.stringify(b.addresses);
 }
-
-export function sameLimits(a: VELimits, b: VELimits): boolean {
-  const keys: (keyof VELimits)[] = ['memoryBytes', 'swapBytes', 'cpuShares', 'cpuQuotaUs', 'cpuPeriodUs', 'pids'];
-  return keys.every((k) => a[k] === b[k]);
-}

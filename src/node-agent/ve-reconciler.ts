@@ -8,9 +8,9 @@ import { withFinalizer } from '../core/finalizer.js';
 import type { Logger } from '../core/logger.js';
 import { splitKey, type Reconciler, type ReconcileResult } from '../core/reconcile.js';
 import type { ResourceClient } from '../core/resource-client.js';
-import type { VEConfig, VEHostState, VERuntime } from '../runtime/index.js';
+import { sameLimits, type VEConfig, type VEHostState, type VERuntime } from '../runtime/index.js';
 import { allocateAddress } from './address-pool.js';
-import { configFromSpec, needsRestart, sameLimits } from './ve-config.js';
+import { configFromSpec, needsRestart } from './ve-config.js';
 import { buildStatus, statusPatch, type StatusInput } from './ve-status.js';
 
 export interface VEReconcilerOptions {

@@ -20,7 +20,7 @@ const allowed: Record<string, string[]> = {
   runtime: ['core'],
   sources: ['api', 'core', '*'],
   cli: ['api', 'core', '*'],
-  bin: ['api', 'core', '*'],
+  bin: ['api', 'core', 'cli', '*'],
 };
 /** Files of core the runtime may use: nothing that knows Kubernetes. */
 const runtimeCoreFiles = new Set(['errors', 'logger', 'revert']);
