@@ -1,0 +1,273 @@
+// Request routing: discovery, /openapi/v2, and the REST verbs on every served resource
+// (`/api/v1/...` for core, `/apis/G/V/...` for groups; namespaced and cluster-scoped paths, the
+// status subresource, lists and tables, watches). Every failure leaves as a Kubernetes Status.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../core/index.js';
+import { apiGroup, apiGroupList, apiResourceList, apiVersions, versionInfo } from './discovery.js';
+import { parseBody, readBody, sendError, sendJson } from './http-util.js';
+import { isObj, meta } from './object-meta.js';
+import { MINIMAL_OPENAPI_V2, OPENAPI_CONTENT_TYPE } from './openapi.js';
+import { apiVersionOf, type DeleteOptions, type FieldValidation, type PatchType, type Registry, type WriteOptions } from './registry.js';
+import type { ResourceDef, ResourceTable } from './resources.js';
+import { parseFieldSelector, parseLabelSelector } from './selectors.js';
+import { errors, isApiError, successStatus } from './status-errors.js';
+import type { Obj } from './store.js';
+import { buildTable, type IncludeObject } from './table.js';
+import type { WatchHub } from './watch-hub.js';
+import { serveWatch } from './watch-stream.js';
+
+export interface HandlerDeps {
+  registry: Registry;
+  resources: ResourceTable;
+  hub: WatchHub;
+  log: Logger;
+  heartbeatMs: number;
+  openWatches: Set<() => void>;
+}
+
+interface Target {
+  def: ResourceDef;
+  version: string;
+  /** undefined: cluster-scoped resource, or a namespaced resource across all namespaces. */
+  namespace?: string;
+  name?: string;
+  subresource?: 'status';
+}
+
+const PATCH_TYPES: Record<string, PatchType> = {
+  'application/merge-patch+json': 'merge',
+  'application/json-patch+json': 'json',
+  'application/apply-patch+yaml': 'apply',
+};
+
+export async function handleRequest(req: IncomingMessage, res: ServerResponse, deps: HandlerDeps): Promise<void> {
+  try {
+    await route(req, res, deps);
+  } catch (err) {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (isApiError(err)) sendError(res, err);
+    else {
+      deps.log.error({ err, method: req.method, url: req.url }, 'apiserver request failed');
+      sendError(res, errors.internal((err as Error).message ?? String(err)));
+    }
+  }
+}
+
+async function route(req: IncomingMessage, res: ServerResponse, deps: HandlerDeps): Promise<void> {
+  const url = new URL(req.url ?? '/', 'https://localhost');
+  const segs = url.pathname.split('/').filter((s) => s !== '').map(decodeURIComponent);
+  const method = req.method ?? 'GET';
+  const { resources } = deps;
+  const get = method === 'GET' || method === 'HEAD';
+
+  if (segs.length === 0 && get) return sendJson(res, 200, { paths: ['/api', '/api/v1', '/apis', '/openapi/v2', '/version'] });
+  if (segs[0] === 'version' && segs.length === 1 && get) return sendJson(res, 200, versionInfo());
+  if (['healthz', 'readyz', 'livez'].includes(segs[0] ?? '') && get) {
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    return void res.end('ok');
+  }
+  if ((url.pathname === '/openapi/v2' || url.pathname === '/swagger-2.0.0.pb-v1') && get) {
+    res.writeHead(200, { 'Content-Type': OPENAPI_CONTENT_TYPE, 'Content-Length': MINIMAL_OPENAPI_V2.length });
+    return void res.end(MINIMAL_OPENAPI_V2);
+  }
+  let group: string;
+  let version: string;
+  let rest: string[];
+  if (segs[0] === 'api') {
+    if (segs.length === 1 && get) return sendJson(res, 200, apiVersions());
+    if (segs[1] !== 'v1') throw errors.pathNotFound();
+    group = '';
+    version = 'v1';
+    rest = segs.slice(2);
+  } else if (segs[0] === 'apis') {
+    if (segs.length === 1 && get) return sendJson(res, 200, apiGroupList(resources));
+    const g = apiGroup(resources, segs[1] ?? '');
+    if (!g) throw errors.pathNotFound();
+    if (segs.length === 2 && get) return sendJson(res, 200, g);
+    group = segs[1] ?? '';
+    version = segs[2] ?? '';
+    rest = segs.slice(3);
+  } else throw errors.pathNotFound();
+
+  if (rest.length === 0) {
+    const list = apiResourceList(resources, group, version);
+    if (!list || !get) throw errors.pathNotFound();
+    return sendJson(res, 200, list);
+  }
+  const target = resolve(resources, group, version, rest);
+  await serveResource(req, res, url, method, target, deps);
+}
+
+function resolve(resources: ResourceTable, group: string, version: string, rest: string[]): Target {
+  let namespace: string | undefined;
+  let plural: string;
+  let name: string | undefined;
+  let sub: string | undefined;
+  // `namespaces/NS/PLURAL/...` addresses a namespaced resource; `namespaces/NAME[/status]` is a Namespace.
+  if (rest[0] === 'namespaces' && rest.length >= 3 && !(rest.length === 3 && (rest[2] === 'status' || rest[2] === 'finalize'))) {
+    [, namespace, plural = '', name, sub] = rest;
+    if (rest.length > 5) throw errors.pathNotFound();
+  } else {
+    [plural = '', name, sub] = rest;
+    if (rest.length > 3) throw errors.pathNotFound();
+  }
+  const def = resources.lookup(group, version, plural);
+  if (!def) throw errors.pathNotFound();
+  if (!def.namespaced && namespace !== undefined) throw errors.pathNotFound();
+  if (def.namespaced && namespace === undefined && name !== undefined) throw errors.pathNotFound();
+  if (sub !== undefined && (sub !== 'status' || !def.statusSubresource)) throw errors.pathNotFound();
+  const t: Target = { def, version };
+  if (namespace !== undefined) t.namespace = namespace;
+  if (name !== undefined) t.name = name;
+  if (sub === 'status') t.subresource = 'status';
+  return t;
+}
+
+function wantsTable(req: IncomingMessage): boolean {
+  return /as=Table/.test(req.headers.accept ?? '');
+}
+
+function withVersion(t: Target, obj: Obj): Obj {
+  return { ...obj, apiVersion: apiVersionOf(t.def, t.version), kind: t.def.kind };
+}
+
+function writeOptions(url: URL, t: Target): WriteOptions {
+  const q = url.searchParams;
+  const o: WriteOptions = { warnings: [] };
+  if (t.subresource) o.subresource = t.subresource;
+  if (q.getAll('dryRun').includes('All')) o.dryRun = true;
+  const fv = q.get('fieldValidation');
+  if (fv === 'Strict' || fv === 'Warn' || fv === 'Ignore') o.fieldValidation = fv as FieldValidation;
+  const fm = q.get('fieldManager');
+  if (fm) o.fieldManager = fm;
+  return o;
+}
+
+function warningHeaders(o: WriteOptions): Record<string, string[]> {
+  const w = o.warnings ?? [];
+  return w.length > 0 ? { Warning: w.map((m) => `299 - ${JSON.stringify(m)}`) } : {};
+}
+
+function nsOf(t: Target): string {
+  return t.def.namespaced ? (t.namespace ?? '') : '';
+}
+
+async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL, method: string, t: Target, deps: HandlerDeps): Promise<void> {
+  const { registry } = deps;
+  const q = url.searchParams;
+  const isWatch = q.get('watch') === 'true' || q.get('watch') === '1';
+  const columns = t.def.printerColumns.get(t.version) ?? [];
+  const includeObject = (q.get('includeObject') as IncludeObject | null) ?? 'Metadata';
+
+  if ((method === 'GET' || method === 'HEAD') && isWatch) {
+    if (t.subresource) throw errors.methodNotAllowed();
+    let fieldSelector = q.get('fieldSelector') ?? '';
+    if (t.name) fieldSelector = [fieldSelector, `metadata.name=${t.name}`].filter((s) => s !== '').join(',');
+    const labels = parseLabelSelector(q.get('labelSelector') ?? undefined);
+    const fields = parseFieldSelector(fieldSelector);
+    const table = wantsTable(req);
+    const timeout = q.get('timeoutSeconds');
+    serveWatch(req, res, {
+      spec: {
+        def: t.def,
+        ...(t.namespace !== undefined ? { namespace: t.namespace } : {}),
+        match: (o) => labels(o) && fields(o),
+        resourceVersion: q.get('resourceVersion') ?? '',
+        sendInitialEvents: q.get('sendInitialEvents') === 'true',
+        allowBookmarks: q.get('allowWatchBookmarks') === 'true',
+      },
+      hub: deps.hub,
+      heartbeatMs: deps.heartbeatMs,
+      ...(timeout !== null ? { timeoutSeconds: Number(timeout) } : {}),
+      open: deps.openWatches,
+      render: (_type, obj, first) => {
+        const o = withVersion(t, obj as Obj);
+        if (!table) return o;
+        return buildTable([o], { columns, resourceVersion: meta(o).resourceVersion ?? '', includeObject, noHeaders: !first });
+      },
+    });
+    return;
+  }
+
+  switch (method) {
+    case 'GET':
+    case 'HEAD': {
+      if (t.name !== undefined) {
+        const o = withVersion(t, registry.get(t.def, nsOf(t), t.name));
+        if (wantsTable(req)) return sendJson(res, 200, buildTable([o], { columns, resourceVersion: meta(o).resourceVersion ?? '', includeObject }));
+        return sendJson(res, 200, o);
+      }
+      const limit = Number(q.get('limit') ?? '0');
+      const listed = registry.list(t.def, t.namespace, {
+        labelSelector: q.get('labelSelector') ?? '',
+        fieldSelector: q.get('fieldSelector') ?? '',
+        limit: Number.isFinite(limit) ? limit : 0,
+        continueToken: q.get('continue') ?? '',
+      });
+      const items = listed.items.map((o) => withVersion(t, o));
+      if (wantsTable(req)) {
+        const opts = { columns, resourceVersion: String(listed.rev), includeObject, ...(listed.continueToken ? { continueToken: listed.continueToken } : {}) };
+        return sendJson(res, 200, buildTable(items, opts));
+      }
+      return sendJson(res, 200, {
+        apiVersion: apiVersionOf(t.def, t.version),
+        kind: t.def.listKind,
+        metadata: { resourceVersion: String(listed.rev), continue: listed.continueToken ?? '' },
+        items,
+      });
+    }
+    case 'POST': {
+      if (t.name !== undefined || t.subresource) throw errors.methodNotAllowed();
+      if (t.def.namespaced && t.namespace === undefined) throw errors.methodNotAllowed();
+      const body = parseBody(await readBody(req), req.headers['content-type'] ?? '');
+      const o = writeOptions(url, t);
+      const created = registry.create(t.def, t.version, nsOf(t), body, o);
+      return sendJson(res, 201, withVersion(t, created), warningHeaders(o));
+    }
+    case 'PUT': {
+      if (t.name === undefined) throw errors.methodNotAllowed();
+      const body = parseBody(await readBody(req), req.headers['content-type'] ?? '');
+      const o = writeOptions(url, t);
+      const updated = registry.update(t.def, t.version, nsOf(t), t.name, body, o);
+      return sendJson(res, 200, withVersion(t, updated), warningHeaders(o));
+    }
+    case 'PATCH': {
+      if (t.name === undefined) throw errors.methodNotAllowed();
+      const ct = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+      const type = PATCH_TYPES[ct];
+      if (!type) throw errors.unsupportedMediaType(Object.keys(PATCH_TYPES));
+      const body = parseBody(await readBody(req), type === 'apply' ? 'yaml' : 'json');
+      const o = writeOptions(url, t);
+      const { object, created } = registry.patch(t.def, t.version, nsOf(t), t.name, type, body, o);
+      return sendJson(res, created ? 201 : 200, withVersion(t, object), warningHeaders(o));
+    }
+    case 'DELETE': {
+      if (t.subresource) throw errors.methodNotAllowed();
+      const body = parseBody(await readBody(req), 'json');
+      const opts: DeleteOptions = {};
+      if (isObj(body)) {
+        if (typeof body.propagationPolicy === 'string') opts.propagationPolicy = body.propagationPolicy;
+        if (isObj(body.preconditions)) opts.preconditions = body.preconditions as DeleteOptions['preconditions'] & object;
+        if (Array.isArray(body.dryRun) && body.dryRun.includes('All')) opts.dryRun = true;
+      }
+      const pp = q.get('propagationPolicy');
+      if (pp) opts.propagationPolicy = pp;
+      if (q.getAll('dryRun').includes('All')) opts.dryRun = true;
+      if (t.name === undefined) {
+        const gone = registry.deleteCollection(t.def, t.namespace, { ...opts, labelSelector: q.get('labelSelector') ?? '', fieldSelector: q.get('fieldSelector') ?? '' });
+        return sendJson(res, 200, { apiVersion: apiVersionOf(t.def, t.version), kind: t.def.listKind, metadata: {}, items: gone.map((g) => withVersion(t, g)) });
+      }
+      const { object, gone } = registry.delete(t.def, nsOf(t), t.name, opts);
+      // Deleted now → a Success Status; held by finalizers → the object with deletionTimestamp.
+      if (gone) return sendJson(res, 200, successStatus(t.def, t.name, meta(object).uid));
+      return sendJson(res, 200, withVersion(t, object));
+    }
+    default:
+      throw errors.methodNotAllowed();
+  }
+}
+

@@ -1,0 +1,414 @@
+// The generic registry: Kubernetes write semantics on top of the store (kube-api-notes §5, §7).
+// Create/update/patch/delete with bookkeeping (uid, generation, timestamps), optimistic
+// concurrency on resourceVersion, status-subresource rules, finalizers and deletionTimestamp,
+// schema validation with pruning and defaulting, and a minimal background garbage collector.
+
+import { randomUUID } from 'node:crypto';
+import type { CustomResourceDefinition, FieldError } from '../api/index.js';
+import { isCrd } from '../api/index.js';
+import type { Logger } from '../core/index.js';
+import { canonical, isObj, meta, nowTimestamp, randomSuffix, subdomainProblem } from './object-meta.js';
+import { jsonPatch, mergePatch } from './patch.js';
+import { CRD_RESOURCE, NAMESPACE_RESOURCE, type ResourceDef, type ResourceTable, resourceFromCrd } from './resources.js';
+import { parseFieldSelector, parseLabelSelector, pinnedName } from './selectors.js';
+import { errors } from './status-errors.js';
+import { type Obj, type Store, StoreConflict } from './store.js';
+
+export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
+export type PatchType = 'merge' | 'json' | 'apply';
+
+export interface WriteOptions {
+  subresource?: 'status';
+  dryRun?: boolean;
+  fieldValidation?: FieldValidation;
+  fieldManager?: string;
+  /** Filled with `Warning:` header texts (unknown fields under fieldValidation=Warn). */
+  warnings?: string[];
+}
+
+export interface ListOptions {
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit?: number;
+  continueToken?: string;
+}
+
+export interface DeleteOptions {
+  preconditions?: { uid?: string; resourceVersion?: string };
+  propagationPolicy?: string;
+  dryRun?: boolean;
+}
+
+export interface RegistryDeps {
+  store: Store;
+  resources: ResourceTable;
+  log: Logger;
+  now?: () => Date;
+}
+
+const invalidMeta = (def: ResourceDef, name: string, field: string, message: string, reason: FieldError['reason'] = 'FieldValueInvalid') =>
+  errors.invalid(def, name, [{ reason, field, message }]);
+
+export class Registry {
+  private readonly store: Store;
+  private readonly resources: ResourceTable;
+  private readonly log: Logger;
+  private readonly now: () => Date;
+
+  constructor(deps: RegistryDeps) {
+    this.store = deps.store;
+    this.resources = deps.resources;
+    this.log = deps.log;
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  get(def: ResourceDef, ns: string, name: string): Obj {
+    const o = this.store.get(def.key, ns, name);
+    if (!o) throw errors.notFound(def, name);
+    return o;
+  }
+
+  list(def: ResourceDef, ns: string | undefined, opts: ListOptions = {}): { items: Obj[]; rev: number; continueToken?: string } {
+    const labels = parseLabelSelector(opts.labelSelector);
+    const fields = parseFieldSelector(opts.fieldSelector);
+    let after: string | undefined;
+    let rev: number | undefined;
+    if (opts.continueToken) {
+      try {
+        const t = JSON.parse(Buffer.from(opts.continueToken, 'base64url').toString()) as { rv: number; after: string };
+        after = t.after;
+        rev = t.rv;
+      } catch {
+        throw errors.badRequest('continue key is not valid');
+      }
+      if (rev < this.store.compactRev()) throw errors.expired('The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+    }
+    const res = this.store.list(def.key, ns, pinnedName(opts.fieldSelector));
+    // Continuing lists read the current state, not a snapshot at the first page's revision (approximation).
+    let items = res.items.filter((o) => labels(o) && fields(o));
+    if (after !== undefined) items = items.filter((o) => `${meta(o).namespace ?? ''}/${meta(o).name ?? ''}` > after);
+    const listRev = rev ?? res.rev;
+    if (opts.limit && opts.limit > 0 && items.length > opts.limit) {
+      items = items.slice(0, opts.limit);
+      const last = items[items.length - 1] as Obj;
+      const token = Buffer.from(JSON.stringify({ rv: listRev, after: `${meta(last).namespace ?? ''}/${meta(last).name ?? ''}` })).toString('base64url');
+      return { items, rev: listRev, continueToken: token };
+    }
+    return { items, rev: listRev };
+  }
+
+  create(def: ResourceDef, version: string, ns: string, body: unknown, opts: WriteOptions = {}): Obj {
+    if (!isObj(body)) throw errors.badRequest('the request body must be a JSON or YAML object');
+    const obj = structuredClone(body) as Obj;
+    const m = { ...(isObj(obj.metadata) ? obj.metadata : {}) } as Record<string, unknown>;
+    this.checkKind(def, obj);
+    if (def.namespaced) {
+      if (m.namespace !== undefined && m.namespace !== '' && m.namespace !== ns) {
+        throw errors.badRequest('the namespace of the provided object does not match the namespace sent on the request');
+      }
+      m.namespace = ns;
+    } else delete m.namespace;
+    if ((m.name === undefined || m.name === '') && typeof m.generateName === 'string' && m.generateName !== '') m.name = `${m.generateName}${randomSuffix()}`;
+    const name = typeof m.name === 'string' ? m.name : '';
+    if (name === '') throw invalidMeta(def, '', 'metadata.name', 'Required value: name or generateName is required', 'FieldValueRequired');
+    const bad = subdomainProblem(name);
+    if (bad) throw invalidMeta(def, name, 'metadata.name', bad);
+    m.uid = randomUUID();
+    m.creationTimestamp = nowTimestamp(this.now());
+    m.generation = 1;
+    for (const k of ['resourceVersion', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink', 'managedFields']) delete m[k];
+    obj.metadata = m;
+    obj.apiVersion = apiVersionOf(def, def.versions[0] ?? version);
+    obj.kind = def.kind;
+    // Create cannot set status when status is a subresource.
+    if (def.statusSubresource) delete obj.status;
+    let next = this.validate(def, version, obj, name, opts);
+    next = this.beforeWrite(def, next);
+    if (opts.dryRun) return { ...next, metadata: { ...next.metadata, resourceVersion: '' } };
+    let out: Obj;
+    try {
+      out = this.store.create(def.key, def.namespaced ? ns : '', name, next);
+    } catch (err) {
+      if (err instanceof StoreConflict) throw errors.alreadyExists(def, name);
+      throw err;
+    }
+    this.afterWrite(def, out, false);
+    return out;
+  }
+
+  update(def: ResourceDef, version: string, ns: string, name: string, body: unknown, opts: WriteOptions = {}): Obj {
+    if (!isObj(body)) throw errors.badRequest('the request body must be a JSON or YAML object');
+    const old = this.get(def, ns, name);
+    const m = isObj(body.metadata) ? body.metadata : {};
+    if (m.name !== undefined && m.name !== name) throw errors.badRequest(`the name of the object (${String(m.name)}) does not match the name on the URL (${name})`);
+    if (def.namespaced && m.namespace !== undefined && m.namespace !== '' && m.namespace !== ns) {
+      throw errors.badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    }
+    this.checkKind(def, body);
+    const rv = m.resourceVersion;
+    if ((rv === undefined || rv === '') && def.requireRvOnUpdate) {
+      throw invalidMeta(def, name, 'metadata.resourceVersion', 'Invalid value: 0x0: must be specified for an update');
+    }
+    if (rv !== undefined && rv !== '' && rv !== meta(old).resourceVersion) throw errors.conflict(def, name);
+    return this.commitUpdate(def, version, old, body as Obj, opts);
+  }
+
+  /** Returns the object and whether it was created (an apply patch upserts). */
+  patch(def: ResourceDef, version: string, ns: string, name: string, type: PatchType, patch: unknown, opts: WriteOptions = {}): { object: Obj; created: boolean } {
+    const old = this.store.get(def.key, ns, name);
+    if (type === 'apply' && !opts.fieldManager) {
+      throw invalidMeta(def, name, 'metadata.managedFields.fieldManager', 'Required value: is required for apply patch', 'FieldValueRequired');
+    }
+    if (!old) {
+      if (type !== 'apply' || opts.subresource) throw errors.notFound(def, name);
+      if (!isObj(patch)) throw errors.badRequest('the apply patch must be an object');
+      const m = isObj(patch.metadata) ? patch.metadata : {};
+      if (m.name !== undefined && m.name !== name) throw errors.badRequest(`the name of the object (${String(m.name)}) does not match the name on the URL (${name})`);
+      return { object: this.create(def, version, ns, { ...patch, metadata: { ...m, name } }, opts), created: true };
+    }
+    // Server-side apply is approximated as a JSON merge patch of the applied manifest (upsert):
+    // no managedFields, no field-ownership conflicts, and fields a manager stops sending are kept.
+    let next: unknown;
+    if (type === 'json') next = jsonPatch(old, patch);
+    else {
+      if (!isObj(patch)) throw errors.badRequest('the merge patch must be a JSON object');
+      next = mergePatch(old, patch);
+    }
+    if (!isObj(next)) throw errors.badRequest('the patch produced a non-object');
+    const rv = meta(next).resourceVersion;
+    // A patch that carries metadata.resourceVersion is conditional on it.
+    if (rv !== undefined && rv !== meta(old).resourceVersion) throw errors.conflict(def, name);
+    return { object: this.commitUpdate(def, version, old, next as Obj, opts), created: false };
+  }
+
+  delete(def: ResourceDef, ns: string, name: string, opts: DeleteOptions = {}): { object: Obj; gone: boolean } {
+    const old = this.get(def, ns, name);
+    const om = meta(old);
+    const pre = opts.preconditions ?? {};
+    if (pre.uid && pre.uid !== om.uid) throw errors.conflict(def, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${om.uid ?? ''}`);
+    if (pre.resourceVersion && pre.resourceVersion !== om.resourceVersion) {
+      throw errors.conflict(def, name, `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${om.resourceVersion ?? ''}`);
+    }
+    if ((om.finalizers ?? []).length > 0) {
+      if (om.deletionTimestamp) return { object: old, gone: false };
+      // markAsDeleting: set deletionTimestamp once and bump generation (kubectl wait relies on it).
+      const next: Obj = {
+        ...old,
+        metadata: { ...om, deletionTimestamp: nowTimestamp(this.now()), deletionGracePeriodSeconds: 0, generation: (om.generation ?? 0) + 1 },
+      };
+      if (opts.dryRun) return { object: next, gone: false };
+      return { object: this.casUpdate(def, old, next), gone: false };
+    }
+    if (opts.dryRun) return { object: old, gone: true };
+    return { object: this.remove(def, old, opts.propagationPolicy), gone: true };
+  }
+
+  deleteCollection(def: ResourceDef, ns: string | undefined, opts: ListOptions & DeleteOptions): Obj[] {
+    const { items } = this.list(def, ns, { labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector });
+    return items.map((o) => this.delete(def, meta(o).namespace ?? '', meta(o).name ?? '', { propagationPolicy: opts.propagationPolicy, dryRun: opts.dryRun }).object);
+  }
+
+  /** Creates the object if missing, else merge-patches it to match (used to seed CRDs and namespaces). */
+  ensure(def: ResourceDef, ns: string, body: Obj): 'created' | 'updated' | 'unchanged' {
+    const name = meta(body).name ?? '';
+    const old = this.store.get(def.key, ns, name);
+    if (!old) {
+      this.create(def, def.versions[0] ?? 'v1', ns, body);
+      return 'created';
+    }
+    const { metadata: _m, status: _s, ...rest } = body;
+    const out = this.commitUpdate(def, def.versions[0] ?? 'v1', old, { ...old, ...rest } as Obj, {});
+    return meta(out).resourceVersion === meta(old).resourceVersion ? 'unchanged' : 'updated';
+  }
+
+  /** Deletes core/v1 events older than `ttlMs` (by lastTimestamp, eventTime or creation). */
+  pruneEvents(ttlMs: number): number {
+    const cutoff = this.now().getTime() - ttlMs;
+    let n = 0;
+    for (const ev of this.store.list('core/events').items) {
+      const t = Date.parse(String(ev.lastTimestamp ?? ev.eventTime ?? meta(ev).creationTimestamp ?? ''));
+      if (!Number.isNaN(t) && t < cutoff) {
+        try {
+          this.store.delete('core/events', meta(ev).namespace ?? '', meta(ev).name ?? '', ev, Number(meta(ev).resourceVersion));
+          n++;
+        } catch {
+          // Changed or gone meanwhile: the next prune gets it.
+        }
+      }
+    }
+    return n;
+  }
+
+  private checkKind(def: ResourceDef, body: Record<string, unknown>): void {
+    if (body.kind !== undefined && body.kind !== def.kind) {
+      throw errors.badRequest(`the kind in the data (${String(body.kind)}) does not match the expected kind (${def.kind})`);
+    }
+  }
+
+  /** Status-subresource, immutability, finalizer and generation rules, then validate and write. */
+  private commitUpdate(def: ResourceDef, version: string, old: Obj, body: Obj, opts: WriteOptions): Obj {
+    const om = meta(old);
+    const name = om.name ?? '';
+    let next: Obj;
+    if (opts.subresource === 'status') {
+      // /status takes only .status from the request; everything else stays as stored.
+      next = { ...structuredClone(old) };
+      if (body.status === undefined) delete next.status;
+      else next.status = structuredClone(body.status);
+    } else {
+      const bm = isObj(body.metadata) ? body.metadata : {};
+      next = { ...structuredClone(body), metadata: { ...bm } } as Obj;
+      if (def.statusSubresource) {
+        if (old.status === undefined) delete next.status;
+        else next.status = structuredClone(old.status);
+      }
+      const nm = next.metadata as Record<string, unknown>;
+      for (const k of ['name', 'namespace', 'uid', 'creationTimestamp', 'generation', 'deletionTimestamp', 'deletionGracePeriodSeconds'] as const) {
+        if (om[k] === undefined) delete nm[k];
+        else nm[k] = om[k];
+      }
+      delete nm.managedFields;
+      delete nm.selfLink;
+      if (om.deletionTimestamp) {
+        const before = new Set(om.finalizers ?? []);
+        const added = ((nm.finalizers as string[] | undefined) ?? []).filter((f) => !before.has(f));
+        if (added.length > 0) {
+          throw invalidMeta(def, name, 'metadata.finalizers', `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}`, 'FieldValueForbidden');
+        }
+      }
+    }
+    next.apiVersion = old.apiVersion;
+    next.kind = old.kind;
+    next = this.validate(def, version, next, name, opts);
+    next = this.beforeWrite(def, next);
+    const nm = next.metadata;
+    nm.resourceVersion = om.resourceVersion;
+    if (opts.subresource !== 'status') {
+      const specOf = (o: Obj) => canonical({ ...o, metadata: undefined, status: def.statusSubresource ? undefined : o.status });
+      if (specOf(old) !== specOf(next)) nm.generation = (om.generation ?? 0) + 1;
+    }
+    if (Array.isArray(nm.finalizers) && nm.finalizers.length === 0) delete nm.finalizers;
+    if (om.deletionTimestamp && !(Array.isArray(nm.finalizers) && nm.finalizers.length > 0)) {
+      if (opts.dryRun) return next;
+      return this.remove(def, next, undefined);
+    }
+    // A no-op write creates no revision and no event.
+    if (canonical(next) === canonical(old)) return old;
+    if (opts.dryRun) return next;
+    const out = this.casUpdate(def, old, next);
+    this.afterWrite(def, out, false);
+    return out;
+  }
+
+  private casUpdate(def: ResourceDef, old: Obj, next: Obj): Obj {
+    const om = meta(old);
+    try {
+      return this.store.update(def.key, om.namespace ?? '', om.name ?? '', next, Number(om.resourceVersion));
+    } catch (err) {
+      if (err instanceof StoreConflict) throw err.kind === 'missing' ? errors.notFound(def, om.name ?? '') : errors.conflict(def, om.name ?? '');
+      throw err;
+    }
+  }
+
+  private remove(def: ResourceDef, last: Obj, propagationPolicy: string | undefined): Obj {
+    const m = meta(last);
+    const stored = this.store.get(def.key, m.namespace ?? '', m.name ?? '');
+    if (!stored) throw errors.notFound(def, m.name ?? '');
+    let out: Obj;
+    try {
+      out = this.store.delete(def.key, m.namespace ?? '', m.name ?? '', last, Number(meta(stored).resourceVersion));
+    } catch (err) {
+      if (err instanceof StoreConflict) throw errors.conflict(def, m.name ?? '');
+      throw err;
+    }
+    this.afterWrite(def, out, true);
+    if (propagationPolicy !== 'Orphan' && m.uid) {
+      const uid = m.uid;
+      // Background cascading deletion, as kube-controller-manager's garbage collector would do it.
+      setImmediate(() => this.collectDependents(uid));
+    }
+    return out;
+  }
+
+  private collectDependents(ownerUid: string): void {
+    let candidates: ReturnType<Store['findMentioning']>;
+    try {
+      candidates = this.store.findMentioning(ownerUid);
+    } catch (err) {
+      this.log.debug({ err }, 'garbage collection skipped (store closed?)');
+      return;
+    }
+    for (const { resource, object } of candidates) {
+      const refs = meta(object).ownerReferences ?? [];
+      if (!refs.some((r) => r.uid === ownerUid)) continue;
+      const def = this.resources.all().find((d) => d.key === resource);
+      if (!def) continue;
+      try {
+        this.delete(def, meta(object).namespace ?? '', meta(object).name ?? '', { propagationPolicy: 'Background' });
+      } catch (err) {
+        this.log.debug({ err, resource, name: meta(object).name }, 'garbage collection of a dependent failed');
+      }
+    }
+  }
+
+  /** Schema pruning/defaulting/validation (CRs) and fieldValidation handling of unknown fields. */
+  private validate(def: ResourceDef, version: string, obj: Obj, name: string, opts: WriteOptions): Obj {
+    const v = def.validators?.get(version) ?? def.validators?.get(def.versions[0] ?? '');
+    if (!v) return obj;
+    const res = v(obj);
+    if (res.pruned.length > 0) {
+      if (opts.fieldValidation === 'Strict') {
+        throw errors.badRequest(`strict decoding error: ${res.pruned.map((p) => `unknown field "${p}"`).join(', ')}`);
+      }
+      if (opts.fieldValidation !== 'Ignore') opts.warnings?.push(...res.pruned.map((p) => `unknown field "${p}"`));
+    }
+    if (res.errors.length > 0) throw errors.invalid(def, name, res.errors);
+    return { ...res.object, metadata: obj.metadata } as Obj;
+  }
+
+  /** Per-kind fix-ups before a write: namespaces are Active; CRDs must be servable and report Established. */
+  private beforeWrite(def: ResourceDef, obj: Obj): Obj {
+    if (def.key === NAMESPACE_RESOURCE.key) return { ...obj, status: { phase: meta(obj).deletionTimestamp ? 'Terminating' : 'Active' } };
+    if (def.key !== CRD_RESOURCE.key) return obj;
+    const name = meta(obj).name ?? '';
+    if (!isCrd(obj)) throw invalidMeta(def, name, 'spec', 'Invalid value: the object is not a valid CustomResourceDefinition');
+    let served;
+    try {
+      served = resourceFromCrd(obj);
+    } catch (err) {
+      throw invalidMeta(def, name, 'spec', `Invalid value: ${(err as Error).message}`);
+    }
+    const expected = `${served.plural}.${served.group}`;
+    if (name !== expected) throw invalidMeta(def, name, 'metadata.name', `Invalid value: ${JSON.stringify(name)}: must be spec.names.plural+"."+spec.group`);
+    const crd = obj as unknown as CustomResourceDefinition;
+    const t = nowTimestamp(this.now());
+    const old = isObj(obj.status) && Array.isArray(obj.status.conditions) ? (obj.status.conditions as { type: string; lastTransitionTime?: string }[]) : [];
+    const since = (type: string) => old.find((c) => c.type === type)?.lastTransitionTime ?? t;
+    return {
+      ...obj,
+      status: {
+        conditions: [
+          { type: 'NamesAccepted', status: 'True', lastTransitionTime: since('NamesAccepted'), reason: 'NoConflicts', message: 'no conflicts found' },
+          { type: 'Established', status: 'True', lastTransitionTime: since('Established'), reason: 'InitialNamesAccepted', message: 'the initial names have been accepted' },
+        ],
+        acceptedNames: crd.spec.names,
+        storedVersions: crd.spec.versions.filter((v) => v.storage).map((v) => v.name),
+      },
+    };
+  }
+
+  /** Keeps the served resources in step with stored CRDs. */
+  private afterWrite(def: ResourceDef, obj: Obj, deleted: boolean): void {
+    if (def.key !== CRD_RESOURCE.key) return;
+    try {
+      if (deleted) this.resources.removeCrd(meta(obj).name ?? '');
+      else if (isCrd(obj)) this.resources.addCrd(obj);
+    } catch (err) {
+      this.log.warn({ err, crd: meta(obj).name }, 'cannot serve CustomResourceDefinition');
+    }
+  }
+}
+
+export function apiVersionOf(def: ResourceDef, version: string): string {
+  return def.group ? `${def.group}/${version}` : version;
+}

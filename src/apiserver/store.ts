@@ -1,0 +1,185 @@
+// The SQLite store (after k3s' kine, simplified for a single writer): `objects` holds the current
+// state for fast get/list, `log` is the append-only change log that watches replay from. The log's
+// rowid is the global revision = metadata.resourceVersion; AUTOINCREMENT keeps it monotonic across
+// compaction and restarts. Events are fanned out in-process right after each commit, so no polling.
+
+import Database from 'better-sqlite3';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type Obj = Record<string, unknown> & { metadata: Record<string, unknown> };
+export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+export interface StoreEvent {
+  type: EventType;
+  resource: string;
+  namespace: string;
+  name: string;
+  rev: number;
+  object: Obj;
+  /** The previous state (live events only; replayed events do not carry it). */
+  prev?: Obj;
+}
+
+export type StoreListener = (ev: StoreEvent) => void;
+
+/** Why a write was refused; the registry turns these into Status errors. */
+export class StoreConflict extends Error {
+  constructor(readonly kind: 'exists' | 'missing' | 'modified') {
+    super(kind);
+  }
+}
+
+interface Row {
+  rev: number;
+  body: string;
+}
+
+interface LogRow {
+  rev: number;
+  resource: string;
+  namespace: string;
+  name: string;
+  type: EventType;
+  body: string;
+}
+
+export class Store {
+  private readonly db: Database.Database;
+  private readonly listeners = new Set<StoreListener>();
+  private rev: number;
+  private compacted: number;
+
+  constructor(path: string) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Create the file 0600 first: SQLite gives the -wal and -shm files the same mode.
+    closeSync(openSync(path, 'a', 0o600));
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS objects (
+        resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+        rev INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (resource, namespace, name));
+      CREATE TABLE IF NOT EXISTS log (
+        rev INTEGER PRIMARY KEY AUTOINCREMENT,
+        resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+        type TEXT NOT NULL CHECK (type IN ('ADDED','MODIFIED','DELETED')),
+        body TEXT NOT NULL, ts INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS log_resource_rev ON log (resource, rev);
+      CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+    `);
+    const seq = this.db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'log'`).get() as { seq: number } | undefined;
+    this.rev = seq?.seq ?? 0;
+    const c = this.db.prepare(`SELECT v FROM meta WHERE k = 'compact_rev'`).get() as { v: number } | undefined;
+    this.compacted = c?.v ?? 0;
+  }
+
+  /** The newest revision (the resourceVersion of a list read now). */
+  currentRev(): number {
+    return this.rev;
+  }
+
+  /** Revisions at or below this are gone from the log; a watch from an older RV gets 410. */
+  compactRev(): number {
+    return this.compacted;
+  }
+
+  onEvent(listener: StoreListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  get(resource: string, namespace: string, name: string): Obj | undefined {
+    const row = this.db.prepare(`SELECT rev, body FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).get(resource, namespace, name) as Row | undefined;
+    return row ? (JSON.parse(row.body) as Obj) : undefined;
+  }
+
+  /** Current objects sorted by namespace/name; `namespace` undefined means all namespaces. */
+  list(resource: string, namespace?: string, name?: string): { items: Obj[]; rev: number } {
+    let sql = `SELECT rev, body FROM objects WHERE resource = ?`;
+    const args: unknown[] = [resource];
+    if (namespace !== undefined) {
+      sql += ` AND namespace = ?`;
+      args.push(namespace);
+    }
+    if (name !== undefined) {
+      sql += ` AND name = ?`;
+      args.push(name);
+    }
+    sql += ` ORDER BY namespace, name`;
+    const rows = this.db.prepare(sql).all(...args) as Row[];
+    return { items: rows.map((r) => JSON.parse(r.body) as Obj), rev: this.rev };
+  }
+
+  /** Objects in any resource whose body mentions `needle` (used to find dependents by owner uid). */
+  findMentioning(needle: string): { resource: string; object: Obj }[] {
+    const rows = this.db.prepare(`SELECT resource, body FROM objects WHERE instr(body, ?) > 0`).all(needle) as { resource: string; body: string }[];
+    return rows.map((r) => ({ resource: r.resource, object: JSON.parse(r.body) as Obj }));
+  }
+
+  create(resource: string, namespace: string, name: string, obj: Obj): Obj {
+    return this.write('ADDED', resource, namespace, name, obj, undefined);
+  }
+
+  /** Compare-and-swap on the stored revision: `expectedRev` must be the object's current RV. */
+  update(resource: string, namespace: string, name: string, obj: Obj, expectedRev: number): Obj {
+    return this.write('MODIFIED', resource, namespace, name, obj, expectedRev);
+  }
+
+  /** Removes the object; the DELETED event carries `last` with the delete's revision. */
+  delete(resource: string, namespace: string, name: string, last: Obj, expectedRev: number): Obj {
+    return this.write('DELETED', resource, namespace, name, last, expectedRev);
+  }
+
+  private write(type: EventType, resource: string, namespace: string, name: string, obj: Obj, expectedRev: number | undefined): Obj {
+    let prev: Obj | undefined;
+    const out = this.db.transaction(() => {
+      const cur = this.db.prepare(`SELECT rev, body FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).get(resource, namespace, name) as Row | undefined;
+      if (type === 'ADDED' && cur) throw new StoreConflict('exists');
+      if (type !== 'ADDED') {
+        if (!cur) throw new StoreConflict('missing');
+        if (cur.rev !== expectedRev) throw new StoreConflict('modified');
+        prev = JSON.parse(cur.body) as Obj;
+      }
+      const rev = this.rev + 1;
+      const body: Obj = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rev) } };
+      const text = JSON.stringify(body);
+      this.db.prepare(`INSERT INTO log (rev, resource, namespace, name, type, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?)`).run(rev, resource, namespace, name, type, text, Date.now());
+      if (type === 'DELETED') this.db.prepare(`DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).run(resource, namespace, name);
+      else this.db.prepare(`INSERT OR REPLACE INTO objects (resource, namespace, name, rev, body) VALUES (?, ?, ?, ?, ?)`).run(resource, namespace, name, rev, text);
+      this.rev = rev;
+      return body;
+    }).immediate();
+    const ev: StoreEvent = { type, resource, namespace, name, rev: this.rev, object: out };
+    if (prev) ev.prev = prev;
+    for (const l of this.listeners) l(ev);
+    return out;
+  }
+
+  /** Changes to `resource` after revision `after`, oldest first. Caller checks compactRev() first. */
+  changesSince(resource: string, after: number): StoreEvent[] {
+    const rows = this.db.prepare(`SELECT rev, resource, namespace, name, type, body FROM log WHERE resource = ? AND rev > ? ORDER BY rev`).all(resource, after) as LogRow[];
+    return rows.map((r) => ({ type: r.type, resource: r.resource, namespace: r.namespace, name: r.name, rev: r.rev, object: JSON.parse(r.body) as Obj }));
+  }
+
+  /** Drops log entries older than the newest `minRetain` revisions. Returns the new compact revision. */
+  compact(minRetain: number): number {
+    const target = this.rev - minRetain;
+    if (target <= this.compacted) return this.compacted;
+    this.db.transaction(() => {
+      this.db.prepare(`DELETE FROM log WHERE rev <= ?`).run(target);
+      this.db.prepare(`INSERT OR REPLACE INTO meta (k, v) VALUES ('compact_rev', ?)`).run(target);
+    }).immediate();
+    this.compacted = target;
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    return target;
+  }
+
+  close(): void {
+    this.listeners.clear();
+    this.db.close();
+  }
+}

@@ -1,0 +1,56 @@
+// The HTTP side of a watch: headers flushed at once (client-node's informer waits for them),
+// one JSON event per line, a bare "\n" heartbeat so idle clients do not time out, bookmarks only
+// when asked for, timeoutSeconds honoured, and the stream ended after an in-stream ERROR.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { WatchEventType, WatchHub, WatchSpec } from './watch-hub.js';
+
+export interface WatchStreamOptions {
+  spec: WatchSpec;
+  hub: WatchHub;
+  heartbeatMs: number;
+  /** Bookmark cadence when allowWatchBookmarks=true. */
+  bookmarkMs?: number;
+  timeoutSeconds?: number;
+  /** Turns each event's object into what is sent (a one-row Table for Table watches). */
+  render: (type: WatchEventType, obj: Record<string, unknown>, first: boolean) => Record<string, unknown>;
+  /** Registry of open watches, so server close can end them. */
+  open: Set<() => void>;
+}
+
+export function serveWatch(req: IncomingMessage, res: ServerResponse, o: WatchStreamOptions): void {
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+  res.flushHeaders();
+  let ended = false;
+  let first = true;
+  const timers: NodeJS.Timeout[] = [];
+  const finish = (): void => {
+    if (ended) return;
+    ended = true;
+    handle?.stop();
+    for (const t of timers) clearInterval(t);
+    o.open.delete(finish);
+    res.end();
+  };
+  const write = (type: WatchEventType, obj: Record<string, unknown>): void => {
+    if (ended) return;
+    const object = type === 'ERROR' || type === 'BOOKMARK' ? obj : o.render(type, obj, first);
+    if (type !== 'ERROR' && type !== 'BOOKMARK') first = false;
+    res.write(`${JSON.stringify({ type, object })}\n`);
+  };
+  o.open.add(finish);
+  req.on('close', finish);
+  res.on('error', finish);
+  let handle: { stop(): void } | undefined;
+  handle = o.hub.watch(o.spec, { event: write, end: () => setImmediate(finish) });
+  if (ended) {
+    handle.stop();
+    return;
+  }
+  timers.push(setInterval(() => !ended && res.write('\n'), o.heartbeatMs));
+  if (o.spec.allowBookmarks) timers.push(setInterval(() => write('BOOKMARK', o.hub.bookmark(o.spec.def)), o.bookmarkMs ?? 60_000));
+  // Without timeoutSeconds the real server closes after a random 30-60 minutes.
+  const timeoutMs = o.timeoutSeconds !== undefined && o.timeoutSeconds > 0 ? o.timeoutSeconds * 1000 : (1800 + Math.random() * 1800) * 1000;
+  const t = setTimeout(finish, timeoutMs);
+  timers.push(t);
+}
