@@ -1,0 +1,58 @@
+// `kvz get ve [NAME]`: a kubectl-like table, or the objects as YAML/JSON/names.
+
+import { stringify } from 'yaml';
+import type { VirtualEnvironment } from '../api/types.js';
+import { KvzError } from '../core/errors.js';
+import { CONNECTION_FLAGS, UsageError, boolFlag, parseArgs, stringFlag, type FlagSpec } from './args.js';
+import type { CliIO } from './context.js';
+import { parseResource, veNotFound } from './resources.js';
+import { veTable } from './table.js';
+
+const FLAGS: FlagSpec[] = [
+  ...CONNECTION_FLAGS,
+  { name: 'output', short: 'o', type: 'string' },
+  { name: 'namespace', short: 'n', type: 'string' },
+  { name: 'all-namespaces', short: 'A', type: 'boolean' },
+];
+
+const FORMATS = ['yaml', 'json', 'wide', 'name'];
+
+export async function runGet(argv: string[], io: CliIO): Promise<number> {
+  const args = parseArgs(argv, FLAGS, 'get');
+  const { name: slashName } = parseResource(args.positionals[0], 'get');
+  const names = [...(slashName ? [slashName] : []), ...args.positionals.slice(1)];
+  if (names.length > 1) throw new UsageError('get takes at most one name', 'get');
+  const name = names[0];
+  const output = stringFlag(args, 'output');
+  if (output !== undefined && !FORMATS.includes(output)) throw new UsageError(`unknown output format "${output}": use one of ${FORMATS.join(', ')}`, 'get');
+  const all = boolFlag(args, 'all-namespaces');
+  if (all && name) throw new UsageError('a name cannot be combined with --all-namespaces', 'get');
+  const namespace = stringFlag(args, 'namespace') ?? 'default';
+  const conn = io.connect({ kubeconfig: stringFlag(args, 'kubeconfig'), stateDir: stringFlag(args, 'state-dir') });
+
+  let ves: VirtualEnvironment[];
+  if (name) {
+    const ve = await conn.ves.get(name, namespace);
+    if (!ve) throw new KvzError('NotFound', veNotFound(name, namespace));
+    ves = [ve];
+  } else {
+    ves = await conn.ves.list(all ? {} : { namespace });
+    ves.sort((a, b) => `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`));
+  }
+
+  if (output === 'yaml' || output === 'json') {
+    const doc = name ? ves[0] : { apiVersion: 'v1', kind: 'List', items: ves, metadata: { resourceVersion: '' } };
+    io.stdout(output === 'yaml' ? stringify(doc) : `${JSON.stringify(doc, null, 4)}\n`);
+    return 0;
+  }
+  if (output === 'name') {
+    for (const ve of ves) io.stdout(`virtualenvironment.kubevz.io/${ve.metadata.name}\n`);
+    return 0;
+  }
+  if (ves.length === 0) {
+    io.stderr(all ? 'No resources found\n' : `No resources found in ${namespace} namespace.\n`);
+    return 0;
+  }
+  io.stdout(veTable(ves, { wide: output === 'wide', allNamespaces: all, now: io.now() }));
+  return 0;
+}
