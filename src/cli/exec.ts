@@ -1,6 +1,8 @@
 // `kvz exec NAME -- CMD...` and `kvz enter NAME`: run a command inside a VE that runs on this
 // node, through the host runtime (the same one the node agent uses), with the command's exit code.
 
+import { existsSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { DEFAULT_STATE_DIR } from '../core/kube-client.js';
 import { KvzError } from '../core/errors.js';
 import { CONNECTION_FLAGS, UsageError, parseArgs, stringFlag, type FlagSpec } from './args.js';
@@ -36,8 +38,6 @@ export async function runEnter(argv: string[], io: CliIO): Promise<number> {
 
 async function execIn(name: string, argv: string[], args: ReturnType<typeof parseArgs>, io: CliIO): Promise<number> {
   const namespace = stringFlag(args, 'namespace') ?? 'default';
-  const stateDir = stringFlag(args, 'state-dir') ?? DEFAULT_STATE_DIR;
-  const node = stringFlag(args, 'node-name') ?? io.hostname();
   const conn = io.connect({ kubeconfig: stringFlag(args, 'kubeconfig'), stateDir: stringFlag(args, 'state-dir') });
   const ve = await conn.ves.get(name, namespace);
   if (!ve) throw new KvzError('NotFound', veNotFound(name, namespace));
@@ -48,12 +48,25 @@ async function execIn(name: string, argv: string[], args: ReturnType<typeof pars
     const hint = ve.spec.powerState === 'Stopped' ? '; set spec.powerState: Running to start it' : ve.status?.message ? ` (${ve.status.message})` : '';
     throw new KvzError('Conflict', `${what} is not running (phase ${phase ?? 'unknown'})${hint}`);
   }
-  const veNode = ve.status?.nodeName;
-  if (veNode !== node) {
-    throw new KvzError('Conflict', `${what} runs on node "${veNode ?? 'unknown'}", not on this node "${node}"; run kvz exec on that node, or pass --node-name if this node's agent uses another name`);
-  }
   const uid = ve.metadata.uid;
   if (!uid) throw new KvzError('Internal', `${what} has no metadata.uid`);
+  // The host is the truth: the VE is exec-able here if this node's runtime runs it. The state
+  // dir defaults to the one whose kubeconfig we used (kvz up writes it there).
+  const stateDir = stringFlag(args, 'state-dir') ?? stateDirOf(conn.kubeconfigPath) ?? DEFAULT_STATE_DIR;
   const runtime = await io.runtime({ stateDir, log: io.log });
+  const host = await runtime.inspect(uid);
+  if (host.state !== 'running') {
+    const node = stringFlag(args, 'node-name') ?? io.hostname();
+    throw new KvzError(
+      'Conflict',
+      `${what} runs on node "${ve.status?.nodeName ?? 'unknown'}", not under this host's state dir ${stateDir} (node "${node}"); run kvz exec on that node, or pass --state-dir of the agent that runs it`,
+    );
+  }
   return runtime.exec(uid, argv, { tty: io.stdinIsTTY });
+}
+
+/** The state dir of `kvz up` when the kubeconfig is the one it wrote there. */
+function stateDirOf(kubeconfigPath: string): string | undefined {
+  const dir = dirname(kubeconfigPath);
+  return basename(kubeconfigPath) === 'kubeconfig' && existsSync(join(dir, 'runc')) ? dir : undefined;
 }

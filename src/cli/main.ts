@@ -22,7 +22,7 @@ type Terminal = Pick<CliIO, 'stdout' | 'stderr'>;
 
 export async function runCli(argv: string[], given?: CliIO): Promise<number> {
   const term: Terminal = given ?? { stdout: (s) => void process.stdout.write(s), stderr: (s) => void process.stderr.write(s) };
-  const [cmd, ...rest] = argv;
+  const [cmd, ...rest] = hoistGlobalFlags(argv);
   if (cmd === undefined) {
     term.stderr(OVERVIEW);
     return 2;
@@ -69,6 +69,19 @@ export async function runCli(argv: string[], given?: CliIO): Promise<number> {
     io.stderr(`error: ${describeError(err)}${where}\n`);
     return 1;
   }
+}
+
+/** Connection flags may come before the command (`kvz --kubeconfig F get ve`, as with kubectl). */
+function hoistGlobalFlags(argv: string[]): string[] {
+  const lead: string[] = [];
+  let i = 0;
+  while (i < argv.length && /^--(kubeconfig|state-dir)(=|$)/.test(argv[i]!)) {
+    const takesValue = !argv[i]!.includes('=');
+    lead.push(...argv.slice(i, i + (takesValue ? 2 : 1)));
+    i += takesValue ? 2 : 1;
+  }
+  if (lead.length === 0 || i >= argv.length) return argv;
+  return [argv[i]!, ...lead, ...argv.slice(i + 1)];
 }
 
 async function help(topic: string | undefined, io: Terminal): Promise<number> {

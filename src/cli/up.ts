@@ -78,7 +78,7 @@ export async function startStack(o: UpOptions, log: Logger): Promise<RunningStac
     for (const stop of stops.reverse()) await stop().catch((err) => log.warn({ err: String(err) }, 'stopping a component failed'));
   };
   try {
-    const server = await startApiServer({ stateDir: o.stateDir, host: o.host, port: o.port, log: log.child({ component: 'apiserver' }) });
+    const server = await startApiServer({ stateDir: o.stateDir, host: o.host, port: o.port, log });
     stops.push(() => server.close());
     const kc = loadKubeConfig(server.kubeconfigPath);
     const ves = makeResourceClient<VirtualEnvironment>(kc, { ...VE_RESOURCE, namespaced: true }, log);

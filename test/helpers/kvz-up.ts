@@ -87,7 +87,7 @@ export async function startKvzUp(opts: { manifestsDir?: string } = {}): Promise<
   const stack: Stack = {
     stateDir, manifests, kubeconfig, nodeName, bridge, subnet, net, port, proc, logs,
     kubectl: (args, o = {}) => runCmd('kubectl', ['--kubeconfig', kubeconfig, ...args], env, o.allowFail ?? false, o.input),
-    kvz: (args, o = {}) => runCmd(process.execPath, [kvzBin, ...args, '--kubeconfig', kubeconfig, '--state-dir', stateDir, '--node-name', nodeName], env, o.allowFail ?? false),
+    kvz: (args, o = {}) => runCmd(process.execPath, [kvzBin, '--kubeconfig', kubeconfig, ...args], env, o.allowFail ?? false),
     async stop() {
       if (proc.exitCode === null) {
         const exited = new Promise((r) => proc.once('exit', r));
