@@ -50,18 +50,45 @@ export type PowerState = 'Running' | 'Stopped';
 
 export type VEPhase = 'Pending' | 'Creating' | 'Running' | 'Stopped' | 'Suspended' | 'Migrating' | 'Failed' | 'Terminating';
 
+export type Quantity = string | number;
+
+export interface VEResources {
+  cpu?: { units?: number; limit?: Quantity; cpus?: number; cpuset?: string };
+  memory?: { limit?: Quantity; swap?: Quantity; guarantee?: Quantity };
+  processes?: number;
+  openFiles?: number;
+  disk?: {
+    space?: Quantity;
+    inodes?: number;
+    quotaUgidLimit?: number;
+    ioWeight?: number;
+    readBps?: Quantity;
+    writeBps?: Quantity;
+    readIops?: number;
+    writeIops?: number;
+  };
+}
+
 export interface VESpec {
   template: string;
   powerState?: PowerState;
   hostname?: string;
   nodeName?: string;
+  nodeSelector?: Record<string, string>;
+  stopTimeoutSeconds?: number;
+  cloneFrom?: string;
   onBoot?: boolean;
-  resources?: {
-    cpu?: { units?: number; limit?: string | number; cpus?: number };
-    memory?: { limit?: string | number; swap?: string | number };
-    processes?: number;
-  };
-  network?: { addresses?: string[] };
+  resources?: VEResources;
+  network?: { mode?: 'bridged' | 'routed'; addresses?: string[] };
+}
+
+export interface Beancounter {
+  resource: string;
+  held?: number;
+  maxheld?: number;
+  barrier?: number | string;
+  limit?: number | string;
+  failcnt?: number;
 }
 
 export interface VEStatus {
@@ -72,6 +99,10 @@ export interface VEStatus {
   message?: string;
   observedGeneration?: number;
   conditions?: Condition[];
+  beancounters?: Beancounter[];
+  appliedResources?: Record<string, unknown>;
+  pendingResources?: { field: string; reason: string }[];
+  disk?: Record<string, unknown>;
 }
 
 export interface VirtualEnvironment extends KubeObject {

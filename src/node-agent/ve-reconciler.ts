@@ -50,7 +50,7 @@ export class VEReconciler implements Reconciler {
     try {
       const out = await withFinalizer(this.o.client, VE_FINALIZER, ve, async (ev) => {
         if (ev.kind === 'cleanup') {
-          const res = await this.o.runtime.destroy(ev.obj.metadata.uid!, { timeoutMs: this.o.stopTimeoutMs, signal });
+          const res = await this.o.runtime.destroy(ev.obj.metadata.uid!, { timeoutMs: this.stopTimeoutMs(ev.obj), signal });
           if (res !== 'unchanged') log.info('removed the VE from the host');
           return {};
         }
@@ -74,7 +74,7 @@ export class VEReconciler implements Reconciler {
       if (host.state !== 'absent' && host.state !== 'stopped') {
         await this.writeStatus(ve, { ...this.base(ve, addresses, host), phase: 'Running', ready: { status: 'False', reason: 'Stopping', message: 'stopping the VE' } });
       }
-      const res = await this.o.runtime.ensureStopped(uid, { timeoutMs: this.o.stopTimeoutMs, signal });
+      const res = await this.o.runtime.ensureStopped(uid, { timeoutMs: this.stopTimeoutMs(ve), signal });
       if (res !== 'unchanged') log.info('stopped');
       await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Stopped', ready: { status: 'False', reason: 'Stopped', message: 'spec.powerState is Stopped' } });
       return {};
@@ -82,7 +82,7 @@ export class VEReconciler implements Reconciler {
 
     if (host.state === 'running' && host.config && needsRestart(host.config, config)) {
       log.info({ from: describe(host.config), to: describe(config) }, 'identity changed; restarting the VE');
-      await this.o.runtime.ensureStopped(uid, { timeoutMs: this.o.stopTimeoutMs, signal });
+      await this.o.runtime.ensureStopped(uid, { timeoutMs: this.stopTimeoutMs(ve), signal });
     }
     if (host.state !== 'running') {
       await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Creating', ready: { status: 'False', reason: 'Creating', message: `starting from template ${config.template}` } });
@@ -98,6 +98,11 @@ export class VEReconciler implements Reconciler {
     if (after.state !== 'running') throw new KvzError('Internal', `VE did not stay running (state ${after.state})`);
     await this.writeStatus(ve, { ...this.base(ve, addresses, after), phase: 'Running', ready: { status: 'True', reason: 'Running', message: '' } });
     return { requeueAfterMs: this.o.resyncMs };
+  }
+
+  private stopTimeoutMs(ve: VirtualEnvironment): number {
+    const s = ve.spec.stopTimeoutSeconds;
+    return s === undefined ? this.o.stopTimeoutMs : s * 1000;
   }
 
   private base(ve: VirtualEnvironment, addresses: string[], host?: VEHostState): Omit<StatusInput, 'phase' | 'ready'> {
