@@ -85,27 +85,32 @@ async function byHand(stateDir: string, bridge: string, lower: string): Promise<
     spec.linux.resources = { memory: { limit: 64 << 20 }, pids: { limit: 64 } };
     spec.linux.namespaces = spec.linux.namespaces.filter((n: { type: string }) => n.type !== 'network').concat([{ type: 'network', path: `/run/netns/${name}` }]);
     writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
-    const start = performance.now();
-    await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`, join(dir, 'rootfs')]);
-    await run('ip', ['netns', 'add', name]);
-    await run('ip', ['link', 'add', `${name}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
-    await run('ip', ['link', 'set', `${name}h`, 'master', bridge, 'up']);
-    await run('ip', ['-n', name, 'addr', 'add', `10.213.${net}.${100 + i}/24`, 'dev', 'eth0']);
-    await run('ip', ['-n', name, 'link', 'set', 'eth0', 'up']);
-    await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
-    await run('ip', ['-n', name, 'route', 'add', 'default', 'via', `10.213.${net}.1`]);
-    await runDetached('runc', ['--root', join(stateDir, 'byhand-runc'), 'run', '-d', '--bundle', dir, name]);
-    times.push(performance.now() - start);
-    await run('runc', ['--root', join(stateDir, 'byhand-runc'), 'kill', name, 'KILL']).catch(() => {});
-    for (let t = 0; t < 100; t++) {
-      const st = await run('runc', ['--root', join(stateDir, 'byhand-runc'), 'state', name]).then((r) => JSON.parse(r.stdout).status as string, () => 'gone');
-      if (st !== 'running') break;
-      await new Promise((r) => setTimeout(r, 10));
+    const runcRoot = join(stateDir, 'byhand-runc');
+    try {
+      const start = performance.now();
+      await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`, join(dir, 'rootfs')]);
+      await run('ip', ['netns', 'add', name]);
+      await run('ip', ['link', 'add', `${name}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', name]);
+      await run('ip', ['link', 'set', `${name}h`, 'master', bridge, 'up']);
+      await run('ip', ['-n', name, 'addr', 'add', `10.213.${net}.${100 + i}/24`, 'dev', 'eth0']);
+      await run('ip', ['-n', name, 'link', 'set', 'eth0', 'up']);
+      await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+      await run('ip', ['-n', name, 'route', 'add', 'default', 'via', `10.213.${net}.1`]);
+      await runDetached('runc', ['--root', runcRoot, 'run', '-d', '--bundle', dir, name]);
+      times.push(performance.now() - start);
+    } finally {
+      // Undo every step even when one failed, so an interrupted run leaves nothing behind.
+      await run('runc', ['--root', runcRoot, 'kill', name, 'KILL']).catch(() => {});
+      for (let t = 0; t < 100; t++) {
+        const st = await run('runc', ['--root', runcRoot, 'state', name]).then((r) => JSON.parse(r.stdout).status as string, () => 'gone');
+        if (st !== 'running') break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await run('runc', ['--root', runcRoot, 'delete', '-f', name]).catch(() => {});
+      await run('ip', ['link', 'del', `${name}h`]).catch(() => {});
+      await run('ip', ['netns', 'del', name]).catch(() => {});
+      await run('umount', [join(dir, 'rootfs')]).catch(() => {});
     }
-    await run('runc', ['--root', join(stateDir, 'byhand-runc'), 'delete', '-f', name]).catch(() => {});
-    await run('ip', ['link', 'del', `${name}h`]).catch(() => {});
-    await run('ip', ['netns', 'del', name]).catch(() => {});
-    await run('umount', [join(dir, 'rootfs')]).catch(() => {});
   }
   await run('rmdir', ['/sys/fs/cgroup/memory/kubevz-bench', '/sys/fs/cgroup/pids/kubevz-bench']).catch(() => {});
   return times;
