@@ -4,3 +4,4 @@ export * from './quantity.js';
 export * from './invalid.js';
 export * from './crds.js';
 export * from './schema.js';
+export * from './duration.js';

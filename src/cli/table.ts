@@ -1,38 +1,11 @@
 // Human output like kubectl's: ages (`45s`, `3m12s`, `2h`, `3d`) and tables whose columns are
 // padded to the widest cell plus three spaces (kubectl's tabwriter settings).
 
+import { humanDuration } from '../api/duration.js';
 import type { VirtualEnvironment } from '../api/types.js';
 
 /** kubectl's HumanDuration (k8s.io/apimachinery/pkg/util/duration). */
-export function formatAge(ms: number): string {
-  const seconds = Math.floor(ms / 1000);
-  if (seconds < -1) return '<invalid>';
-  if (seconds < 0) return '0s';
-  if (seconds < 120) return `${seconds}s`;
-  const minutes = Math.floor(seconds / 60);
-  if (minutes < 10) {
-    const s = seconds % 60;
-    return s === 0 ? `${minutes}m` : `${minutes}m${s}s`;
-  }
-  if (minutes < 180) return `${minutes}m`;
-  const hours = Math.floor(minutes / 60);
-  if (hours < 8) {
-    const m = minutes % 60;
-    return m === 0 ? `${hours}h` : `${hours}h${m}m`;
-  }
-  if (hours < 48) return `${hours}h`;
-  if (hours < 24 * 8) {
-    const h = hours % 24;
-    return h === 0 ? `${Math.floor(hours / 24)}d` : `${Math.floor(hours / 24)}d${h}h`;
-  }
-  if (hours < 24 * 365 * 2) return `${Math.floor(hours / 24)}d`;
-  if (hours < 24 * 365 * 8) {
-    const years = Math.floor(hours / 24 / 365);
-    const days = Math.floor(hours / 24) % 365;
-    return days === 0 ? `${years}y` : `${years}y${days}d`;
-  }
-  return `${Math.floor(hours / 24 / 365)}y`;
-}
+export const formatAge = humanDuration;
 
 export function ageOf(timestamp: string | undefined, now: Date): string {
   if (!timestamp) return '<unknown>';
