@@ -1,20 +1,44 @@
 // A VE's root filesystem: an overlay whose lower layer is the shared, read-only template tree
-// and whose upper/work live in the VE's own directory. (A later issue moves upper/work into a
-// per-VE ext4 image on a loop device; only this file changes then.)
+// and whose upper/work live in the VE's own ext4 image (disk-image.ts), loop-mounted in its
+// state dir. Nothing of the template is copied; the image's size and inodes are the VE's limits.
 
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from '../core/logger.js';
+import type { Revert } from '../core/revert.js';
+import { resetCloneIdentity } from './clone.js';
 import { run } from './command.js';
+import {
+  DEFAULT_DISK_BYTES,
+  createImage,
+  diskPaths,
+  growOffline,
+  growOnline,
+  imageInodes,
+  isImageMounted,
+  mountImage,
+  readDiskRecord,
+  removeImage,
+  roundToBlock,
+  unmountImage,
+  writeDiskRecord,
+  type DiskPaths,
+  type DiskRecord,
+} from './disk-image.js';
+import type { VEDiskConfig } from './types.js';
 
 export interface RootfsPaths {
   /** Where the VE's root is mounted (the bundle's root.path). */
   target: string;
   upper: string;
   work: string;
+  disk: DiskPaths;
 }
 
 export function rootfsPaths(veDir: string): RootfsPaths {
-  return { target: join(veDir, 'rootfs'), upper: join(veDir, 'upper'), work: join(veDir, 'work') };
+  const disk = diskPaths(veDir);
+  return { target: join(veDir, 'rootfs'), upper: disk.upper, work: disk.work, disk };
 }
 
 /** Mount points from a mountinfo text (octal escapes such as \040 decoded). */
@@ -39,7 +63,7 @@ export async function mountsUnder(dir: string): Promise<string[]> {
   return (await mountPoints()).filter((m) => m === dir || m.startsWith(prefix));
 }
 
-/** Mounts the overlay if it is not mounted yet; returns whether it mounted. */
+/** Mounts the overlay if it is not mounted yet; returns whether it mounted. The disk must be mounted. */
 export async function mountRootfs(lower: string, p: RootfsPaths, signal?: AbortSignal): Promise<boolean> {
   if (await isMounted(p.target)) return false;
   await Promise.all([mkdir(p.target, { recursive: true }), mkdir(p.upper, { recursive: true }), mkdir(p.work, { recursive: true })]);
@@ -48,15 +72,87 @@ export async function mountRootfs(lower: string, p: RootfsPaths, signal?: AbortS
 }
 
 /** Unmounts (every stacked mount at the target); not mounted is fine. */
-export async function unmountRootfs(p: RootfsPaths, signal?: AbortSignal): Promise<void> {
+export async function unmountRootfs(p: Pick<RootfsPaths, 'target'>, signal?: AbortSignal): Promise<void> {
   while (await isMounted(p.target)) {
     await run('umount', [p.target], { signal });
   }
 }
 
-/** Removes the VE's writable layer (upper/work) and mount point. Must be unmounted. */
-export async function removeRootfs(p: RootfsPaths): Promise<void> {
-  await Promise.all([rm(p.upper, { recursive: true, force: true }), rm(p.work, { recursive: true, force: true }), rm(p.target, { recursive: true, force: true })]);
+/** Removes the VE's disk (image, loop devices) and mount point. Mounts under the VE dir must be gone. */
+export async function removeRootfs(p: RootfsPaths, signal?: AbortSignal): Promise<void> {
+  await unmountImage(p.disk, signal);
+  await removeImage(p.disk);
+  await rm(p.target, { recursive: true, force: true });
+}
+
+export type DiskOutcome = 'created' | 'cloned' | 'grown' | 'unchanged';
+
+export interface EnsureRootfsOptions {
+  lower: string;
+  paths: RootfsPaths;
+  disk: VEDiskConfig | undefined;
+  /** Copies the clone source's image into paths.disk.image (only called when the VE has no image yet). */
+  clone?: () => Promise<void>;
+  /** Whether resize2fs may grow a mounted image (CAP_SYS_RESOURCE). */
+  canGrowOnline: boolean;
+  revert: Revert;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+/**
+ * The VE's root, ready for a container that is NOT running: image made (or cloned), grown to
+ * the asked size (offline is fine here: nothing uses it), mounted, overlay on top. Idempotent;
+ * every step that changed the host pushes its undo.
+ */
+export async function ensureRootfs(o: EnsureRootfsOptions): Promise<{ disk: DiskOutcome; record: DiskRecord }> {
+  const { paths, revert, signal } = o;
+  const d = paths.disk;
+  const want = roundToBlock(o.disk?.sizeBytes ?? DEFAULT_DISK_BYTES);
+  let outcome: DiskOutcome = 'unchanged';
+  let rec = await readDiskRecord(d);
+  if (!existsSync(d.image)) {
+    revert.add('remove disk image', () => removeImage(d));
+    if (o.disk?.cloneFrom && o.clone) {
+      await o.clone();
+      outcome = 'cloned';
+      rec = await readDiskRecord(d);
+    } else {
+      rec = await createImage(d, { sizeBytes: want, inodes: o.disk?.inodes, signal });
+      outcome = 'created';
+    }
+  }
+  if (!rec) {
+    // Crash between the image's rename and its record: recover the record from the image.
+    rec = { sizeBytes: (await stat(d.image)).size, inodes: await imageInodes(d.image) };
+    await writeDiskRecord(d, rec);
+  }
+  if (want > rec.sizeBytes) {
+    if (o.canGrowOnline && (await isImageMounted(d))) {
+      rec = await growOnline(d, want, signal);
+    } else {
+      await unmountRootfs(paths, signal);
+      await unmountImage(d, signal);
+      rec = await growOffline(d, want, signal);
+    }
+    o.log.info({ sizeBytes: rec.sizeBytes, inodes: rec.inodes }, 'VE disk grown');
+    if (outcome === 'unchanged') outcome = 'grown';
+  }
+  if ((await mountImage(d, { signal, fresh: outcome === 'created' || outcome === 'cloned' })) === 'mounted') revert.add('unmount disk', () => unmountImage(d));
+  if (outcome === 'cloned') {
+    await mkdir(paths.upper, { recursive: true });
+    await resetCloneIdentity(paths.upper);
+  }
+  if (await mountRootfs(o.lower, paths, signal)) revert.add('unmount rootfs', () => unmountRootfs(paths));
+  return { disk: outcome, record: rec };
+}
+
+/** For a running VE: grows the disk online when it is asked bigger and the node can; otherwise leaves it (pending). */
+export async function growRunning(paths: RootfsPaths, disk: VEDiskConfig | undefined, canGrowOnline: boolean, signal?: AbortSignal): Promise<DiskRecord | undefined> {
+  const rec = await readDiskRecord(paths.disk);
+  const want = roundToBlock(disk?.sizeBytes ?? DEFAULT_DISK_BYTES);
+  if (!rec || want <= rec.sizeBytes || !canGrowOnline || !(await isImageMounted(paths.disk))) return undefined;
+  return growOnline(paths.disk, want, signal);
 }
 
 /** Files the VE gets of its own on top of the template (identity), written into the upper layer. */
