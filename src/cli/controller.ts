@@ -1,0 +1,126 @@
+// `kvz controller` and `kvz node-agent`: the long-running entry points the real-cluster
+// manifests run (controller Deployment, agent DaemonSet). Both connect through a kubeconfig
+// (or the in-cluster service account) and log JSON lines (pino) to stdout.
+
+import * as k8s from '@kubernetes/client-node';
+import { resolve } from 'node:path';
+import { pino } from 'pino';
+import { DEFAULT_STATE_DIR, loadKubeConfig } from '../core/kube-client.js';
+import type { Logger } from '../core/logger.js';
+import { createRuntime } from '../runtime/index.js';
+import { CONNECTION_FLAGS, UsageError, listFlag, parseArgs, parseDuration, stringFlag, type FlagSpec, type ParsedArgs } from './args.js';
+import { DEFAULT_LEASE_NAMESPACE, newIdentity, parseLabels, startLeaderElectedController, startNodeAgent } from './components.js';
+import { findKubeconfig } from './context.js';
+
+function kubeConfigFor(args: ParsedArgs): { kc: k8s.KubeConfig; where: string } {
+  const explicit = stringFlag(args, 'kubeconfig');
+  // In a pod without a kubeconfig: the service account, as every controller does.
+  if (!explicit && !process.env.KUBECONFIG && process.env.KUBERNETES_SERVICE_HOST) {
+    const kc = new k8s.KubeConfig();
+    kc.loadFromCluster();
+    return { kc, where: 'in-cluster service account' };
+  }
+  const path = findKubeconfig({ kubeconfig: explicit, stateDir: stringFlag(args, 'state-dir') }, process.env);
+  return { kc: loadKubeConfig(path), where: path };
+}
+
+function makeLogger(): Logger {
+  return pino({ level: process.env.KVZ_LOG_LEVEL ?? 'info' }) as unknown as Logger;
+}
+
+function untilSignal(log: Logger): { promise: Promise<string>; dispose(): void } {
+  let onSignal!: (sig: string) => void;
+  const promise = new Promise<string>((r) => {
+    onSignal = (sig: string) => {
+      log.info({ signal: sig }, 'stopping');
+      r(sig);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  return {
+    promise,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+const CONTROLLER_FLAGS: FlagSpec[] = [
+  ...CONNECTION_FLAGS,
+  { name: 'lease-namespace', type: 'string' },
+  { name: 'identity', type: 'string' },
+  { name: 'lease-duration', type: 'string' },
+  { name: 'renew-deadline', type: 'string' },
+  { name: 'retry-period', type: 'string' },
+  { name: 'node-grace', type: 'string' },
+];
+
+/** Exit codes: 0 after SIGINT/SIGTERM, 1 when leadership was lost (the Deployment restarts it). */
+export async function runController(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, CONTROLLER_FLAGS, 'controller');
+  if (args.positionals.length) throw new UsageError(`unexpected argument "${args.positionals[0]}"`, 'controller');
+  const dur = (name: string) => {
+    const v = stringFlag(args, name);
+    return v === undefined ? undefined : parseDuration(v, `--${name}`);
+  };
+  const { kc, where } = kubeConfigFor(args);
+  const log = makeLogger();
+  const identity = stringFlag(args, 'identity') ?? newIdentity();
+  const leaseNamespace = stringFlag(args, 'lease-namespace') ?? process.env.POD_NAMESPACE ?? DEFAULT_LEASE_NAMESPACE;
+  log.info({ kubeconfig: where, server: kc.getCurrentCluster()?.server, identity, lease: `${leaseNamespace}/kubevz-controller` }, 'kvz controller starting; campaigning for the leader lease');
+  const handle = startLeaderElectedController({
+    kc, log, identity, leaseNamespace, recampaign: false,
+    leaseDurationMs: dur('lease-duration'), renewDeadlineMs: dur('renew-deadline'), retryPeriodMs: dur('retry-period'), nodeGraceMs: dur('node-grace'),
+  });
+  const sig = untilSignal(log);
+  const outcome = await Promise.race([sig.promise.then(() => 'signal' as const), handle.done]);
+  sig.dispose();
+  await handle.stop();
+  if (outcome === 'lost') {
+    log.error('leadership lost; exiting so that a fresh process campaigns again');
+    return 1;
+  }
+  return 0;
+}
+
+const AGENT_FLAGS: FlagSpec[] = [
+  ...CONNECTION_FLAGS,
+  { name: 'node-name', type: 'string' },
+  { name: 'bridge', type: 'string' },
+  { name: 'subnet', type: 'string' },
+  { name: 'node-label', type: 'string', multiple: true },
+  { name: 'heartbeat', type: 'string' },
+];
+
+export async function runNodeAgent(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, AGENT_FLAGS, 'node-agent');
+  if (args.positionals.length) throw new UsageError(`unexpected argument "${args.positionals[0]}"`, 'node-agent');
+  const nodeName = stringFlag(args, 'node-name') ?? process.env.NODE_NAME;
+  if (!nodeName) throw new UsageError('node-agent needs --node-name NAME (or $NODE_NAME, as the DaemonSet sets it)', 'node-agent');
+  let labels: Record<string, string>;
+  try {
+    labels = parseLabels(listFlag(args, 'node-label'), '--node-label');
+  } catch (err) {
+    throw new UsageError((err as Error).message, 'node-agent');
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('error: kvz node-agent manages namespaces, cgroups and mounts and must run as root\n');
+    return 1;
+  }
+  const stateDir = resolve(stringFlag(args, 'state-dir') ?? DEFAULT_STATE_DIR);
+  const bridge = stringFlag(args, 'bridge') ?? 'kvzbr0';
+  const subnet = stringFlag(args, 'subnet') ?? '10.213.0.0/24';
+  const heartbeat = stringFlag(args, 'heartbeat');
+  const { kc, where } = kubeConfigFor(args);
+  const log = makeLogger().child({ node: nodeName });
+  log.info({ kubeconfig: where, server: kc.getCurrentCluster()?.server, stateDir, bridge, subnet }, 'kvz node-agent starting');
+  const runtime = createRuntime({ stateDir, bridge: { name: bridge, subnet }, log: log.child({ component: 'runtime' }) });
+  const agent = await startNodeAgent({ kc, log, nodeName, runtime, stateDir, bridge, subnet, nodeLabels: labels, heartbeatMs: heartbeat ? parseDuration(heartbeat, '--heartbeat') : undefined });
+  const sig = untilSignal(log);
+  await sig.promise;
+  sig.dispose();
+  await agent.stop();
+  return 0;
+}

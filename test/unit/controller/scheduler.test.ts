@@ -1,0 +1,172 @@
+// The scheduler and node health on FakeApi with a fixed clock: placement by capacity, selector
+// and readiness; the reasons of an unschedulable VE; Ready=Unknown for a silent node's VEs.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { NODE_LABEL, VE_RESOURCE, VENODE_RESOURCE, type VENode, type VirtualEnvironment } from '../../../src/api/types.js';
+import { findCondition } from '../../../src/core/conditions.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import type { EventRecorder, EventType } from '../../../src/core/events.js';
+import { NodeHealth } from '../../../src/controller/node-health.js';
+import { Scheduler } from '../../../src/controller/scheduler.js';
+import { FakeApi } from '../../helpers/fake-resource-client.js';
+
+const veRef = { ...VE_RESOURCE, namespaced: true };
+const nodeRef = { ...VENODE_RESOURCE, namespaced: false };
+const NOW = Date.parse('2026-01-01T12:00:00Z');
+
+class Recorded implements EventRecorder {
+  readonly events: { name?: string; type: EventType; reason: string; message: string }[] = [];
+  event(obj: { metadata?: { name?: string } }, type: EventType, reason: string, message: string): void {
+    this.events.push({ name: obj.metadata?.name, type, reason, message });
+  }
+}
+
+/** A VENode builder: `aNode('n1').memory('4Gi').cpu('4').heartbeatAgo(5_000)`. */
+function aNode(name: string) {
+  const node: VENode = {
+    apiVersion: 'kubevz.io/v1alpha1', kind: 'VENode', metadata: { name, labels: { [NODE_LABEL]: name } }, spec: {},
+    status: { allocatable: { cpu: '4', memory: '4Gi', disk: '100Gi' }, heartbeatTime: new Date(NOW - 1000).toISOString(), conditions: [{ type: 'Ready', status: 'True', reason: 'AgentReady', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }] },
+  };
+  const b = {
+    memory: (m: string) => ((node.status!.allocatable!.memory = m), b),
+    cpu: (c: string) => ((node.status!.allocatable!.cpu = c), b),
+    label: (k: string, v: string) => ((node.metadata.labels![k] = v), b),
+    heartbeatAgo: (ms: number) => ((node.status!.heartbeatTime = new Date(NOW - ms).toISOString()), b),
+    notReady: () => ((node.status!.conditions![0]!.status = 'Unknown'), b),
+    cordoned: () => ((node.spec = { unschedulable: true }), b),
+    build: () => node,
+  };
+  return b;
+}
+
+function aVE(name: string, spec: Partial<VirtualEnvironment['spec']> = {}): VirtualEnvironment {
+  return { apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment', metadata: { name, namespace: 'default' }, spec: { template: 'busybox', ...spec } };
+}
+
+async function setup(nodes: VENode[]) {
+  const api = new FakeApi();
+  const ves = api.client<VirtualEnvironment>(veRef);
+  const nodeClient = api.client<VENode>(nodeRef);
+  for (const n of nodes) {
+    await nodeClient.create(n);
+    await nodeClient.patchStatus(n.metadata.name, undefined, n.status!);
+  }
+  const events = new Recorded();
+  const scheduler = new Scheduler({
+    client: ves,
+    nodes: () => api.objects(nodeRef) as VENode[],
+    ves: () => api.objects(veRef) as VirtualEnvironment[],
+    events, log: silentLogger, now: () => NOW, nodeGraceMs: 40_000,
+  });
+  const health = new NodeHealth({ nodes: nodeClient, ves, cachedVEs: () => api.objects(veRef) as VirtualEnvironment[], allocated: () => scheduler.allocated(), events, log: silentLogger, now: () => NOW, nodeGraceMs: 40_000 });
+  const schedule = async (name: string, spec: Partial<VirtualEnvironment['spec']> = {}) => {
+    await ves.create(aVE(name, spec));
+    await scheduler.reconcile(`default/${name}`);
+    return (await ves.get(name, 'default'))!;
+  };
+  return { api, ves, nodeClient, scheduler, health, events, schedule };
+}
+
+test('VEs spread by capacity: each goes to the node that stays least full', async () => {
+  const { schedule } = await setup([aNode('big').memory('8Gi').build(), aNode('small').memory('2Gi').build()]);
+  const placed: string[] = [];
+  for (let i = 0; i < 5; i++) placed.push((await schedule(`ve${i}`, { resources: { memory: { limit: '1Gi' } } })).metadata.labels![NODE_LABEL]!);
+  // The node whose fullest resource is least full afterwards wins; ties go to fewer VEs.
+  assert.deepEqual(placed.filter((n) => n === 'small').length, 1);
+  assert.deepEqual(placed.filter((n) => n === 'big').length, 4);
+});
+
+test('a bound VE records label, status.nodeName, Scheduled=True with observedGeneration, and an Event', async () => {
+  const { schedule, events } = await setup([aNode('n1').build()]);
+  const ve = await schedule('a');
+  assert.equal(ve.metadata.labels?.[NODE_LABEL], 'n1');
+  assert.equal(ve.status?.nodeName, 'n1');
+  const sched = findCondition(ve.status?.conditions, 'Scheduled');
+  assert.equal(sched?.status, 'True');
+  assert.equal(sched?.observedGeneration, ve.metadata.generation);
+  assert.deepEqual(events.events.map((e) => e.reason), ['Scheduled']);
+});
+
+test('unschedulable: Scheduled=False with every reason counted; retried later', async () => {
+  const { schedule, scheduler, events } = await setup([
+    aNode('full').memory('1Gi').label('zone', 'a').build(),
+    aNode('also-full').memory('512Mi').label('zone', 'a').build(),
+    aNode('silent').heartbeatAgo(60_000).build(),
+    aNode('down').notReady().build(),
+    aNode('other-zone').label('zone', 'b').build(),
+    aNode('cordoned').cordoned().label('zone', 'a').build(),
+  ]);
+  const ve = await schedule('big', { resources: { memory: { limit: '2Gi' } }, nodeSelector: { zone: 'a' } });
+  assert.equal(ve.metadata.labels?.[NODE_LABEL], undefined);
+  const sched = findCondition(ve.status?.conditions, 'Scheduled');
+  assert.equal(sched?.status, 'False');
+  assert.equal(sched?.reason, 'Unschedulable');
+  assert.match(sched!.message, /^0\/6 nodes available: /);
+  for (const part of ['2 NotReady', '2 insufficient memory', "1 didn't match nodeSelector", '1 unschedulable', 'memory 2097152Ki']) assert.ok(sched!.message.includes(part), `${part} in: ${sched!.message}`);
+  assert.equal(ve.status?.phase, 'Pending');
+  assert.equal(ve.status?.observedGeneration, ve.metadata.generation);
+  assert.equal(events.events.at(-1)?.reason, 'FailedScheduling');
+  // Level-based: the same state writes nothing new and asks to be looked at again.
+  const res = await scheduler.reconcile('default/big');
+  assert.ok(res.requeueAfterMs! > 0);
+  assert.equal(events.events.length, 1);
+});
+
+test('an unschedulable VE is placed once a node with room appears', async () => {
+  const { schedule, scheduler, nodeClient, ves } = await setup([aNode('small').memory('1Gi').build()]);
+  await schedule('x', { resources: { memory: { limit: '2Gi' } } });
+  assert.deepEqual(scheduler.unbound(), ['default/x']);
+  const big = aNode('big').memory('8Gi').build();
+  await nodeClient.create(big);
+  await nodeClient.patchStatus('big', undefined, big.status!);
+  await scheduler.reconcile('default/x');
+  const ve = (await ves.get('x', 'default'))!;
+  assert.equal(ve.metadata.labels?.[NODE_LABEL], 'big');
+  assert.equal(findCondition(ve.status?.conditions, 'Scheduled')?.status, 'True');
+  assert.deepEqual(scheduler.unbound(), []);
+});
+
+test('no nodes at all: the message says to start an agent', async () => {
+  const { schedule } = await setup([]);
+  const ve = await schedule('lonely');
+  assert.match(findCondition(ve.status?.conditions, 'Scheduled')!.message, /no node agent has registered/);
+});
+
+test('spec.nodeName pins without checks; a bound VE is never moved', async () => {
+  const { schedule, scheduler, ves } = await setup([aNode('n1').build(), aNode('n2').memory('64Mi').build()]);
+  const pinned = await schedule('p', { nodeName: 'n2', resources: { memory: { limit: '1Gi' } } });
+  assert.equal(pinned.metadata.labels?.[NODE_LABEL], 'n2');
+  assert.equal(findCondition(pinned.status?.conditions, 'Scheduled')?.reason, 'Pinned');
+  await ves.mergePatch('p', 'default', { spec: { nodeName: 'n1' } });
+  await scheduler.reconcile('default/p');
+  assert.equal((await ves.get('p', 'default'))!.metadata.labels?.[NODE_LABEL], 'n2');
+});
+
+test('node health: a silent node gets Ready=Unknown, its VEs Ready=Unknown, nothing moves', async () => {
+  const { schedule, health, nodeClient, ves, events } = await setup([aNode('n1').build()]);
+  const ve = await schedule('a', { resources: { memory: { limit: '1Gi' } } });
+  await ves.patchStatus('a', 'default', { conditions: [...ve.status!.conditions!, { type: 'Ready', status: 'True', reason: 'Running', message: '', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 }] });
+
+  // Fresh heartbeat: allocation written, node stays Ready, a wake-up just after the grace ends.
+  const res = await health.reconcile('n1');
+  let node = (await nodeClient.get('n1'))!;
+  assert.deepEqual(node.status?.allocated, { cpu: '0', memory: '1048576Ki', disk: '0', ves: 1 });
+  assert.equal(findCondition(node.status?.conditions, 'Ready')?.status, 'True');
+  assert.ok(res.requeueAfterMs! > 38_000 && res.requeueAfterMs! <= 40_000, String(res.requeueAfterMs));
+
+  await nodeClient.patchStatus('n1', undefined, { heartbeatTime: new Date(NOW - 41_000).toISOString() });
+  await health.reconcile('n1');
+  node = (await nodeClient.get('n1'))!;
+  const ready = findCondition(node.status?.conditions, 'Ready');
+  assert.equal(ready?.status, 'Unknown');
+  assert.equal(ready?.reason, 'NodeStatusUnknown');
+  const after = (await ves.get('a', 'default'))!;
+  const veReady = findCondition(after.status?.conditions, 'Ready');
+  assert.equal(veReady?.status, 'Unknown');
+  assert.equal(veReady?.reason, 'NodeNotReady');
+  assert.equal(veReady?.observedGeneration, after.metadata.generation);
+  assert.equal(after.metadata.labels?.[NODE_LABEL], 'n1');
+  assert.ok(events.events.some((e) => e.reason === 'NodeNotReady' && e.name === 'a'));
+  assert.ok(events.events.some((e) => e.reason === 'NodeNotReady' && e.name === 'n1'));
+});
