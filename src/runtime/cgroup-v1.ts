@@ -1,29 +1,44 @@
-// cgroup v1 reader: one directory per controller under the root (memory, cpu, pids, ...), the
-// VE's cgroup path below each.
+// cgroup v1 reader: one directory per controller under the root (memory, cpu, cpuacct, pids,
+// cpuset, blkio, ...), the VE's cgroup path below each. Optional files (memsw without swap
+// accounting, bfq weight without bfq, throttles) are read as absent, not as errors.
 
-import { readFile, stat } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
-import type { CgroupReader } from './cgroup.js';
+import { parseIntStrict, parseKeyValues, parseLimitBytes, parseProcs, readText, type CgroupReader, type CgroupUsage, type IoThrottle } from './cgroup.js';
+import { DEFAULT_IO_WEIGHT, formatCpuset, parseCpuset, type BlockDevice } from './limits.js';
 import type { VELimits } from './types.js';
 
-/** Values at or above this are the kernel's "unlimited" (PAGE_COUNTER_MAX pages, 2^63-ish). */
-const UNLIMITED_BYTES = 2n ** 62n;
-
 export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'devices', 'freezer', 'blkio', 'cpuset', 'systemd', 'unified'] as const;
+
+const THROTTLE_FILES = {
+  readBps: 'blkio.throttle.read_bps_device',
+  writeBps: 'blkio.throttle.write_bps_device',
+  readIops: 'blkio.throttle.read_iops_device',
+  writeIops: 'blkio.throttle.write_iops_device',
+} as const;
 
 export class CgroupV1 implements CgroupReader {
   readonly version = 'v1' as const;
 
   constructor(private readonly root = '/sys/fs/cgroup') {}
 
-  async readLimits(cgroupPath: string): Promise<VELimits> {
-    const mem = await this.readBytes('memory', cgroupPath, 'memory.limit_in_bytes');
-    const memsw = await this.readBytes('memory', cgroupPath, 'memory.memsw.limit_in_bytes', true);
-    const shares = await this.readInt('cpu', cgroupPath, 'cpu.shares');
-    const quota = await this.readInt('cpu', cgroupPath, 'cpu.cfs_quota_us');
-    const period = await this.readInt('cpu', cgroupPath, 'cpu.cfs_period_us');
-    const pidsMax = await this.read('pids', cgroupPath, 'pids.max');
+  async readLimits(cgroupPath: string, opts: { device?: BlockDevice } = {}): Promise<VELimits> {
+    const f = (c: string, n: string) => this.file(c, cgroupPath, n);
+    // First on its own, so a missing cgroup fails naming the memory limit file.
+    const mem = await this.bytes(f('memory', 'memory.limit_in_bytes'));
+    const [memsw, soft, shares, quota, period, pidsMax, cpus, allCpus, weight, throttles] = await Promise.all([
+      this.bytes(f('memory', 'memory.memsw.limit_in_bytes'), true),
+      this.bytes(f('memory', 'memory.soft_limit_in_bytes'), true),
+      this.int(f('cpu', 'cpu.shares')),
+      this.int(f('cpu', 'cpu.cfs_quota_us')),
+      this.int(f('cpu', 'cpu.cfs_period_us')),
+      readText(f('pids', 'pids.max')),
+      readText(f('cpuset', 'cpuset.cpus'), true),
+      this.allCpus().catch(() => undefined),
+      this.readWeight(cgroupPath),
+      this.readThrottles(cgroupPath, opts.device),
+    ]);
     const out: VELimits = { cpuShares: shares, cpuPeriodUs: period };
     if (mem !== undefined) {
       out.memoryBytes = mem;
@@ -31,9 +46,81 @@ export class CgroupV1 implements CgroupReader {
       // VELimits (kubevz never writes it) and reads back as no swap limit known.
       if (memsw !== undefined) out.swapBytes = memsw - mem;
     }
+    if (soft !== undefined) out.memoryGuaranteeBytes = soft;
     if (quota >= 0) out.cpuQuotaUs = quota;
-    if (pidsMax !== undefined && pidsMax !== 'max') out.pids = parseIntStrict(pidsMax, this.file('pids', cgroupPath, 'pids.max'));
+    if (pidsMax !== undefined && pidsMax !== 'max') out.pids = parseIntStrict(pidsMax, f('pids', 'pids.max'));
+    // The whole host's set means "no cpuset" (runc copies the parent's into a new cgroup).
+    if (cpus && cpus !== allCpus) out.cpuset = formatCpuset(parseCpuset(cpus));
+    if (weight !== undefined && weight !== DEFAULT_IO_WEIGHT) out.ioWeight = weight;
+    Object.assign(out, throttles);
     return out;
+  }
+
+  async readUsage(cgroupPath: string): Promise<CgroupUsage> {
+    const f = (c: string, n: string) => this.file(c, cgroupPath, n);
+    const [usage, maxUsage, limit, failcnt, oom, swUsage, swMax, swLimit, swFail, pidsCur, pidsMax, pidsEvents, cpuNs, cpuStat, ioBytes, ioOps, procs] =
+      await Promise.all([
+        this.int(f('memory', 'memory.usage_in_bytes')),
+        this.int(f('memory', 'memory.max_usage_in_bytes')),
+        this.bytes(f('memory', 'memory.limit_in_bytes')),
+        this.int(f('memory', 'memory.failcnt')),
+        readText(f('memory', 'memory.oom_control'), true),
+        this.optInt(f('memory', 'memory.memsw.usage_in_bytes')),
+        this.optInt(f('memory', 'memory.memsw.max_usage_in_bytes')),
+        this.bytes(f('memory', 'memory.memsw.limit_in_bytes'), true),
+        this.optInt(f('memory', 'memory.memsw.failcnt')),
+        this.int(f('pids', 'pids.current')),
+        readText(f('pids', 'pids.max')),
+        readText(f('pids', 'pids.events'), true),
+        this.int(f('cpuacct', 'cpuacct.usage')),
+        readText(f('cpu', 'cpu.stat')),
+        readText(f('blkio', 'blkio.throttle.io_service_bytes_recursive'), true),
+        readText(f('blkio', 'blkio.throttle.io_serviced_recursive'), true),
+        readText(f('pids', 'cgroup.procs'), true),
+      ]);
+    const stat = parseKeyValues(cpuStat ?? '', f('cpu', 'cpu.stat'));
+    const out: CgroupUsage = {
+      memory: { held: usage, maxheld: maxUsage, failcnt: 0, oomKills: oom ? (parseKeyValues(oom, f('memory', 'memory.oom_control')).get('oom_kill') ?? 0) : 0 },
+      processes: { held: pidsCur, failcnt: pidsEvents ? (parseKeyValues(pidsEvents, f('pids', 'pids.events')).get('max') ?? 0) : 0 },
+      cpu: {
+        usageUs: Math.floor(cpuNs / 1000),
+        periods: stat.get('nr_periods') ?? 0,
+        throttledPeriods: stat.get('nr_throttled') ?? 0,
+        throttledUs: Math.floor((stat.get('throttled_time') ?? 0) / 1000),
+      },
+      io: { ...sumBlkio(ioBytes, 'Bytes'), ...sumBlkio(ioOps, 'Ops') } as CgroupUsage['io'],
+      procs: parseProcs(procs),
+    };
+    // A charge refused by memsw (memory+swap) counts in memsw.failcnt only: both are refusals.
+    // Kernel 6.18 (measured here) leaves both at 0 even across OOM kills, and an OOM kill
+    // means a charge was refused, so OOM kills are the floor.
+    out.memory.failcnt = Math.max(failcnt + (swFail ?? 0), out.memory.oomKills);
+    if (limit !== undefined) out.memory.limit = limit;
+    if (pidsMax && pidsMax !== 'max') out.processes.limit = parseIntStrict(pidsMax, f('pids', 'pids.max'));
+    if (swUsage !== undefined) {
+      out.swap = { held: Math.max(0, swUsage - usage), maxheld: Math.max(0, (swMax ?? 0) - maxUsage), failcnt: swFail ?? 0 };
+      if (swLimit !== undefined && limit !== undefined) out.swap.limit = swLimit - limit;
+    }
+    return out;
+  }
+
+  async setIoThrottle(cgroupPath: string, device: BlockDevice, t: IoThrottle): Promise<void> {
+    for (const [k, name] of Object.entries(THROTTLE_FILES) as [keyof IoThrottle, string][]) {
+      const path = this.file('blkio', cgroupPath, name);
+      const value = `${device.major}:${device.minor} ${t[k] ?? 0}`;
+      // Writing 0 for a device without a rule is a no-op for the kernel, so clearing is idempotent.
+      await writeFile(path, value).catch((err: NodeJS.ErrnoException) => {
+        throw new KvzError('HostSetup', `failed to write ${JSON.stringify(value)} to ${path}: ${err.message} (is ${device.major}:${device.minor} a whole disk, not a partition?)`, {
+          cause: err,
+          details: { path, value },
+        });
+      });
+    }
+  }
+
+  async allCpus(): Promise<string> {
+    const v = await readText(join(this.root, 'cpuset', 'cpuset.cpus'));
+    return formatCpuset(parseCpuset(v ?? ''));
   }
 
   async exists(cgroupPath: string): Promise<boolean> {
@@ -52,35 +139,62 @@ export class CgroupV1 implements CgroupReader {
     return join(this.root, controller, cgroupPath, name);
   }
 
-  private async read(controller: string, cgroupPath: string, name: string, optional = false): Promise<string | undefined> {
-    const path = this.file(controller, cgroupPath, name);
-    try {
-      return (await readFile(path, 'utf8')).trim();
-    } catch (err) {
-      if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      const code = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'NotFound' : 'Internal';
-      throw new KvzError(code, `failed to read ${path}: ${(err as Error).message}`, { cause: err, details: { path } });
-    }
+  private async int(path: string): Promise<number> {
+    return parseIntStrict((await readText(path)) ?? '', path);
   }
 
-  private async readInt(controller: string, cgroupPath: string, name: string): Promise<number> {
-    const v = await this.read(controller, cgroupPath, name);
-    return parseIntStrict(v ?? '', this.file(controller, cgroupPath, name));
+  private async optInt(path: string): Promise<number | undefined> {
+    const v = await readText(path, true);
+    return v === undefined ? undefined : parseIntStrict(v, path);
   }
 
   /** Bytes, or undefined when unlimited (or when the optional file is missing). */
-  private async readBytes(controller: string, cgroupPath: string, name: string, optional = false): Promise<number | undefined> {
-    const v = await this.read(controller, cgroupPath, name, optional);
-    if (v === undefined) return undefined;
-    const path = this.file(controller, cgroupPath, name);
-    if (!/^-?\d+$/.test(v)) throw new KvzError('Internal', `unexpected value ${JSON.stringify(v)} in ${path}`, { details: { path } });
-    const n = BigInt(v);
-    if (n < 0n || n >= UNLIMITED_BYTES) return undefined;
-    return Number(n);
+  private async bytes(path: string, optional = false): Promise<number | undefined> {
+    const v = await readText(path, optional);
+    return v === undefined ? undefined : parseLimitBytes(v, path);
+  }
+
+  /** blkio.weight (cfq) or blkio.bfq.weight ("100" or "default 100"); undefined when neither exists. */
+  private async readWeight(cgroupPath: string): Promise<number | undefined> {
+    for (const name of ['blkio.weight', 'blkio.bfq.weight']) {
+      const v = await readText(this.file('blkio', cgroupPath, name), true);
+      if (v === undefined) continue;
+      const m = /(?:^|default\s+)(\d+)\s*$/m.exec(v);
+      if (m) return Number(m[1]);
+    }
+    return undefined;
+  }
+
+  private async readThrottles(cgroupPath: string, device?: BlockDevice): Promise<Partial<VELimits>> {
+    const out: Partial<VELimits> = {};
+    for (const [k, name] of Object.entries(THROTTLE_FILES) as [keyof IoThrottle, string][]) {
+      const v = await readText(this.file('blkio', cgroupPath, name), true);
+      const rate = pickDeviceRate(v, device);
+      if (rate) out[k] = rate;
+    }
+    return out;
   }
 }
 
-function parseIntStrict(v: string, path: string): number {
-  if (!/^-?\d+$/.test(v)) throw new KvzError('Internal', `unexpected value ${JSON.stringify(v)} in ${path}`, { details: { path } });
-  return Number(v);
+/** "MAJ:MIN RATE" lines → the rate for the device (or the first line when no device is given). */
+export function pickDeviceRate(text: string | undefined, device?: BlockDevice): number | undefined {
+  for (const line of (text ?? '').split('\n')) {
+    const m = /^(\d+):(\d+)\s+(\d+)$/.exec(line.trim());
+    if (!m) continue;
+    if (!device || (Number(m[1]) === device.major && Number(m[2]) === device.minor)) return Number(m[3]);
+  }
+  return undefined;
+}
+
+/** blkio "MAJ:MIN Read N" / "Write N" lines summed over devices (the "Total" lines skipped). */
+function sumBlkio(text: string | undefined, kind: 'Bytes' | 'Ops'): Record<string, number> {
+  let read = 0;
+  let write = 0;
+  for (const line of (text ?? '').split('\n')) {
+    const m = /^\d+:\d+\s+(Read|Write)\s+(\d+)$/.exec(line.trim());
+    if (!m) continue;
+    if (m[1] === 'Read') read += Number(m[2]);
+    else write += Number(m[2]);
+  }
+  return { [`read${kind}`]: read, [`write${kind}`]: write };
 }

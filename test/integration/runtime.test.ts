@@ -12,7 +12,7 @@ import { after, before, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { silentLogger } from '../../src/core/logger.js';
-import { cgroupPath, containerId, createRuntime, hostVethName, macAddress, netnsName, teardownNode, type VEConfig, type VERuntime } from '../../src/runtime/index.js';
+import { cgroupPath, containerId, createRuntime, hostVethName, macAddress, netnsName, teardownNode, type VEConfig, type VELimits, type VERuntime } from '../../src/runtime/index.js';
 import { missingPrereqs, requirePrereqs, uniqueSuffix } from '../helpers/prereq.js';
 
 const run = promisify(execFile);
@@ -70,6 +70,12 @@ async function waitFor(what: string, fn: () => Promise<boolean>, ms = 5_000): Pr
   }
 }
 
+/** readLimits without openFiles (init's RLIMIT_NOFILE, host-dependent default): the cgroup part. */
+function cgroupLimits(l: VELimits): VELimits {
+  const { openFiles: _nofile, ...rest } = l;
+  return rest;
+}
+
 function cgroupFile(controller: string, file: string): string {
   return readFileSync(`/sys/fs/cgroup/${controller}${cgroupPath(uid)}/${file}`, 'utf8').trim();
 }
@@ -117,7 +123,7 @@ test('cgroup files hold the declared limits', async (t) => {
   assert.equal(cgroupFile('cpu', 'cpu.shares'), '512');
   assert.equal(cgroupFile('cpu', 'cpu.cfs_quota_us'), '50000');
   assert.equal(cgroupFile('pids', 'pids.max'), '100');
-  assert.deepEqual(await rt.readLimits(uid), config.limits);
+  assert.deepEqual(cgroupLimits(await rt.readLimits(uid)), config.limits);
 });
 
 test('a limit change lands live; init keeps its PID', async (t) => {
@@ -126,7 +132,7 @@ test('a limit change lands live; init keeps its PID', async (t) => {
   const limits = { memoryBytes: 256 << 20, cpuShares: 2048, pids: 200 };
   assert.equal(await rt.updateLimits(uid, limits), 'updated');
   assert.equal(await rt.updateLimits(uid, limits), 'unchanged');
-  assert.deepEqual(await rt.readLimits(uid), { memoryBytes: 256 << 20, swapBytes: 0, cpuShares: 2048, cpuPeriodUs: 100_000, pids: 200 });
+  assert.deepEqual(cgroupLimits(await rt.readLimits(uid)), { memoryBytes: 256 << 20, swapBytes: 0, cpuShares: 2048, cpuPeriodUs: 100_000, pids: 200 });
   assert.equal(cgroupFile('cpu', 'cpu.cfs_quota_us'), '-1', 'a dropped quota is cleared');
   assert.equal((await rt.inspect(uid)).pid, pid);
   // drift made behind the runtime's back is put right by ensureRunning
@@ -135,7 +141,7 @@ test('a limit change lands live; init keeps its PID', async (t) => {
   assert.equal(cgroupFile('pids', 'pids.max'), '200');
   // through ensureRunning too: only limits differ → live update, same init
   assert.equal(await rt.ensureRunning(config), 'updated');
-  assert.deepEqual(await rt.readLimits(uid), config.limits);
+  assert.deepEqual(cgroupLimits(await rt.readLimits(uid)), config.limits);
   assert.equal((await rt.inspect(uid)).pid, pid);
 });
 

@@ -43,7 +43,7 @@ test('system container: init as PID 1, hostname, all namespaces, the agent netns
 
 test('limits land in linux.resources', () => {
   const r = buildOciSpec(input()).linux.resources;
-  assert.deepEqual(r.memory, { limit: 512 << 20, swap: 768 << 20 });
+  assert.deepEqual(r.memory, { limit: 512 << 20, swap: 768 << 20, reservation: -1 });
   assert.deepEqual(r.cpu, { shares: 1000, quota: 150_000, period: 100_000 });
   assert.deepEqual(r.pids, { limit: 256 });
   assert.deepEqual(r.devices[0], { allow: false, access: 'rwm' }, 'deny all first');

@@ -1,0 +1,155 @@
+// The v1 and v2 cgroup readers on fixture trees: limits, usage and failure counters, I/O
+// throttle writes, and host detection. The v2 tree (test/fixtures/cgroup-v2) is laid out as a
+// v2 host has it, since this project's CI host is v1.
+
+import assert from 'node:assert/strict';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createCgroupReader } from '../../../src/runtime/cgroup.js';
+import { CgroupV1 } from '../../../src/runtime/cgroup-v1.js';
+import { CgroupV2, parseIoMax } from '../../../src/runtime/cgroup-v2.js';
+import { limitsDiff, sharesToWeight } from '../../../src/runtime/limits.js';
+import { UsageReader, parseNetDev, parseSockstat } from '../../../src/runtime/usage.js';
+
+const V2 = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../test/fixtures/cgroup-v2');
+const tmp = mkdtempSync(join(tmpdir(), 'kvz-cgusage-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+function tree(root: string, files: Record<string, string>): void {
+  for (const [path, value] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), value);
+  }
+}
+
+const v1root = join(tmp, 'v1');
+const p = '/kubevz/kvz-a';
+tree(v1root, {
+  'cpuset/cpuset.cpus': '0-3\n',
+  [`cpuset${p}/cpuset.cpus`]: '1,2\n',
+  [`memory${p}/memory.limit_in_bytes`]: `${256 << 20}\n`,
+  [`memory${p}/memory.memsw.limit_in_bytes`]: `${256 << 20}\n`,
+  [`memory${p}/memory.soft_limit_in_bytes`]: '9223372036854771712\n',
+  [`memory${p}/memory.usage_in_bytes`]: `${100 << 20}\n`,
+  [`memory${p}/memory.max_usage_in_bytes`]: `${256 << 20}\n`,
+  [`memory${p}/memory.failcnt`]: '3\n',
+  [`memory${p}/memory.memsw.usage_in_bytes`]: `${100 << 20}\n`,
+  [`memory${p}/memory.memsw.max_usage_in_bytes`]: `${256 << 20}\n`,
+  [`memory${p}/memory.memsw.failcnt`]: '40\n',
+  [`memory${p}/memory.oom_control`]: 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n',
+  [`cpu${p}/cpu.shares`]: '1000\n',
+  [`cpu${p}/cpu.cfs_quota_us`]: '-1\n',
+  [`cpu${p}/cpu.cfs_period_us`]: '100000\n',
+  [`cpu${p}/cpu.stat`]: 'nr_periods 10\nnr_throttled 4\nthrottled_time 2000000\nnr_bursts 0\nburst_time 0\n',
+  [`cpuacct${p}/cpuacct.usage`]: '5000000000\n',
+  [`pids${p}/pids.max`]: '20\n',
+  [`pids${p}/pids.current`]: '19\n',
+  [`pids${p}/pids.events`]: 'max 181\n',
+  [`pids${p}/cgroup.procs`]: '101\n102\n',
+  [`blkio${p}/blkio.bfq.weight`]: '100\n',
+  [`blkio${p}/blkio.throttle.write_bps_device`]: '7:7 1048576\n',
+  [`blkio${p}/blkio.throttle.read_bps_device`]: '',
+  [`blkio${p}/blkio.throttle.read_iops_device`]: '',
+  [`blkio${p}/blkio.throttle.write_iops_device`]: '',
+  [`blkio${p}/blkio.throttle.io_service_bytes_recursive`]: '7:7 Read 4096\n7:7 Write 3145728\n7:7 Sync 0\n7:7 Total 3149824\nTotal 3149824\n',
+  [`blkio${p}/blkio.throttle.io_serviced_recursive`]: '7:7 Read 1\n7:7 Write 12\n7:7 Total 13\nTotal 13\n',
+  'proc/101/fd/0': '', 'proc/101/fd/1': '', 'proc/101/fd/2': '', 'proc/102/fd/0': '',
+  'proc/101/net/sockstat': 'sockets: used 130\nTCP: inuse 3 orphan 0 tw 0 alloc 4 mem 1\nUDP: inuse 2 mem 0\nUDPLITE: inuse 0\nRAW: inuse 1\nFRAG: inuse 0 memory 0\n',
+  'proc/101/net/sockstat6': 'TCP6: inuse 1\nUDP6: inuse 1\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n',
+  'proc/101/net/unix': 'Num       RefCount Protocol Flags    Type St Inode Path\n0000: 00000002 00000000 00010000 0001 01 1234 /run/x\n',
+  'proc/101/net/dev': 'Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  eth0:    5000      10    0    0    0     0          0         0     7000      12    0    0    0     0       0          0\n',
+});
+
+test('v1: limits with cpuset, throttles, unlimited soft limit and default weight', async () => {
+  const r = new CgroupV1(v1root);
+  assert.deepEqual(await r.readLimits(p), { cpuShares: 1000, cpuPeriodUs: 100_000, memoryBytes: 256 << 20, swapBytes: 0, pids: 20, cpuset: '1-2', writeBps: 1 << 20 });
+  assert.deepEqual(await r.readLimits(p, { device: { major: 8, minor: 0 } }), { cpuShares: 1000, cpuPeriodUs: 100_000, memoryBytes: 256 << 20, swapBytes: 0, pids: 20, cpuset: '1-2' }, 'throttles of another device are not ours');
+  assert.equal(await r.allCpus(), '0-3');
+});
+
+test('v1: usage and failure counters (memsw refusals count as memory failures)', async () => {
+  const u = await new CgroupV1(v1root).readUsage(p);
+  assert.deepEqual(u.memory, { held: 100 << 20, maxheld: 256 << 20, failcnt: 43, oomKills: 2, limit: 256 << 20 });
+  assert.deepEqual(u.swap, { held: 0, maxheld: 0, failcnt: 40, limit: 0 });
+  assert.deepEqual(u.processes, { held: 19, failcnt: 181, limit: 20 });
+  assert.deepEqual(u.cpu, { usageUs: 5_000_000, periods: 10, throttledPeriods: 4, throttledUs: 2000 });
+  assert.deepEqual(u.io, { readBytes: 4096, writeBytes: 3145728, readOps: 1, writeOps: 12 });
+  assert.deepEqual(u.procs, [101, 102]);
+});
+
+test('v1: throttles are written per device and cleared with 0', async () => {
+  const r = new CgroupV1(v1root);
+  await r.setIoThrottle(p, { major: 7, minor: 7 }, { readBps: 5 << 20, writeIops: 9 });
+  const f = (n: string) => readFileSync(join(v1root, 'blkio', p, n), 'utf8');
+  assert.equal(f('blkio.throttle.read_bps_device'), `7:7 ${5 << 20}`);
+  assert.equal(f('blkio.throttle.write_bps_device'), '7:7 0');
+  assert.equal(f('blkio.throttle.write_iops_device'), '7:7 9');
+  await assert.rejects(r.setIoThrottle('/kubevz/nope', { major: 7, minor: 7 }, {}), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'HostSetup');
+    assert.match(err.message, /failed to write "7:7 0" to .*kubevz\/nope\/blkio\.throttle\.read_bps_device/);
+    return true;
+  });
+});
+
+test('v2: limits from memory.max, swap.max, memory.low, cpu.weight/max, cpuset, pids, io.weight, io.max', async () => {
+  const r = createCgroupReader(V2);
+  assert.equal(r.version, 'v2');
+  assert.deepEqual(await r.readLimits('/kubevz/kvz-limited'), {
+    // weight 39 reads back as shares 998: the conversion is lossy, hence cpuWeight for comparisons
+    cpuShares: 998, cpuWeight: 39, cpuPeriodUs: 100_000, cpuQuotaUs: 50_000, memoryBytes: 256 << 20, swapBytes: 64 << 20,
+    memoryGuaranteeBytes: 128 << 20, pids: 64, cpuset: '1', ioWeight: 500, readBps: 5 << 20, writeBps: 3 << 20, writeIops: 200,
+  });
+  assert.deepEqual(await r.readLimits('/kubevz/kvz-unlimited'), { cpuShares: 2 + Math.round((99 * 262142) / 9999), cpuWeight: 100, cpuPeriodUs: 100_000 });
+  assert.equal(await r.allCpus(), '0-3');
+  assert.equal(await r.exists('/kubevz/kvz-limited'), true);
+  assert.equal(await r.exists('/kubevz/nope'), false);
+});
+
+test('v2: shares compare in weight space (the conversion is lossy), other fields exactly', async () => {
+  const actual = await new CgroupV2(V2).readLimits('/kubevz/kvz-limited');
+  assert.equal(sharesToWeight(1000), 39);
+  const desired = { cpuShares: 1000, cpuQuotaUs: 50_000, memoryBytes: 256 << 20, swapBytes: 64 << 20, memoryGuaranteeBytes: 128 << 20, pids: 64, cpuset: '1', ioWeight: 500, readBps: 5 << 20, writeBps: 3 << 20, writeIops: 200 };
+  assert.deepEqual(limitsDiff(desired, actual), []);
+  assert.deepEqual(limitsDiff({ ...desired, cpuShares: 3000, pids: 65 }, actual), ['cpuShares', 'pids']);
+});
+
+test('v2: usage, peaks and event counters', async () => {
+  const u = await new CgroupV2(V2).readUsage('/kubevz/kvz-limited');
+  assert.deepEqual(u.memory, { held: 201334784, maxheld: 268431360, limit: 256 << 20, failcnt: 59, oomKills: 2 });
+  assert.deepEqual(u.swap, { held: 8 << 20, maxheld: 16 << 20, limit: 64 << 20, failcnt: 4 });
+  assert.deepEqual(u.processes, { held: 12, maxheld: 64, limit: 64, failcnt: 9 });
+  assert.deepEqual(u.cpu, { usageUs: 8123456, periods: 400, throttledPeriods: 120, throttledUs: 3456789 });
+  assert.deepEqual(u.io, { readBytes: 1049600, writeBytes: 4194304, readOps: 11, writeOps: 40 });
+  assert.deepEqual(u.procs, [4242, 4250, 4251]);
+  const none = await new CgroupV2(V2).readUsage('/kubevz/kvz-unlimited');
+  assert.equal(none.memory.limit, undefined);
+  assert.equal(none.memory.maxheld, undefined, 'no memory.peak on older kernels');
+  assert.equal(none.processes.limit, undefined);
+});
+
+test('v2: io.max is written as one line per device', async () => {
+  const root = join(tmp, 'v2copy');
+  cpSync(V2, root, { recursive: true });
+  await new CgroupV2(root).setIoThrottle('/kubevz/kvz-unlimited', { major: 7, minor: 3 }, { writeBps: 1 << 20 });
+  assert.equal(readFileSync(join(root, 'kubevz/kvz-unlimited/io.max'), 'utf8'), `7:3 rbps=max wbps=${1 << 20} riops=max wiops=max`);
+  assert.deepEqual(parseIoMax('8:0 rbps=max wbps=max riops=max wiops=max\n7:3 rbps=10 wbps=max riops=max wiops=5', { major: 7, minor: 3 }), { readBps: 10, writeIops: 5 });
+});
+
+test('a garbled counter file is an error naming the file', async () => {
+  const root = join(tmp, 'v2bad');
+  cpSync(V2, root, { recursive: true });
+  writeFileSync(join(root, 'kubevz/kvz-limited/memory.events'), 'max lots\n');
+  await assert.rejects(new CgroupV2(root).readUsage('/kubevz/kvz-limited'), /unexpected line "max lots" in .*memory\.events/);
+});
+
+test('usage reader: fds over the VE processes, netns sockets and traffic', async () => {
+  const u = await new UsageReader(new CgroupV1(v1root), join(v1root, 'proc')).read({ cgroupPath: p, pid: 101 });
+  assert.equal(u.openFiles, 4);
+  assert.deepEqual(u.sockets, { tcp: 4, other: 5 });
+  assert.deepEqual(u.network, { rxBytes: 5000, txBytes: 7000 });
+  assert.deepEqual(parseSockstat('TCP: inuse 7 orphan 0\nUDP: inuse 1 mem 2\n'), { TCP: 7, UDP: 1 });
+  assert.deepEqual(parseNetDev('h1\nh2\n'), { rxBytes: 0, txBytes: 0 });
+});
