@@ -19,6 +19,8 @@ else
     # container runtime, network, disk, /proc virtualisation
     runc iproute2 iptables containernetworking-plugins e2fsprogs busybox-static lxcfs
     rsync util-linux openssl procps
+    # template caches: Debian trees, packed caches (tar.zst), imported tarballs
+    debootstrap zstd
     # tests and helpers
     iputils-ping curl jq
     # native npm modules (better-sqlite3 falls back to node-gyp) and the CRIU build

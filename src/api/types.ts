@@ -112,3 +112,93 @@ export interface VirtualEnvironment extends KubeObject {
 }
 
 export const VE_RESOURCE = { group: GROUP, version: VERSION, plural: 'virtualenvironments', kind: 'VirtualEnvironment' } as const;
+
+// --- VENode (crds/venodes.yaml) ---
+
+/** Quantities as the API holds them: CPUs ("2", "1500m"), bytes ("512Mi", "2097152Ki"). */
+export interface NodeResources {
+  cpu?: Quantity;
+  memory?: Quantity;
+  disk?: Quantity;
+}
+
+export interface NodeFeatures {
+  cgroupVersion?: 'v1' | 'v2';
+  criu?: boolean;
+  criuVersion?: string;
+  onlineDiskGrow?: boolean;
+  secondLevelQuota?: boolean;
+  userNamespaces?: boolean;
+}
+
+export interface VENodeStatus {
+  capacity?: NodeResources;
+  allocatable?: NodeResources;
+  allocated?: NodeResources & { ves?: number };
+  features?: NodeFeatures;
+  nodeInfo?: { kernelVersion?: string; hostname?: string; agentVersion?: string; bridge?: string; subnet?: string };
+  heartbeatTime?: string;
+  observedGeneration?: number;
+  conditions?: Condition[];
+}
+
+export interface VENode extends KubeObject {
+  metadata: ObjectMeta & { name: string };
+  spec?: { unschedulable?: boolean };
+  status?: VENodeStatus;
+}
+
+export const VENODE_RESOURCE = { group: GROUP, version: VERSION, plural: 'venodes', kind: 'VENode' } as const;
+
+/** Annotation `kvz restart` sets (a timestamp); the agent restarts the VE once per new value. */
+export const RESTART_REQUESTED_ANNOTATION = 'kubevz.io/restart-requested';
+/** Annotation the agent sets to the value of RESTART_REQUESTED_ANNOTATION it has acted on. */
+export const RESTARTED_ANNOTATION = 'kubevz.io/restarted';
+
+// ---- VETemplate (crds/vetemplates.yaml) ----
+
+export type TemplateSourceKind = 'debootstrap' | 'busybox' | 'tarball';
+export type TemplateInitFlavor = 'auto' | 'systemd' | 'sysvinit' | 'busybox' | 'other';
+export type TemplateStage = 'Pending' | 'Downloading' | 'Installing' | 'Preparing' | 'Packing' | 'Ready' | 'Failed' | 'Removed';
+
+export interface VETemplateSpec {
+  source: TemplateSourceKind;
+  debootstrap?: { suite: string; variant?: string; components?: string[]; include?: string[]; exclude?: string[]; mirror?: string };
+  busybox?: Record<string, never>;
+  tarball?: { url: string; sha256?: string };
+  preInstall?: string;
+  postInstall?: string;
+  init?: { flavor?: TemplateInitFlavor; command?: string[]; stopSignal?: string };
+}
+
+/** One node's template cache, as its agent reports it. */
+export interface TemplateNodeStatus {
+  node: string;
+  stage: TemplateStage;
+  percent?: number;
+  message?: string;
+  digest?: string;
+  init?: string;
+  sizeBytes?: number;
+  unpackedBytes?: number;
+  buildMs?: number;
+  builtAt?: string;
+  buildRequest?: string;
+  observedGeneration?: number;
+}
+
+export interface VETemplateStatus {
+  observedGeneration?: number;
+  nodes?: TemplateNodeStatus[];
+  conditions?: Condition[];
+}
+
+export interface VETemplate extends KubeObject {
+  metadata: ObjectMeta & { name: string };
+  spec: VETemplateSpec;
+  status?: VETemplateStatus;
+}
+
+export const VET_RESOURCE = { group: GROUP, version: VERSION, plural: 'vetemplates', kind: 'VETemplate' } as const;
+/** Annotation `kvz template build` sets (a fresh token) to ask every node to build the template now. */
+export const TEMPLATE_BUILD_ANNOTATION = 'kubevz.io/build-request';

@@ -2,14 +2,19 @@
 // through one ControllerLoop, notices dead inits, and removes host leftovers whose resource is
 // gone. It adopts running VEs on start without restarting them: the host is the truth.
 
-import { NODE_LABEL, type VirtualEnvironment } from '../api/types.js';
+import { NODE_LABEL, type VENode, type VETemplate, type VirtualEnvironment } from '../api/types.js';
 import { ControllerLoop } from '../core/controller-loop.js';
 import { errorMessage } from '../core/errors.js';
+import type { EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import { objectKey } from '../core/reconcile.js';
 import type { InformerHandle, ResourceClient } from '../core/resource-client.js';
 import type { VERuntime } from '../runtime/index.js';
+import { BeancounterRefresher } from './beancounters.js';
 import { ExitWatcher } from './exit-watcher.js';
+import type { BeancounterMetrics } from './metrics.js';
+import { NodeRegistration, type HostProbe, type NodeRegistrationOptions } from './node-registration.js';
+import { TemplateAgent } from './template-reconciler.js';
 import { VEReconciler } from './ve-reconciler.js';
 
 export interface NodeAgentOptions {
@@ -22,6 +27,16 @@ export interface NodeAgentOptions {
   resyncMs?: number;
   orphanScanMs?: number;
   workers?: number;
+  /** Beancounter refresh: one pass over all VEs every intervalMs [2000], status at most every minPublishMs per VE [5000]. */
+  beancounters?: { intervalMs?: number; minPublishMs?: number };
+  /** Prometheus gauges the refresh pass keeps current (served by `kvz up --metrics-listen`). */
+  metrics?: BeancounterMetrics;
+  /** Events about VEs (Created, Started, Stopped, LimitsChanged, Failed, ...). */
+  events?: EventRecorder;
+  /** When given, the agent registers its VENode and heartbeats (see node-registration.ts). */
+  registration?: { nodes: ResourceClient<VENode>; probe: HostProbe } & Partial<Pick<NodeRegistrationOptions, 'labels' | 'reserved' | 'nodeInfo' | 'heartbeatMs'>>;
+  /** VETemplates: when given, the agent builds templates from their recipes and reports per-node status. */
+  templates?: ResourceClient<VETemplate>;
 }
 
 export class NodeAgent {
@@ -29,6 +44,9 @@ export class NodeAgent {
   private informer: InformerHandle<VirtualEnvironment> | undefined;
   private exitWatcher: ExitWatcher | undefined;
   private orphanTimer: NodeJS.Timeout | undefined;
+  private beancounters: BeancounterRefresher | undefined;
+  private registration: NodeRegistration | undefined;
+  private templateAgent: TemplateAgent | undefined;
   private readonly log: Logger;
 
   constructor(private readonly o: NodeAgentOptions) {
@@ -36,7 +54,20 @@ export class NodeAgent {
   }
 
   async start(): Promise<void> {
+    if (this.o.registration) {
+      // Register first: the controller places VEs only on nodes that have reported in.
+      this.registration = new NodeRegistration({ ...this.o.registration, nodeName: this.o.nodeName, events: this.o.events, log: this.log });
+      await this.registration.start();
+    }
+    if (this.o.templates) {
+      this.templateAgent = new TemplateAgent({ client: this.o.templates, runtime: this.o.runtime, nodeName: this.o.nodeName, log: this.log });
+      // A template that appears or changes wakes the VEs waiting for it.
+      await this.templateAgent.start((name) => {
+        for (const ve of this.informer?.list() ?? []) if (ve.spec.template === name) this.loop?.queue.add(objectKey(ve));
+      });
+    }
     const reconciler = new VEReconciler({
+      templates: this.templateAgent?.builds,
       client: this.o.client,
       runtime: this.o.runtime,
       nodeName: this.o.nodeName,
@@ -44,6 +75,7 @@ export class NodeAgent {
       knownVEs: () => this.informer?.list() ?? [],
       stopTimeoutMs: this.o.stopTimeoutMs ?? 10_000,
       resyncMs: this.o.resyncMs ?? 30_000,
+      events: this.o.events,
       log: this.log,
     });
     this.loop = new ControllerLoop({ reconciler, log: this.log, workers: this.o.workers ?? 4 });
@@ -60,6 +92,17 @@ export class NodeAgent {
       (key) => queue.add(key),
     );
     this.exitWatcher.start();
+
+    this.beancounters = new BeancounterRefresher({
+      runtime: this.o.runtime,
+      client: this.o.client,
+      ves: () => this.informer?.list() ?? [],
+      log: this.log.child({ component: 'beancounters' }),
+      metrics: this.o.metrics,
+      intervalMs: this.o.beancounters?.intervalMs,
+      minPublishMs: this.o.beancounters?.minPublishMs,
+    });
+    this.beancounters.start();
 
     await this.scanOrphans();
     this.orphanTimer = setInterval(() => void this.scanOrphans(), this.o.orphanScanMs ?? 60_000);
@@ -87,8 +130,11 @@ export class NodeAgent {
 
   /** Stops watching and reconciling; the VEs keep running. */
   async stop(): Promise<void> {
+    this.registration?.stop();
     this.exitWatcher?.stop();
+    await this.beancounters?.stop();
     if (this.orphanTimer) clearInterval(this.orphanTimer);
+    await this.templateAgent?.stop();
     await this.informer?.stop();
     await this.loop?.stop();
     this.log.info('node agent stopped; VEs keep running');

@@ -1,3 +1,6 @@
 // Public face of src/node-agent.
 export { NodeAgent, type NodeAgentOptions } from './agent.js';
 export { limitsFromSpec, configFromSpec } from './ve-config.js';
+export { NodeRegistration, hostProbe, type HostProbe, type HostCapacity, type NodeRegistrationOptions } from './node-registration.js';
+export { BeancounterMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
+export { BeancounterRefresher, beancountersFrom } from './beancounters.js';

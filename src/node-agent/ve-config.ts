@@ -4,7 +4,8 @@
 import { parseBytes, parseCpuLimit } from '../api/quantity.js';
 import type { VirtualEnvironment } from '../api/types.js';
 import { TerminalError } from '../core/errors.js';
-import type { VEConfig, VELimits } from '../runtime/index.js';
+import { formatCpuset, parseCpuset, type VEConfig, type VELimits } from '../runtime/index.js';
+import { diskFromSpec } from './ve-disk.js';
 
 export const CPU_PERIOD_US = 100_000;
 
@@ -26,6 +27,22 @@ export function limitsFromSpec(ve: VirtualEnvironment): VELimits {
       limits.cpuQuotaUs = Math.max(1000, Math.round(cpus * CPU_PERIOD_US));
     }
     if (r.processes !== undefined) limits.pids = r.processes;
+    if (r.memory?.guarantee !== undefined) limits.memoryGuaranteeBytes = parseBytes(r.memory.guarantee, 'spec.resources.memory.guarantee');
+    if (r.cpu?.cpuset !== undefined) {
+      try {
+        limits.cpuset = formatCpuset(parseCpuset(r.cpu.cpuset));
+      } catch (e) {
+        throw new TerminalError(`spec.resources.cpu.cpuset: ${(e as Error).message}`);
+      }
+      if (limits.cpuset === '') throw new TerminalError('spec.resources.cpu.cpuset: names no CPU; leave it out to allow all CPUs');
+    }
+    if (r.openFiles !== undefined) limits.openFiles = r.openFiles;
+    const d = r.disk;
+    if (d?.ioWeight !== undefined) limits.ioWeight = d.ioWeight;
+    if (d?.readBps !== undefined) limits.readBps = parseBytes(d.readBps, 'spec.resources.disk.readBps');
+    if (d?.writeBps !== undefined) limits.writeBps = parseBytes(d.writeBps, 'spec.resources.disk.writeBps');
+    if (d?.readIops !== undefined) limits.readIops = d.readIops;
+    if (d?.writeIops !== undefined) limits.writeIops = d.writeIops;
   } catch (err) {
     if ((err as { code?: string }).code === 'Invalid') throw new TerminalError((err as Error).message, { cause: err });
     throw err;
@@ -43,6 +60,7 @@ export function configFromSpec(ve: VirtualEnvironment, addresses: string[]): VEC
     template: ve.spec.template,
     addresses,
     limits: limitsFromSpec(ve),
+    disk: diskFromSpec(ve),
   };
 }
 

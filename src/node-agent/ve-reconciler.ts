@@ -2,15 +2,18 @@
 // live limits, and a status that says what the host really has. Level-based: it reads the
 // object and the host afresh every time and never depends on which event woke it.
 
-import { NODE_LABEL, VE_FINALIZER, type VirtualEnvironment } from '../api/types.js';
-import { errorMessage, isTerminal, KvzError } from '../core/errors.js';
+import { NODE_LABEL, RESTART_REQUESTED_ANNOTATION, RESTARTED_ANNOTATION, VE_FINALIZER, type VirtualEnvironment } from '../api/types.js';
+import { errorCode, errorMessage, isTerminal, KvzError } from '../core/errors.js';
+import { nullRecorder, type EventRecorder } from '../core/events.js';
 import { withFinalizer } from '../core/finalizer.js';
 import type { Logger } from '../core/logger.js';
 import { splitKey, type Reconciler, type ReconcileResult } from '../core/reconcile.js';
 import type { ResourceClient } from '../core/resource-client.js';
-import { sameLimits, type VEConfig, type VEHostState, type VERuntime } from '../runtime/index.js';
+import { hostInfo, limitsDiff, LIVE_LIMIT_FIELDS, normalizeLimits, sameLimits, type LimitField, type VEConfig, type VEHostState, type VELimits, type VERuntime } from '../runtime/index.js';
+import { resourcesReport, withResources, type ResourcesReport } from './resources-status.js';
 import { allocateAddress } from './address-pool.js';
 import { configFromSpec, needsRestart } from './ve-config.js';
+import { checkDiskFeatures, diskReport, DiskReportThrottle, resolveCloneSource, withDisk, type DiskReport } from './ve-disk.js';
 import { buildStatus, statusPatch, type StatusInput } from './ve-status.js';
 
 export interface VEReconcilerOptions {
@@ -24,13 +27,24 @@ export interface VEReconcilerOptions {
   stopTimeoutMs: number;
   /** How often a healthy VE is looked at again even without events. */
   resyncMs: number;
+  /** Events for `kubectl describe ve` (Created, Started, Stopped, Restarted, LimitsChanged, Failed, Destroyed). */
+  events?: EventRecorder;
+  /** Builds a VE's template from its VETemplate (template-reconciler.ts); without it, the runtime's cache alone. */
+  templates?: { ensure(name: string, signal: AbortSignal): Promise<unknown> };
   log: Logger;
 }
+
+/** How soon a VE whose VETemplate does not exist is looked at again (the template informer also wakes it). */
+const TEMPLATE_MISSING_REQUEUE_MS = 30_000;
 
 export class VEReconciler implements Reconciler {
   readonly name = 've';
 
-  constructor(private readonly o: VEReconcilerOptions) {}
+  private readonly events: EventRecorder;
+
+  constructor(private readonly o: VEReconcilerOptions) {
+    this.events = o.events ?? nullRecorder;
+  }
 
   async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult> {
     const { namespace, name } = splitKey(key);
@@ -51,7 +65,10 @@ export class VEReconciler implements Reconciler {
       const out = await withFinalizer(this.o.client, VE_FINALIZER, ve, async (ev) => {
         if (ev.kind === 'cleanup') {
           const res = await this.o.runtime.destroy(ev.obj.metadata.uid!, { timeoutMs: this.stopTimeoutMs(ev.obj), signal });
-          if (res !== 'unchanged') log.info('removed the VE from the host');
+          if (res !== 'unchanged') {
+            log.info('removed the VE from the host');
+            this.events.event(ev.obj, 'Normal', 'Destroyed', `removed the VE from node ${this.o.nodeName}`);
+          }
           return {};
         }
         return this.converge(ev.obj, log, signal);
@@ -75,7 +92,10 @@ export class VEReconciler implements Reconciler {
         await this.writeStatus(ve, { ...this.base(ve, addresses, host), phase: 'Running', ready: { status: 'False', reason: 'Stopping', message: 'stopping the VE' } });
       }
       const res = await this.o.runtime.ensureStopped(uid, { timeoutMs: this.stopTimeoutMs(ve), signal });
-      if (res !== 'unchanged') log.info('stopped');
+      if (res !== 'unchanged') {
+        log.info('stopped');
+        this.events.event(ve, 'Normal', 'Stopped', 'stopped the VE (spec.powerState is Stopped)');
+      }
       await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Stopped', ready: { status: 'False', reason: 'Stopped', message: 'spec.powerState is Stopped' } });
       return {};
     }
@@ -84,20 +104,59 @@ export class VEReconciler implements Reconciler {
       log.info({ from: describe(host.config), to: describe(config) }, 'identity changed; restarting the VE');
       await this.o.runtime.ensureStopped(uid, { timeoutMs: this.stopTimeoutMs(ve), signal });
     }
+    // `kvz restart` sets a new value of the restart-requested annotation; we restart once per value.
+    const restartWanted = ve.metadata.annotations?.[RESTART_REQUESTED_ANNOTATION];
+    const restart = restartWanted !== undefined && restartWanted !== ve.metadata.annotations?.[RESTARTED_ANNOTATION];
+    if (restart && host.state === 'running') {
+      log.info({ requested: restartWanted }, 'restart requested; stopping the VE');
+      await this.o.runtime.ensureStopped(uid, { timeoutMs: this.stopTimeoutMs(ve), signal });
+    }
     if (host.state !== 'running') {
       await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Creating', ready: { status: 'False', reason: 'Creating', message: `starting from template ${config.template}` } });
     }
-    await this.o.runtime.ensureTemplate(config.template, signal);
+    const noTemplate = await this.ensureTemplate(ve, config.template, addresses, signal);
+    if (noTemplate) return noTemplate;
+    await this.prepareDisk(ve, config);
+    // Drift: the agent recorded the declared limits, but the kernel holds others (changed by hand).
+    if (host.state === 'running' && !restart && host.config && !needsRestart(host.config, config) && sameLimits(host.config.limits, config.limits)) {
+      await this.correctDrift(ve, uid, config.limits, log, signal);
+    }
     const res = await this.o.runtime.ensureRunning(config, signal);
-    if (res !== 'unchanged') log.info({ result: res }, 'VE running');
+    if (res !== 'unchanged') {
+      log.info({ result: res }, 'VE running');
+      if (res === 'created' && host.state === 'absent' && !host.prepared) this.events.event(ve, 'Normal', 'Created', `created the VE on node ${this.o.nodeName} from template ${config.template}`);
+    }
     const after = await this.o.runtime.inspect(uid);
     if (after.config && !sameLimits(after.config.limits, config.limits)) {
       await this.o.runtime.updateLimits(uid, config.limits, signal);
       log.info({ limits: config.limits }, 'limits applied live');
+      this.events.event(ve, 'Normal', 'LimitsChanged', `applied limits live: ${JSON.stringify(config.limits)}`);
     }
     if (after.state !== 'running') throw new KvzError('Internal', `VE did not stay running (state ${after.state})`);
-    await this.writeStatus(ve, { ...this.base(ve, addresses, after), phase: 'Running', ready: { status: 'True', reason: 'Running', message: '' } });
+    if (res !== 'unchanged') {
+      const what = restart ? 'Restarted' : 'Started';
+      this.events.event(ve, 'Normal', what, `${what.toLowerCase()} the VE on node ${this.o.nodeName} (init PID ${after.pid ?? '?'})`);
+    }
+    const resources = await this.resourcesReport(uid, config.limits, log);
+    const disk = await this.diskReport(uid, config, log);
+    await this.writeStatus(ve, { ...this.base(ve, addresses, after), phase: 'Running', ready: { status: 'True', reason: 'Running', message: '' } }, resources, disk);
+    // Acknowledged only after the status shows the new init, so a waiting `kvz restart` reads it.
+    if (restart) await this.o.client.mergePatch(ve.metadata.name, ve.metadata.namespace, { metadata: { annotations: { [RESTARTED_ANNOTATION]: restartWanted } } });
     return { requeueAfterMs: this.o.resyncMs };
+  }
+
+  /** The VE's template on this node; a VETemplate that does not exist is a condition and a slow requeue, not a crash loop. */
+  private async ensureTemplate(ve: VirtualEnvironment, name: string, addresses: string[], signal: AbortSignal): Promise<ReconcileResult | undefined> {
+    try {
+      if (this.o.templates) await this.o.templates.ensure(name, signal);
+      else await this.o.runtime.ensureTemplate(name, undefined, { signal });
+      return undefined;
+    } catch (err) {
+      if (errorCode(err) !== 'NotFound') throw err;
+      const message = errorMessage(err);
+      await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Pending', ready: { status: 'False', reason: 'TemplateNotFound', message }, message });
+      return { requeueAfterMs: TEMPLATE_MISSING_REQUEUE_MS };
+    }
   }
 
   private stopTimeoutMs(ve: VirtualEnvironment): number {
@@ -123,8 +182,70 @@ export class VEReconciler implements Reconciler {
     return [allocateAddress(this.o.subnet, used)];
   }
 
-  private async writeStatus(ve: VirtualEnvironment, input: StatusInput): Promise<void> {
-    const next = buildStatus(ve, input);
+  /** Declared limits against what the host holds (appliedResources, pendingResources, ResourcesApplied). */
+  private async resourcesReport(uid: string, desired: VELimits, log: Logger): Promise<ResourcesReport | undefined> {
+    try {
+      return resourcesReport(desired, await this.o.runtime.readLimits(uid), { nofileHard: hostInfo().nofileHard });
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'could not read the VE\'s limits back from the host');
+      return undefined;
+    }
+  }
+
+  /**
+   * A limit changed on the host behind the agent's back (a hand-written cgroup file) is put back
+   * and said so (log + Warning Event LimitsRestored). Fields the host cannot hold even after a
+   * re-apply are not drift: resourcesReport lists them as pending, without an Event every resync.
+   */
+  private async correctDrift(ve: VirtualEnvironment, uid: string, desired: VELimits, log: Logger, signal: AbortSignal): Promise<void> {
+    let actual: VELimits;
+    try {
+      actual = await this.o.runtime.readLimits(uid);
+    } catch {
+      return; // unreadable now (VE just exited): the rest of converge deals with it
+    }
+    const drifted = limitsDiff(desired, actual, LIVE_LIMIT_FIELDS);
+    if (!drifted.length) return;
+    await this.o.runtime.updateLimits(uid, desired, signal);
+    const still = new Set(limitsDiff(desired, await this.o.runtime.readLimits(uid), LIVE_LIMIT_FIELDS));
+    const restored = drifted.filter((f) => !still.has(f));
+    if (!restored.length) return;
+    // Normalized, so an unset field shows as what it means (swap 0, shares 1024), not "unset".
+    const [a, d] = [normalizeLimits(actual), normalizeLimits(desired)];
+    const found = restored.map((f) => `${f} ${String(a[f] ?? 'unlimited')} (declared ${String(d[f] ?? 'unlimited')})`).join(', ');
+    log.warn({ fields: restored, found: pick(actual, restored), declared: pick(desired, restored) }, 'limits were changed on the host; put back the declared ones');
+    this.events.event(ve, 'Warning', 'LimitsRestored', `limits changed on the host were put back: ${found}`);
+  }
+
+  /** Refuses disk features this node lacks; for a VE not made yet with spec.cloneFrom, resolves its source on this node. */
+  private async prepareDisk(ve: VirtualEnvironment, config: VEConfig): Promise<void> {
+    if (!config.disk) return;
+    checkDiskFeatures(config.disk, await this.o.runtime.nodeFeatures(), this.o.nodeName);
+    if (ve.spec.cloneFrom && !(await this.o.runtime.diskUsage(config.uid))) {
+      config.disk.cloneFrom = await resolveCloneSource({ ve, config, client: this.o.client, runtime: this.o.runtime, nodeName: this.o.nodeName });
+    }
+  }
+
+  private readonly diskThrottle = new DiskReportThrottle();
+
+  /** status.disk and the DiskResized condition (usage refreshed at most once a minute). */
+  private async diskReport(uid: string, config: VEConfig, log: Logger): Promise<DiskReport | undefined> {
+    if (!config.disk) return undefined;
+    try {
+      const usage = await this.o.runtime.diskUsage(uid);
+      if (!usage) return undefined;
+      const features = await this.o.runtime.nodeFeatures();
+      return this.diskThrottle.pick(uid, diskReport(config.disk, usage, features.diskOnlineGrow));
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'could not read the VE\'s disk usage');
+      return undefined;
+    }
+  }
+
+  private async writeStatus(ve: VirtualEnvironment, input: StatusInput, resources?: ResourcesReport, disk?: DiskReport): Promise<void> {
+    let next = buildStatus(ve, input);
+    if (resources) next = withResources(next, resources, ve.metadata.generation ?? 1);
+    if (disk) next = withDisk(next, disk, ve.metadata.generation ?? 1);
     const patch = statusPatch(ve.status, next);
     if (!patch) return;
     const updated = await this.o.client.patchStatus(ve.metadata.name, ve.metadata.namespace, patch);
@@ -134,6 +255,7 @@ export class VEReconciler implements Reconciler {
   private async reportFailure(ve: VirtualEnvironment, err: unknown, log: Logger): Promise<void> {
     if (ve.metadata.deletionTimestamp) return;
     const terminal = isTerminal(err);
+    this.events.event(ve, 'Warning', 'Failed', errorMessage(err));
     try {
       const fresh = (await this.o.client.get(ve.metadata.name, ve.metadata.namespace)) ?? ve;
       const host = await this.o.runtime.inspect(fresh.metadata.uid!).catch(() => undefined);
@@ -159,6 +281,10 @@ export class VEReconciler implements Reconciler {
       this.o.log.info({ ve: key, uid: host.uid }, 'removed a VE whose resource is gone');
     }
   }
+}
+
+function pick(l: VELimits, fields: readonly LimitField[]): Partial<VELimits> {
+  return Object.fromEntries(fields.map((f) => [f, l[f]]));
 }
 
 function describe(c: VEConfig): string {

@@ -14,6 +14,10 @@ export interface BridgeNetworkInput {
   subnet: string;
   addresses: string[];
   mac: string;
+  /** The VEs' default gateway; default the subnet's first address. */
+  gateway?: string;
+  /** Whether the plugin puts the gateway address on the bridge (a bridge kubevz owns); default true. */
+  isGateway?: boolean;
 }
 
 export interface CniResult {
@@ -60,20 +64,20 @@ export function bridgeNetworkName(bridge: string): string {
 }
 
 export function bridgeConfig(input: BridgeNetworkInput): Record<string, unknown> {
-  const gateway = gatewayOf(input.subnet);
+  const gateway = input.gateway ?? gatewayOf(input.subnet);
   for (const a of input.addresses) {
     const { ip } = parseCidr(a);
     if (!cidrContains(input.subnet, ip)) {
       throw new KvzError('Invalid', `address ${a} is outside the node bridge subnet ${input.subnet}`);
     }
-    if (ip === gateway) throw new KvzError('Invalid', `address ${a} is the node bridge's own (gateway) address`);
+    if (ip === gateway) throw new KvzError('Invalid', `address ${a} is the node bridge's gateway address`);
   }
   return {
     cniVersion: CNI_VERSION,
     name: bridgeNetworkName(input.bridge),
     type: 'bridge',
     bridge: input.bridge,
-    isGateway: true,
+    isGateway: input.isGateway ?? true,
     ipMasq: false,
     hairpinMode: false,
     runtimeConfig: { mac: input.mac },

@@ -6,11 +6,40 @@ import type { RuntimeOptions, VERuntime } from './types.js';
 
 export * from './types.js';
 export { teardownNode } from './runtime.js';
+export { nodeBridgeAttachment, MANAGED_BRIDGE_ALIAS, type NodeBridgeAttachment } from './node-bridge.js';
 export type { HostRuntimeOptions } from './runtime.js';
 export { containerId, netnsName, hostVethName, macAddress, cgroupPath } from './names.js';
-export { sameLimits, normalizeLimits } from './limits.js';
+export {
+  sameLimits,
+  normalizeLimits,
+  limitsDiff,
+  limitsEqual,
+  parseCpuset,
+  formatCpuset,
+  sharesToWeight,
+  RESTART_LIMIT_FIELDS,
+  LIVE_LIMIT_FIELDS,
+  type LimitField,
+} from './limits.js';
+export { hostInfo } from './host-info.js';
+export { UsageReader } from './usage.js';
+export { CgroupV1 } from './cgroup-v1.js';
+export { CgroupV2 } from './cgroup-v2.js';
+export { createCgroupReader, type CgroupReader } from './cgroup.js';
 export { detectCgroupVersion, type CgroupVersion } from './cgroup.js';
 export { BUSYBOX_TEMPLATE } from './template-busybox.js';
+export type { EnsureTemplateOptions, TemplateInfo } from './templates.js';
+export {
+  templateDigest,
+  canonicalRecipe,
+  initProfile,
+  type InitFlavor,
+  type InitProfile,
+  type TemplateProgress,
+  type TemplateRecipe,
+  type TemplateSource,
+  type TemplateStage,
+} from './template-recipe.js';
 
 /** The runtime for this host. Optional binaries/paths (HostRuntimeOptions) are for tests. */
 export function createRuntime(opts: RuntimeOptions | HostRuntimeOptions): VERuntime {

@@ -1,7 +1,7 @@
 // iproute2 wrapped in typed functions: network namespaces and links on the host. Callers never
 // build `ip` command lines themselves, so the backend can later move to netlink.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { run } from './command.js';
 
 export const NETNS_DIR = '/run/netns';
@@ -14,8 +14,22 @@ export function netnsExists(name: string): boolean {
   return existsSync(netnsPath(name));
 }
 
+/**
+ * Whether a link exists in the caller's network namespace. /proc/net/dev is per netns of the
+ * reading process; /sys/class/net shows the netns of whoever mounted /sys, which is wrong for an
+ * agent started with `nsenter --net` (the multi-node harness) and kept in the host's mount ns.
+ */
 export function linkExists(name: string): boolean {
-  return existsSync(`/sys/class/net/${name}`);
+  let text: string;
+  try {
+    text = readFileSync('/proc/net/dev', 'utf8');
+  } catch {
+    return existsSync(`/sys/class/net/${name}`);
+  }
+  return text.split('\n').some((line) => {
+    const i = line.indexOf(':');
+    return i > 0 && line.slice(0, i).trim() === name;
+  });
 }
 
 export async function addNetns(name: string, signal?: AbortSignal): Promise<void> {

@@ -4,7 +4,7 @@
 // allow-list, and the VE's limits. Pure: everything host-specific comes in as parameters.
 
 import type { HostInfo } from './host-info.js';
-import { ociResources, type OciResources } from './limits.js';
+import { ociResources, type OciResourceOptions, type OciResources } from './limits.js';
 import type { VEConfig } from './types.js';
 
 /**
@@ -31,6 +31,50 @@ export interface OciSpecInput {
   /** Init argv inside the VE. */
   init: string[];
   host: HostInfo;
+  /** The VE's block device, for I/O throttles in the bundle. */
+  resourceOptions?: OciResourceOptions;
+  /** What the template's init needs (template meta.json); default: a plain init stopped with TERM. */
+  boot?: BootProfile;
+}
+
+/** The template's init as the bundle sees it. */
+export interface BootProfile {
+  /** Extra init environment (KEY=VALUE; replaces a default of the same key). */
+  env: string[];
+  /** Graceful-stop signal, recorded in the bundle's annotations for stop and restore. */
+  stopSignal: string;
+  /** systemd as PID 1: writable cgroup mount, tmpfs /run/lock and /tmp; legacyCgroup (v1 hosts) = checkpointable legacy mode. */
+  systemd?: { legacyCgroup: boolean };
+}
+
+/** Annotation holding the VE's graceful-stop signal. */
+export const STOP_SIGNAL_ANNOTATION = 'io.kubevz.stop-signal';
+
+/**
+ * systemd in pure legacy cgroup mode: in hybrid mode its cgroup-BPF programs cannot be
+ * checkpointed (PLATFORM-NOTES, "Checkpointing full distributions").
+ */
+export const SYSTEMD_LEGACY_CMDLINE = 'SYSTEMD_PROC_CMDLINE=systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1';
+
+function withBoot(spec: OciSpec, boot: BootProfile | undefined): OciSpec {
+  if (!boot) return spec;
+  const keys = new Set(boot.env.map((e) => e.split('=')[0]));
+  const env = [...spec.process.env.filter((e) => !keys.has(e.split('=')[0])), ...boot.env];
+  spec.annotations[STOP_SIGNAL_ANNOTATION] = boot.stopSignal;
+  if (boot.systemd) {
+    const cg = spec.mounts.find((m) => m.destination === '/sys/fs/cgroup');
+    if (cg) cg.options = cg.options.map((o) => (o === 'ro' ? 'rw' : o));
+    spec.mounts.push(
+      { destination: '/run/lock', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', 'mode=1777', 'size=5120k'] },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+    );
+    if (boot.systemd.legacyCgroup) {
+      env.push(SYSTEMD_LEGACY_CMDLINE);
+      spec.linux.maskedPaths.push('/sys/fs/cgroup/unified');
+    }
+  }
+  spec.process.env = env;
+  return spec;
 }
 
 interface Mount {
@@ -94,8 +138,9 @@ const DEVICES: DeviceRule[] = [
 export function buildOciSpec(input: OciSpecInput): OciSpec {
   const { config, host } = input;
   const caps = veCapabilities(host);
-  const nofile = Math.min(MAX_NOFILE, host.nofileHard);
-  return {
+  // More than the host's hard limit makes runc fail to start the VE: cap it (status then shows the cap).
+  const nofile = Math.min(config.limits.openFiles ?? MAX_NOFILE, MAX_NOFILE, host.nofileHard);
+  return withBoot({
     ociVersion: '1.0.2-dev',
     process: {
       terminal: false,
@@ -135,12 +180,12 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
         { type: 'network', path: input.netnsPath },
       ],
       cgroupsPath: input.cgroupsPath,
-      resources: { ...ociResources(config.limits), devices: DEVICES },
+      resources: { ...ociResources(config.limits, input.resourceOptions), devices: DEVICES },
       maskedPaths: [
         '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
         '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware',
       ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
-  };
+  }, input.boot);
 }

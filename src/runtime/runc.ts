@@ -96,6 +96,11 @@ export class Runc {
     }
   }
 
+  /** Freezes every process of the container (cgroup freezer). */
+  async pause(id: string, signal?: AbortSignal): Promise<void> {
+    await run(this.binary, this.args(['pause', id]), { signal });
+  }
+
   async resume(id: string, signal?: AbortSignal): Promise<void> {
     await run(this.binary, this.args(['resume', id]), { signal });
   }

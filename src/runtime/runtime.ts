@@ -12,17 +12,25 @@ import { Revert } from '../core/revert.js';
 import { createCgroupReader, type CgroupReader } from './cgroup.js';
 import { V1_CONTROLLERS } from './cgroup-v1.js';
 import { CNI_IFNAME, Cni, bridgeConfig, loopbackConfig, type CniResult } from './cni.js';
+import { deleteManagedBridge, markBridgeManaged, nodeBridgeAttachment } from './node-bridge.js';
 import { hostInfo } from './host-info.js';
-import { runcUpdateJson, sameLimits } from './limits.js';
+import { blockDeviceOf } from './block-device.js';
+import { limitsEqual, ociResources, parseCpuset, runcUpdateJson, sameLimits, type BlockDevice } from './limits.js';
+import { UsageReader } from './usage.js';
 import { cgroupPath, containerId, hostVethName, macAddress, netnsName } from './names.js';
 import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink } from './netns.js';
-import { buildOciSpec } from './oci-spec.js';
-import { isMounted, mountRootfs, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
+import { STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
+import { cloneImage } from './clone.js';
+import { diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
+import { ensureRootfs, growRunning, isMounted, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
 import { Runc, type RuncState } from './runc.js';
-import { TemplateCache } from './templates.js';
+import { TemplateCache, type EnsureTemplateOptions, type TemplateInfo } from './templates.js';
+import type { InitProfile, TemplateRecipe } from './template-recipe.js';
 import type {
   EnsureResult,
   ExecOptions,
+  NodeFeature,
+  VEDiskUsage,
   RuntimeOptions,
   StopOptions,
   VEConfig,
@@ -30,9 +38,9 @@ import type {
   VELimits,
   VERunState,
   VERuntime,
+  VEUsage,
 } from './types.js';
 
-const INIT = ['/sbin/init'];
 /** Stop timeout when a VE must be recreated because its identity (hostname, addresses, template) changed. */
 const RECREATE_STOP_TIMEOUT_MS = 10_000;
 
@@ -137,6 +145,7 @@ export class HostRuntime implements VERuntime {
   readonly templates: TemplateCache;
   private readonly cni: Cni;
   private readonly cgroup: CgroupReader;
+  private readonly usage: UsageReader;
   private readonly log: Logger;
   private readonly mutex = new KeyedMutex();
   private readonly vesDir: string;
@@ -147,11 +156,12 @@ export class HostRuntime implements VERuntime {
     this.runc = new Runc(join(opts.stateDir, 'runc'), opts.runcBinary ?? 'runc');
     this.cni = new Cni(opts.cniPluginDir ?? '/usr/lib/cni');
     this.cgroup = createCgroupReader(opts.cgroupRoot ?? '/sys/fs/cgroup');
+    this.usage = new UsageReader(this.cgroup);
     this.templates = new TemplateCache({
       dir: join(opts.stateDir, 'templates'),
       busybox: opts.busybox ?? '/bin/busybox',
       log: opts.log,
-      inUse: (name) => this.templateInUse(name),
+      usedBy: (name) => this.templateUsers(name),
     });
   }
 
@@ -176,12 +186,34 @@ export class HostRuntime implements VERuntime {
 
   // ---- VERuntime ----
 
-  ensureTemplate(name: string, signal?: AbortSignal): Promise<{ rootfs: string; result: EnsureResult }> {
-    return this.templates.ensure(name, signal);
+  ensureTemplate(name: string, recipe?: TemplateRecipe, opts?: EnsureTemplateOptions): Promise<TemplateInfo & { result: EnsureResult }> {
+    return this.templates.ensure(name, recipe, opts);
   }
 
-  ensureRunning(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult> {
+  removeTemplate(name: string): Promise<EnsureResult> {
+    return this.templates.remove(name);
+  }
+
+  listTemplates(): Promise<TemplateInfo[]> {
+    return this.templates.list();
+  }
+
+  /** The bundle settings of a template's init; systemd's legacy cgroup mode only where v1 is. */
+  private bootProfile(init: InitProfile): BootProfile {
+    return {
+      env: init.env,
+      stopSignal: init.stopSignal,
+      ...(init.flavor === 'systemd' ? { systemd: { legacyCgroup: this.cgroup.version === 'v1' } } : {}),
+    };
+  }
+
+  async ensureRunning(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult> {
     validate(config);
+    const quota = config.disk?.quotaUgidLimit ?? 0;
+    const qf = this.features().diskQuotaUgid;
+    if (quota > 0 && !qf?.available) {
+      throw new KvzError('Invalid', `second-level disk quota (quotaUgidLimit ${quota}) is not available on this node: ${qf?.reason}; set it to 0`);
+    }
     return this.mutex.run(config.uid, () => this.doEnsureRunning(config, signal));
   }
 
@@ -198,9 +230,13 @@ export class HostRuntime implements VERuntime {
         await this.runc.resume(id, signal);
         log.info('VE resumed');
       }
+      const grown = await growRunning(rootfsPaths(this.veDir(uid)), config.disk, this.features().diskOnlineGrow?.available ?? false, signal);
+      if (grown) log.info({ sizeBytes: grown.sizeBytes, inodes: grown.inodes }, 'VE disk grown online');
       const intact = await this.networkIntact(uid);
       if (intact && sameLimits(applied.limits, config.limits) && !(await this.limitsDrifted(uid, config.limits))) {
-        return st.status === 'paused' ? 'updated' : 'unchanged';
+        // Restart-only fields (openFiles) are recorded for the next start; the host is unchanged.
+        if (!limitsEqual(applied.limits, config.limits)) await writeJsonAtomic(this.configFile(uid), config);
+        return st.status === 'paused' || grown ? 'updated' : 'unchanged';
       }
       if (intact) {
         await this.applyLimits(uid, id, config.limits, signal);
@@ -226,26 +262,40 @@ export class HostRuntime implements VERuntime {
     await Revert.run(log, async (revert) => {
       if (!existedBefore) revert.add('remove VE directory', () => rm(this.veDir(uid), { recursive: true, force: true }));
       await mkdir(this.bundleDir(uid), { recursive: true });
-      const { rootfs: lower } = await this.templates.ensure(config.template, signal);
+      const template = await this.templates.ensure(config.template, undefined, { signal });
+      const lower = template.rootfs;
       lap('template');
 
       const paths = rootfsPaths(this.veDir(uid));
       // Root fs and network are independent: set them up side by side (both push their undos).
       await allSettledOrThrow([
         (async () => {
-          if (await mountRootfs(lower, paths, signal)) revert.add('unmount rootfs', () => unmountRootfs(paths));
+          const disk = await ensureRootfs({
+            lower,
+            paths,
+            disk: config.disk,
+            clone: () => this.cloneDisk(config, log, signal),
+            canGrowOnline: this.features().diskOnlineGrow?.available ?? false,
+            revert,
+            log,
+            signal,
+          });
+          lap(`disk${disk.disk === 'unchanged' ? '' : `:${disk.disk}`}`);
           await writeIdentity(paths, config.hostname, config.addresses);
         })(),
         this.ensureNetwork(config, applied, revert, signal),
       ]);
       lap('rootfsAndNetwork');
 
+      await this.checkCpuset(config.limits);
       const spec = buildOciSpec({
+        resourceOptions: { device: blockDeviceOf(paths.upper) },
         config,
         rootfs: paths.target,
         netnsPath: netnsPath(netnsName(uid)),
         cgroupsPath: cgroupPath(uid),
-        init: INIT,
+        init: template.init.command,
+        boot: this.bootProfile(template.init),
         host: hostInfo(),
       });
       await writeJsonAtomic(join(this.bundleDir(uid), 'config.json'), spec);
@@ -280,10 +330,11 @@ export class HostRuntime implements VERuntime {
       const id = containerId(uid);
       const st = await this.runc.state(id, signal);
       const live = st !== undefined && st.status !== 'stopped';
-      let changed = !sameLimits(applied.limits, limits);
-      if (live && !changed) changed = await this.limitsDrifted(uid, limits);
+      let liveChanged = !sameLimits(applied.limits, limits);
+      if (live && !liveChanged) liveChanged = await this.limitsDrifted(uid, limits);
+      const changed = liveChanged || !limitsEqual(applied.limits, limits);
       if (!changed) return 'unchanged';
-      if (live) await this.applyLimits(uid, id, limits, signal);
+      if (live && liveChanged) await this.applyLimits(uid, id, limits, signal);
       await writeJsonAtomic(this.configFile(uid), { ...applied, limits });
       this.veLog(uid, applied.name).info({ limits, live }, live ? 'VE limits updated live' : 'VE limits recorded for next start');
       return 'updated';
@@ -313,7 +364,7 @@ export class HostRuntime implements VERuntime {
       const paths = rootfsPaths(dir);
       await unmountRootfs(paths, opts.signal);
       for (const m of (await mountsUnder(dir)).reverse()) await unmountRootfs({ ...paths, target: m }, opts.signal);
-      await removeRootfs(paths);
+      await removeRootfs(paths, opts.signal);
       await rm(dir, { recursive: true, force: true });
       lap('rootfs');
       this.veLog(uid).info({ ms: timings }, 'VE destroyed');
@@ -370,8 +421,66 @@ export class HostRuntime implements VERuntime {
     });
   }
 
+  /** The cgroup's limits, plus openFiles as the running init has it (/proc/PID/limits). */
   async readLimits(uid: string): Promise<VELimits> {
-    return this.cgroup.readLimits(cgroupPath(uid));
+    const limits = await this.cgroup.readLimits(cgroupPath(uid), { device: this.veDevice(uid) });
+    const st = await this.runc.state(containerId(uid)).catch(() => undefined);
+    if (st && st.pid > 0 && st.status !== 'stopped') {
+      const text = await readFile(`/proc/${st.pid}/limits`, 'utf8').catch(() => '');
+      const m = /^Max open files\s+(\d+)/m.exec(text);
+      if (m) limits.openFiles = Number(m[1]);
+    }
+    return limits;
+  }
+
+  async readUsage(uid: string, pid?: number): Promise<VEUsage> {
+    let initPid = pid;
+    if (initPid === undefined) {
+      const st = await this.runc.state(containerId(uid));
+      if (st && st.pid > 0 && st.status !== 'stopped') initPid = st.pid;
+    }
+    return this.usage.read({ cgroupPath: cgroupPath(uid), pid: initPid });
+  }
+
+  diskUsage(uid: string): Promise<VEDiskUsage | undefined> {
+    return diskUsageOf(rootfsPaths(this.veDir(uid)).disk);
+  }
+
+  async nodeFeatures(): Promise<Record<string, NodeFeature>> {
+    return { ...this.features() };
+  }
+
+  private featureCache: Record<string, NodeFeature> | undefined;
+
+  /** Detected once per process: capabilities and kernel config do not change under a running agent. */
+  private features(): Record<string, NodeFeature> {
+    this.featureCache ??= { diskOnlineGrow: onlineGrowFeature(), diskQuotaUgid: quotaFeature() };
+    return this.featureCache;
+  }
+
+  /** Seeds a new VE's disk from another VE on this node (runs inside ensureRunning's Revert). */
+  private async cloneDisk(config: VEConfig, log: Logger, signal?: AbortSignal): Promise<void> {
+    const src = config.disk?.cloneFrom;
+    if (!src) throw new KvzError('Internal', 'cloneDisk without disk.cloneFrom');
+    if (src === config.uid) throw new KvzError('Invalid', 'a VE cannot be cloned from itself');
+    const srcConfig = await readJson<VEConfig>(this.configFile(src));
+    const srcPaths = rootfsPaths(this.veDir(src)).disk;
+    const srcDisk = await readDiskRecord(srcPaths);
+    if (!srcConfig || !srcDisk) {
+      throw new KvzError('NotFound', `clone source ${src} has no disk on this node; clone from a VE that was created on this node`);
+    }
+    if (srcConfig.template !== config.template) {
+      throw new KvzError('Invalid', `clone source ${srcConfig.name} uses template ${srcConfig.template}, not ${config.template}: its disk is an overlay upper layer that only fits its own template`);
+    }
+    const want = roundToBlock(config.disk?.sizeBytes ?? DEFAULT_DISK_BYTES);
+    if (want < srcDisk.sizeBytes) {
+      throw new KvzError('Invalid', `the clone's disk (${want} bytes) is smaller than its source's (${srcDisk.sizeBytes} bytes ${srcConfig.name}); disks cannot shrink: ask for at least the source's size`);
+    }
+    // The source's own operations wait for the copy (and the copy for them).
+    const res = await this.mutex.run(src, () =>
+      cloneImage({ src: srcPaths, srcContainer: containerId(src), dst: rootfsPaths(this.veDir(config.uid)).disk, runc: this.runc, log, signal }),
+    );
+    log.info({ source: srcConfig.name, sourceUid: src, ...res }, 'VE disk cloned');
   }
 
   // ---- steps ----
@@ -379,22 +488,48 @@ export class HostRuntime implements VERuntime {
   /** Whether the kernel holds other limits than these (changed behind our back). Unknown (e.g. v2 for now) = no. */
   private async limitsDrifted(uid: string, limits: VELimits): Promise<boolean> {
     try {
-      return !sameLimits(await this.cgroup.readLimits(cgroupPath(uid)), limits);
+      return !sameLimits(await this.cgroup.readLimits(cgroupPath(uid), { device: this.veDevice(uid) }), limits);
     } catch {
       return false;
     }
   }
 
+  /** The block device holding the VE's writable layer (where its I/O goes), if it has one. */
+  private veDevice(uid: string): BlockDevice | undefined {
+    return blockDeviceOf(rootfsPaths(this.veDir(uid)).upper);
+  }
+
+  /** A cpuset naming CPUs the host does not offer fails clearly here rather than as a runc write error. */
+  private async checkCpuset(limits: VELimits): Promise<string | undefined> {
+    const all = await this.cgroup.allCpus().catch(() => undefined);
+    if (limits.cpuset === undefined || all === undefined) return all;
+    const have = new Set(parseCpuset(all));
+    const missing = parseCpuset(limits.cpuset).filter((c) => !have.has(c));
+    if (missing.length) throw new KvzError('Invalid', `cpuset ${limits.cpuset} names CPUs ${missing.join(',')} this host does not offer (available: ${all})`);
+    return all;
+  }
+
+  /**
+   * runc update for what it can change live (memory, swap, soft limit, shares, quota, cpuset,
+   * pids, I/O weight), then the block I/O throttles written to the cgroup directly (runc 1.1.5
+   * update ignores them).
+   */
   private async applyLimits(uid: string, id: string, limits: VELimits, signal?: AbortSignal): Promise<void> {
-    await this.runc.update(id, runcUpdateJson(limits), signal);
+    const allCpus = await this.checkCpuset(limits);
+    await this.runc.update(id, runcUpdateJson(limits, { allCpus }), signal);
+    const device = this.veDevice(uid);
+    const throttled = Boolean(limits.readBps || limits.writeBps || limits.readIops || limits.writeIops);
+    if (device) await this.cgroup.setIoThrottle(cgroupPath(uid), device, limits);
+    else if (throttled) this.veLog(uid).warn('I/O throttles requested but the VE\'s files are on no block device; not applied');
     // Keep the bundle in step, so a later recreate from it starts with the same limits.
     const bundleConfig = join(this.bundleDir(uid), 'config.json');
     const spec = await readJson<{ linux: { resources: Record<string, unknown> } }>(bundleConfig);
     if (spec) {
-      spec.linux.resources = { ...spec.linux.resources, ...JSON.parse(runcUpdateJson(limits)) };
+      spec.linux.resources = { ...spec.linux.resources, ...ociResources(limits, { device }) };
       await writeJsonAtomic(bundleConfig, spec);
     }
   }
+
 
   /**
    * SIGTERM to init, wait for it to exit (polling its host pid, cheap), SIGKILL after the
@@ -406,7 +541,8 @@ export class HostRuntime implements VERuntime {
     let how: 'none' | 'graceful' | 'killed' = 'none';
     if (st.status === 'paused') await this.runc.resume(id, signal);
     if (st.status === 'running' || st.status === 'paused') {
-      await this.runc.kill(id, 'TERM', signal);
+      // The template's init decides how it is asked to shut down (systemd 37, sysvinit PWR).
+      await this.runc.kill(id, st.annotations?.[STOP_SIGNAL_ANNOTATION] ?? 'TERM', signal);
       how = (await this.waitExit(st.pid, timeoutMs, signal)) ? 'graceful' : 'killed';
     }
     if (st.status !== 'stopped' && how !== 'graceful') {
@@ -474,7 +610,11 @@ export class HostRuntime implements VERuntime {
     revert.add('delete netns', () => deleteNetns(ns));
     const path = netnsPath(ns);
     const id = containerId(uid);
-    const netConfig = bridgeConfig({ bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, addresses: config.addresses, mac: macAddress(uid) });
+    // An existing bridge (not ours) is only plugged into; one that is absent the plugin creates, and we tag it as ours.
+    const attach = await nodeBridgeAttachment({ ...this.opts.bridge, signal });
+    const netConfig = bridgeConfig({
+      bridge: attach.name, subnet: this.opts.bridge.subnet, gateway: attach.gateway, isGateway: attach.isGateway, addresses: config.addresses, mac: macAddress(uid),
+    });
     revert.add('delete veth', () => deleteLink(veth));
     // The plugins are Go binaries of ~25–60 ms each; lo and eth0 do not depend on each other.
     const [, result] = await allSettledOrThrow([
@@ -482,6 +622,7 @@ export class HostRuntime implements VERuntime {
       this.cni.invoke({ command: 'ADD', containerId: id, netns: path, ifname: CNI_IFNAME, config: netConfig }, signal),
     ]);
     if (!result) throw new KvzError('Internal', 'CNI bridge ADD returned no result');
+    if (!attach.exists) await markBridgeManaged(attach.name, signal);
     // The bridge plugin names the host end at random; give it the VE's stable name.
     const hostIf = result.interfaces?.find((i) => !i.sandbox && i.name !== this.opts.bridge.name);
     if (!hostIf) throw new KvzError('Internal', `CNI bridge ADD result has no host veth: ${JSON.stringify(result)}`);
@@ -498,7 +639,7 @@ export class HostRuntime implements VERuntime {
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
     if (netnsExists(ns)) {
       const netConfig = {
-        ...bridgeConfig({ bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, addresses: [], mac: macAddress(uid) }),
+        ...bridgeConfig({ bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, gateway: this.opts.bridge.gateway, addresses: [], mac: macAddress(uid) }),
       };
       try {
         await this.cni.invoke(
@@ -524,22 +665,25 @@ export class HostRuntime implements VERuntime {
     }
   }
 
-  private async templateInUse(name: string): Promise<boolean> {
+  /** VEs (namespace/name) on this node whose root is mounted from the template. */
+  private async templateUsers(name: string): Promise<string[]> {
     const entries = await readdir(this.vesDir, { withFileTypes: true }).catch(() => []);
+    const users: string[] = [];
     for (const e of entries) {
       const c = await readJson<VEConfig>(join(this.vesDir, e.name, 'config.json')).catch(() => undefined);
-      if (c?.template === name && (await isMounted(rootfsPaths(this.veDir(e.name)).target))) return true;
+      if (c?.template === name && (await isMounted(rootfsPaths(this.veDir(e.name)).target))) users.push(c.name);
     }
-    return false;
+    return users;
   }
 }
 
 /**
- * Removes node-level network objects the runtime made (the bridge) and the empty cgroup
- * parent. For tests and node decommissioning; VEs must be destroyed first.
+ * Removes node-level network objects the runtime made (the bridge, only when kubevz created it:
+ * an existing bridge the VEs were attached to stays) and the empty cgroup parent. For tests and
+ * node decommissioning; VEs must be destroyed first.
  */
 export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; signal?: AbortSignal }): Promise<void> {
-  await deleteLink(opts.bridge, opts.signal);
+  await deleteManagedBridge(opts.bridge, opts.signal);
   const root = opts.cgroupRoot ?? '/sys/fs/cgroup';
   for (const c of V1_CONTROLLERS) {
     await rmdir(join(root, c, 'kubevz')).catch(() => undefined);

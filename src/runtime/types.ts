@@ -3,6 +3,8 @@
 
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../core/logger.js';
+import type { EnsureTemplateOptions, TemplateInfo } from './templates.js';
+import type { TemplateRecipe } from './template-recipe.js';
 
 export interface VELimits {
   /** memory.limit_in_bytes; undefined = unlimited */
@@ -16,6 +18,44 @@ export interface VELimits {
   cpuPeriodUs?: number;
   /** pids.max */
   pids?: number;
+  /** Memory kept under host pressure: memory.soft_limit_in_bytes (v1) / memory.low (v2). */
+  memoryGuaranteeBytes?: number;
+  /** Host CPUs the VE may run on, cpuset list syntax ("0-1", "0,2"); undefined = all. */
+  cpuset?: string;
+  /** RLIMIT_NOFILE of init (and what it starts); set at start only, a change waits for a restart. */
+  openFiles?: number;
+  /** blkio weight (v1, bfq) / io.weight (v2), 10..1000; undefined = the kernel default 100. */
+  ioWeight?: number;
+  /** Throttles on the block device that holds the VE's files; undefined = unthrottled. */
+  readBps?: number;
+  writeBps?: number;
+  readIops?: number;
+  writeIops?: number;
+  /** Read back from cgroup v2 only: the raw cpu.weight, since shares → weight is lossy. */
+  cpuWeight?: number;
+}
+
+/** A resource counter as the kernel keeps it (bytes, processes, ...). limit undefined = unlimited. */
+export interface UsageCounter {
+  held: number;
+  maxheld?: number;
+  limit?: number;
+  failcnt: number;
+}
+
+/** One VE's resource usage, read from its cgroup and its init's netns (disk: VERuntime.diskUsage). */
+export interface VEUsage {
+  memory: UsageCounter & { oomKills: number };
+  /** Swap in use (memsw − memory on v1); undefined when the host does not account swap. */
+  swap?: UsageCounter;
+  processes: UsageCounter;
+  cpu: { usageUs: number; periods: number; throttledPeriods: number; throttledUs: number };
+  io: { readBytes: number; writeBytes: number; readOps: number; writeOps: number };
+  /** Open file descriptors summed over the VE's processes; undefined when /proc was not readable. */
+  openFiles?: number;
+  /** Sockets in the VE's netns (accounted, not enforced). */
+  sockets?: { tcp: number; other: number };
+  network?: { rxBytes: number; txBytes: number };
 }
 
 export interface VEConfig {
@@ -29,6 +69,37 @@ export interface VEConfig {
   /** IPv4 CIDRs ("10.213.0.10/24"). */
   addresses: string[];
   limits: VELimits;
+  /** The VE's own filesystem; undefined = DEFAULT_DISK (2Gi, mkfs's inode ratio). */
+  disk?: VEDiskConfig;
+}
+
+export interface VEDiskConfig {
+  /** Image size = disk-space limit. Grows online where possible, else at the next start; never shrinks. */
+  sizeBytes: number;
+  /** Inode count, fixed at creation (mkfs -N); undefined = one per 16 KiB. */
+  inodes?: number;
+  /** Second-level quota; > 0 is refused unless nodeFeatures().diskQuotaUgid is available. */
+  quotaUgidLimit?: number;
+  /** uid of a VE on this node whose disk seeds this one when it is created (clone); ignored afterwards. */
+  cloneFrom?: string;
+}
+
+/** The VE's filesystem as the host has it. */
+export interface VEDiskUsage {
+  /** Applied size (bytes) and inode count of the image. */
+  sizeBytes: number;
+  inodes: number;
+  mounted: boolean;
+  /** From statfs while mounted. */
+  usedBytes?: number;
+  availableBytes?: number;
+  inodesUsed?: number;
+}
+
+/** A node capability the runtime detected (never assumed); `reason` says why, for status and errors. */
+export interface NodeFeature {
+  available: boolean;
+  reason: string;
 }
 
 export type VERunState = 'running' | 'stopped' | 'created' | 'paused' | 'absent';
@@ -73,8 +144,16 @@ export type EnsureResult = 'unchanged' | 'created' | 'updated' | 'deleted';
  * multi-step method that fails undoes its partial steps before it throws.
  */
 export interface VERuntime {
-  /** Builds the template cache if missing; returns its read-only root path. */
-  ensureTemplate(name: string, signal?: AbortSignal): Promise<{ rootfs: string; result: EnsureResult }>;
+  /**
+   * Builds the template cache from `recipe` unless it is cached with the same digest; returns
+   * its info (read-only root path, digest, init profile, sizes). Without a recipe: what is
+   * cached; the built-in `busybox` is built if missing; any other name is NotFound.
+   */
+  ensureTemplate(name: string, recipe?: TemplateRecipe, opts?: EnsureTemplateOptions): Promise<TemplateInfo & { result: EnsureResult }>;
+  /** Removes a template's cache from this node; a Conflict naming the VEs while VEs on this node use it. */
+  removeTemplate(name: string): Promise<EnsureResult>;
+  /** Every template cached on this node. */
+  listTemplates(): Promise<TemplateInfo[]>;
   /** Root fs + netns + CNI + bundle + runc create/start; 'unchanged' when it is already running with this config. */
   ensureRunning(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult>;
   /**
@@ -94,12 +173,25 @@ export interface VERuntime {
   exec(uid: string, argv: string[], opts: ExecOptions): Promise<number>;
   /** Reads the VE's cgroup limit files as the kernel holds them (for checks and drift detection). */
   readLimits(uid: string): Promise<VELimits>;
+  /**
+   * Usage and failure counters of a VE (cgroup files, netns sockets, fds, statfs). `pid` is
+   * the init PID the caller already knows (saves a runc call); without it the runtime asks runc.
+   */
+  readUsage(uid: string, pid?: number): Promise<VEUsage>;
+  /** The VE's disk: applied size/inodes and, while mounted, usage (statfs, cheap). undefined = no disk yet. */
+  diskUsage(uid: string): Promise<VEDiskUsage | undefined>;
+  /** What this node can do, by feature name (e.g. diskOnlineGrow, diskQuotaUgid), for the agent to publish. */
+  nodeFeatures(): Promise<Record<string, NodeFeature>>;
 }
 
 export interface RuntimeOptions {
   /** Root of this agent's state: templates/, ves/<uid>/, runc/ live under it. */
   stateDir: string;
-  /** Node bridge name and its subnet (gateway is the first host address). */
-  bridge: { name: string; subnet: string };
+  /**
+   * Node bridge name and its subnet. A bridge that does not exist is created (gateway: the
+   * subnet's first address, or `gateway`); an existing one is attached to as it is, never
+   * changed or deleted (gateway: `gateway`, else its own address in the subnet, else the first).
+   */
+  bridge: { name: string; subnet: string; gateway?: string };
   log: Logger;
 }

@@ -1,12 +1,17 @@
 // In-memory VERuntime for unit tests of the node agent. It passes the same contract tests
 // (test/helpers/runtime-contract.ts) as the real runtime, so it cannot drift from it.
 
-import type { EnsureResult, ExecOptions, StopOptions, VEConfig, VEHostState, VELimits, VERuntime } from '../../src/runtime/index.js';
+import { initProfile, templateDigest, type EnsureTemplateOptions, type TemplateInfo, type TemplateRecipe } from '../../src/runtime/index.js';
+import type { EnsureResult, ExecOptions, NodeFeature, StopOptions, VEConfig, VEDiskUsage, VEHostState, VELimits, VERuntime, VEUsage } from '../../src/runtime/index.js';
 
 interface FakeVE {
   config: VEConfig;
+  /** Applied disk: grown online only when onlineGrow is set, else at the next start; never shrunk. */
+  disk: VEDiskUsage;
   state: 'running' | 'stopped';
   pid?: number;
+  /** RLIMIT_NOFILE init started with: like the kernel, a live update does not change it. */
+  nofile?: number;
 }
 
 export class FakeRuntime implements VERuntime {
@@ -14,13 +19,66 @@ export class FakeRuntime implements VERuntime {
   readonly templates = new Set<string>();
   readonly calls: string[] = [];
   private nextPid = 1000;
+  /** What nodeFeatures() reports; tests flip these. */
+  features: Record<string, NodeFeature> = {
+    diskOnlineGrow: { available: false, reason: 'fake: no CAP_SYS_RESOURCE' },
+    diskQuotaUgid: { available: false, reason: 'fake: kernel lacks CONFIG_QFMT_V2' },
+  };
+  /** Usage readUsage reports, by uid; tests set it (default: one process, 1 MiB, nothing failed). */
+  readonly usage = new Map<string, VEUsage>();
   /** Set to make the next ensureRunning fail (once). */
   failNextStart: Error | undefined;
 
-  async ensureTemplate(name: string): Promise<{ rootfs: string; result: EnsureResult }> {
-    const had = this.templates.has(name);
+  /** Template caches by name (digest as the real cache computes it from the recipe alone). */
+  readonly templateInfos = new Map<string, TemplateInfo>();
+  /** Set to make the next template build fail (once), after its first progress report. */
+  failNextBuild: Error | undefined;
+
+  async ensureTemplate(name: string, recipe?: TemplateRecipe, opts: EnsureTemplateOptions = {}): Promise<TemplateInfo & { result: EnsureResult }> {
+    const current = this.templateInfos.get(name);
+    if (!recipe) {
+      if (current) return { ...current, result: 'unchanged' };
+      if (name !== 'busybox') throw Object.assign(new Error(`template ${JSON.stringify(name)} is not built on this node and has no recipe`), { code: 'NotFound' });
+    }
+    const r: TemplateRecipe = recipe ?? { source: { kind: 'busybox' } };
+    const digest = templateDigest(r);
+    if (current?.digest === digest) return { ...current, result: 'unchanged' };
+    this.calls.push(`buildTemplate ${name}`);
+    opts.onProgress?.({ stage: r.source.kind === 'debootstrap' ? 'Downloading' : 'Installing', percent: 10 });
+    if (this.failNextBuild) {
+      const err = this.failNextBuild;
+      this.failNextBuild = undefined;
+      throw err;
+    }
+    opts.onProgress?.({ stage: 'Packing', percent: 90 });
+    const flavor = r.init?.flavor && r.init.flavor !== 'auto' ? r.init.flavor : r.source.kind === 'busybox' ? 'busybox' : 'systemd';
+    const info: TemplateInfo = {
+      name,
+      rootfs: `/fake/templates/${name}/rootfs`,
+      digest,
+      source: r.source.kind,
+      init: initProfile(flavor, r.init),
+      sizeBytes: 1000,
+      unpackedBytes: 4000,
+      builtAt: new Date(0).toISOString(),
+      buildMs: 1,
+      builtin: recipe === undefined,
+    };
+    this.templateInfos.set(name, info);
     this.templates.add(name);
-    return { rootfs: `/fake/templates/${name}`, result: had ? 'unchanged' : 'created' };
+    opts.onProgress?.({ stage: 'Ready', percent: 100 });
+    return { ...info, result: current ? 'updated' : 'created' };
+  }
+
+  async removeTemplate(name: string): Promise<EnsureResult> {
+    const users = [...this.ves.values()].filter((v) => v.config.template === name).map((v) => v.config.name);
+    if (users.length) throw Object.assign(new Error(`template ${JSON.stringify(name)} is in use by ${users.join(', ')} on this node`), { code: 'Conflict' });
+    this.templates.delete(name);
+    return this.templateInfos.delete(name) ? 'deleted' : 'unchanged';
+  }
+
+  async listTemplates(): Promise<TemplateInfo[]> {
+    return [...this.templateInfos.values()];
   }
 
   async ensureRunning(config: VEConfig): Promise<EnsureResult> {
@@ -31,9 +89,26 @@ export class FakeRuntime implements VERuntime {
       throw err;
     }
     if (!this.templates.has(config.template)) throw Object.assign(new Error(`template ${config.template} is not built`), { code: 'NotFound' });
+    if ((config.disk?.quotaUgidLimit ?? 0) > 0 && !this.features.diskQuotaUgid?.available) {
+      throw Object.assign(new Error('second-level disk quota is not available on this node'), { code: 'Invalid' });
+    }
     const ve = this.ves.get(config.uid);
-    if (ve?.state === 'running') return 'unchanged';
-    this.ves.set(config.uid, { config: { ...config, limits: { ...config.limits } }, state: 'running', pid: this.nextPid++ });
+    const want = config.disk?.sizeBytes ?? 2 * 1024 ** 3;
+    if (ve?.state === 'running') {
+      if (want > ve.disk.sizeBytes && this.features.diskOnlineGrow?.available) {
+        ve.disk.sizeBytes = want;
+        return 'updated';
+      }
+      return 'unchanged';
+    }
+    let disk: VEDiskUsage = ve?.disk ?? { sizeBytes: want, inodes: config.disk?.inodes ?? Math.floor(want / 16384), mounted: true, usedBytes: 0, inodesUsed: 11 };
+    const src = config.disk?.cloneFrom ? this.ves.get(config.disk.cloneFrom) : undefined;
+    if (!ve && config.disk?.cloneFrom) {
+      if (!src) throw Object.assign(new Error(`clone source ${config.disk.cloneFrom} has no disk on this node`), { code: 'NotFound' });
+      disk = { ...src.disk };
+    }
+    if (want > disk.sizeBytes) disk = { ...disk, sizeBytes: want };
+    this.ves.set(config.uid, { config: { ...config, limits: { ...config.limits } }, disk, state: 'running', pid: this.nextPid++, nofile: config.limits.openFiles ?? 1024 });
     return ve ? 'updated' : 'created';
   }
 
@@ -86,7 +161,34 @@ export class FakeRuntime implements VERuntime {
   async readLimits(uid: string): Promise<VELimits> {
     const ve = this.ves.get(uid);
     if (!ve) throw Object.assign(new Error(`VE ${uid} not found`), { code: 'NotFound' });
-    return { ...ve.config.limits };
+    const { openFiles: _declared, ...limits } = ve.config.limits;
+    return ve.state === 'running' ? { ...limits, openFiles: ve.nofile } : limits;
+  }
+
+  async readUsage(uid: string): Promise<VEUsage> {
+    const ve = this.ves.get(uid);
+    if (!ve) throw Object.assign(new Error(`VE ${uid} not found`), { code: 'NotFound' });
+    const set = this.usage.get(uid);
+    if (set) return structuredClone(set);
+    const running = ve.state === 'running' ? 1 : 0;
+    return {
+      memory: { held: running << 20, maxheld: running << 20, limit: ve.config.limits.memoryBytes, failcnt: 0, oomKills: 0 },
+      processes: { held: running, limit: ve.config.limits.pids, failcnt: 0 },
+      cpu: { usageUs: 0, periods: 0, throttledPeriods: 0, throttledUs: 0 },
+      io: { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 },
+      openFiles: 3 * running,
+      sockets: { tcp: 0, other: 0 },
+      network: { rxBytes: 0, txBytes: 0 },
+    };
+  }
+
+  async diskUsage(uid: string): Promise<VEDiskUsage | undefined> {
+    const ve = this.ves.get(uid);
+    return ve ? { ...ve.disk } : undefined;
+  }
+
+  async nodeFeatures(): Promise<Record<string, NodeFeature>> {
+    return { ...this.features };
   }
 
   /** Simulates an init killed by hand. */

@@ -36,11 +36,21 @@ export function runtimeContract(name: string, make: () => Promise<ContractSubjec
     assert.ok(running.pid && running.pid > 0);
     assert.deepEqual(running.config?.addresses, config.addresses);
     assert.ok((await runtime.list()).some((v) => v.uid === config.uid));
+    const disk = await runtime.diskUsage(config.uid);
+    assert.ok(disk && disk.sizeBytes >= (config.disk?.sizeBytes ?? 1) && disk.inodes > 0, 'a running VE has its own disk');
+    for (const [name, f] of Object.entries(await runtime.nodeFeatures())) {
+      assert.equal(typeof f.available, 'boolean', `feature ${name}`);
+      assert.ok(f.reason.length > 0, `feature ${name} says why`);
+    }
 
     const limits = { ...config.limits, pids: (config.limits.pids ?? 100) + 7 };
     assert.equal(await runtime.updateLimits(config.uid, limits), 'updated');
     assert.equal((await runtime.readLimits(config.uid)).pids, limits.pids);
     assert.equal((await runtime.inspect(config.uid)).pid, running.pid, 'a live limit change keeps init');
+    const usage = await runtime.readUsage(config.uid, running.pid);
+    assert.ok(usage.processes.held >= 1, 'a running VE has at least its init');
+    assert.ok(usage.memory.held > 0, 'a running VE uses memory');
+    assert.equal(usage.processes.limit, limits.pids, 'usage carries the pids limit');
 
     assert.equal(await runtime.exec(config.uid, ['true'], { tty: false }), 0);
     assert.notEqual(await runtime.exec(config.uid, ['false'], { tty: false }), 0);
@@ -56,5 +66,6 @@ export function runtimeContract(name: string, make: () => Promise<ContractSubjec
     assert.equal(await runtime.destroy(config.uid, stop), 'unchanged');
     assert.equal((await runtime.inspect(config.uid)).state, 'absent');
     assert.ok(!(await runtime.list()).some((v) => v.uid === config.uid));
+    assert.equal(await runtime.diskUsage(config.uid), undefined, 'destroy removes the disk');
   });
 }

@@ -38,3 +38,14 @@ test('addresses outside the subnet, or the gateway itself, are refused with code
   assert.throws(() => bridgeConfig({ bridge: 'b', subnet: '10.213.5.0/24', addresses: ['10.213.5.1/24'], mac: '02:00:00:00:00:01' }), { code: 'Invalid' });
   assert.throws(() => bridgeConfig({ bridge: 'b', subnet: '10.213.5.0/24', addresses: ['banana'], mac: '02:00:00:00:00:01' }), { code: 'Invalid' });
 });
+
+test('an existing bridge: no gateway address put on it, the given gateway used for routes, and refused as a VE address', () => {
+  const c = bridgeConfig({ bridge: 'br0', subnet: '10.213.9.0/24', gateway: '10.213.9.254', isGateway: false, addresses: ['10.213.9.10/24'], mac: '02:00:00:00:00:01' }) as {
+    isGateway: boolean;
+    ipam: { addresses: { gateway: string }[]; routes: { gw: string }[] };
+  };
+  assert.equal(c.isGateway, false);
+  assert.equal(c.ipam.addresses[0]?.gateway, '10.213.9.254');
+  assert.equal(c.ipam.routes[0]?.gw, '10.213.9.254');
+  assert.throws(() => bridgeConfig({ bridge: 'br0', subnet: '10.213.9.0/24', gateway: '10.213.9.254', addresses: ['10.213.9.254/24'], mac: '02:00:00:00:00:01' }), /gateway address/);
+});
