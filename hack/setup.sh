@@ -7,6 +7,7 @@
 #   3. CRIU >= 4.2 at /usr/local/sbin/criu (hack/build-criu.sh)
 #   4. npm dependencies, and the native better-sqlite3 module loading
 #   5. TypeScript build into dist/ when a source is newer than the last build
+#   6. the user-namespace helper dist/native/kvz-idmap, compiled from our own C source
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/sbin:$PATH"   # CRIU 4.2 (/usr/local/sbin) before Debian's (/usr/sbin)
@@ -83,4 +84,14 @@ if [ ! -f "$stamp" ] || [ -n "$(find src test bench crds tsconfig.json package.j
     [ -f "${rel%.js}.ts" ] || rm -f "$js" "$js.map"
   done < <(find dist -name '*.js')
   mv "$started" "$stamp"
+fi
+
+# 6. the user-namespace helper (idmapped mounts, userns-owned netns: runc 1.1.5 cannot), from our source
+helper=dist/native/kvz-idmap
+if [ ! -x "$helper" ] || [ src/runtime/native/kvz-idmap.c -nt "$helper" ]; then
+  echo "setup: gcc $helper"
+  command -v gcc >/dev/null || die "gcc not found: it builds $helper from src/runtime/native/kvz-idmap.c (apt-get install gcc)"
+  mkdir -p dist/native
+  gcc -O2 -Wall -o "$helper.tmp" src/runtime/native/kvz-idmap.c || die "building $helper failed"
+  mv "$helper.tmp" "$helper"
 fi

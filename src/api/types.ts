@@ -78,8 +78,29 @@ export interface VESpec {
   stopTimeoutSeconds?: number;
   cloneFrom?: string;
   onBoot?: boolean;
+  /** What happens when init exits on its own (default Always, with back-off). */
+  restartPolicy?: 'Always' | 'OnFailure' | 'Never';
   resources?: VEResources;
-  network?: { mode?: 'bridged' | 'routed'; addresses?: string[] };
+  network?: { mode?: 'bridged' | 'routed'; addresses?: string[]; nameservers?: string[]; searchDomains?: string[] };
+  security?: VESecuritySpec;
+  /** Host device nodes granted to this VE exclusively on its node. */
+  devices?: { path: string; access?: string }[];
+}
+
+export interface VESecuritySpec {
+  /** Own user namespace with a per-VE host id range (default true); false = privileged mode. */
+  userNamespace?: boolean;
+  /** Run privileged (status says so) where the node cannot give a user namespace; default false = the VE fails. */
+  allowPrivilegedFallback?: boolean;
+  /** Host id range to keep (set by migration from status.security.uidRange). */
+  uidRange?: { hostId: number; size: number };
+}
+
+export interface VESecurityStatus {
+  userNamespace: boolean;
+  privileged: boolean;
+  uidRange?: { hostId: number; size: number };
+  reason?: string;
 }
 
 export interface Beancounter {
@@ -103,6 +124,7 @@ export interface VEStatus {
   appliedResources?: Record<string, unknown>;
   pendingResources?: { field: string; reason: string }[];
   disk?: Record<string, unknown>;
+  security?: VESecurityStatus;
 }
 
 export interface VirtualEnvironment extends KubeObject {

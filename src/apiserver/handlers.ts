@@ -5,9 +5,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../core/index.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, versionInfo } from './discovery.js';
-import { parseBody, readBody, sendError, sendJson } from './http-util.js';
+import { parseBody, readBody, sendError, sendJson, sendRaw } from './http-util.js';
 import { isObj, meta } from './object-meta.js';
-import { MINIMAL_OPENAPI_V2, OPENAPI_CONTENT_TYPE } from './openapi.js';
+import { managerFromRequest } from './managed-fields.js';
+import { OPENAPI_CONTENT_TYPE, openApiV2Protobuf, openApiV3Discovery, openApiV3GroupVersion } from './openapi.js';
 import { apiVersionOf, type DeleteOptions, type FieldValidation, type PatchType, type Registry, type WriteOptions } from './registry.js';
 import type { ResourceDef, ResourceTable } from './resources.js';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
@@ -64,15 +65,22 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HandlerDep
   const { resources } = deps;
   const get = method === 'GET' || method === 'HEAD';
 
-  if (segs.length === 0 && get) return sendJson(res, 200, { paths: ['/api', '/api/v1', '/apis', '/openapi/v2', '/version'] });
+  if (segs.length === 0 && get) return sendJson(res, 200, { paths: ['/api', '/api/v1', '/apis', '/openapi/v2', '/openapi/v3', '/version'] });
   if (segs[0] === 'version' && segs.length === 1 && get) return sendJson(res, 200, versionInfo());
   if (['healthz', 'readyz', 'livez'].includes(segs[0] ?? '') && get) {
     res.writeHead(200, { 'Content-Type': 'text/plain' });
     return void res.end('ok');
   }
   if ((url.pathname === '/openapi/v2' || url.pathname === '/swagger-2.0.0.pb-v1') && get) {
-    res.writeHead(200, { 'Content-Type': OPENAPI_CONTENT_TYPE, 'Content-Length': MINIMAL_OPENAPI_V2.length });
-    return void res.end(MINIMAL_OPENAPI_V2);
+    const doc = openApiV2Protobuf(resources);
+    res.writeHead(200, { 'Content-Type': OPENAPI_CONTENT_TYPE, 'Content-Length': doc.length });
+    return void res.end(doc);
+  }
+  if (segs[0] === 'openapi' && segs[1] === 'v3' && get) {
+    if (segs.length === 2) return sendJson(res, 200, openApiV3Discovery(resources));
+    const doc = segs[2] === 'apis' && segs.length === 5 ? openApiV3GroupVersion(resources, segs[3] ?? '', segs[4] ?? '') : undefined;
+    if (!doc) throw errors.pathNotFound();
+    return sendJson(res, 200, doc);
   }
   let group: string;
   let version: string;
@@ -135,7 +143,7 @@ function withVersion(t: Target, obj: Obj): Obj {
   return { ...obj, apiVersion: apiVersionOf(t.def, t.version), kind: t.def.kind };
 }
 
-function writeOptions(url: URL, t: Target): WriteOptions {
+function writeOptions(req: IncomingMessage, url: URL, t: Target): WriteOptions {
   const q = url.searchParams;
   const o: WriteOptions = { warnings: [] };
   if (t.subresource) o.subresource = t.subresource;
@@ -144,6 +152,8 @@ function writeOptions(url: URL, t: Target): WriteOptions {
   if (fv === 'Strict' || fv === 'Warn' || fv === 'Ignore') o.fieldValidation = fv as FieldValidation;
   const fm = q.get('fieldManager');
   if (fm) o.fieldManager = fm;
+  o.manager = managerFromRequest(fm ?? undefined, req.headers['user-agent']);
+  if (q.get('force') === 'true') o.force = true;
   return o;
 }
 
@@ -202,6 +212,12 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
         return sendJson(res, 200, o);
       }
       const limit = Number(q.get('limit') ?? '0');
+      // Unfiltered, unpaged JSON lists of a single-version kind are answered from the stored text.
+      if (!wantsTable(req) && !q.get('labelSelector') && !q.get('fieldSelector') && !q.get('continue') && !(limit > 0) && t.def.versions.length === 1) {
+        const { bodies, rev } = registry.listRaw(t.def, t.namespace);
+        const head = JSON.stringify({ apiVersion: apiVersionOf(t.def, t.version), kind: t.def.listKind, metadata: { resourceVersion: String(rev), continue: '' } }).slice(0, -1);
+        return sendRaw(res, 200, `${head},"items":[${bodies.join(',')}]}`);
+      }
       const listed = registry.list(t.def, t.namespace, {
         labelSelector: q.get('labelSelector') ?? '',
         fieldSelector: q.get('fieldSelector') ?? '',
@@ -224,14 +240,14 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
       if (t.name !== undefined || t.subresource) throw errors.methodNotAllowed();
       if (t.def.namespaced && t.namespace === undefined) throw errors.methodNotAllowed();
       const body = parseBody(await readBody(req), req.headers['content-type'] ?? '');
-      const o = writeOptions(url, t);
+      const o = writeOptions(req, url, t);
       const created = registry.create(t.def, t.version, nsOf(t), body, o);
       return sendJson(res, 201, withVersion(t, created), warningHeaders(o));
     }
     case 'PUT': {
       if (t.name === undefined) throw errors.methodNotAllowed();
       const body = parseBody(await readBody(req), req.headers['content-type'] ?? '');
-      const o = writeOptions(url, t);
+      const o = writeOptions(req, url, t);
       const updated = registry.update(t.def, t.version, nsOf(t), t.name, body, o);
       return sendJson(res, 200, withVersion(t, updated), warningHeaders(o));
     }
@@ -241,7 +257,7 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
       const type = PATCH_TYPES[ct];
       if (!type) throw errors.unsupportedMediaType(Object.keys(PATCH_TYPES));
       const body = parseBody(await readBody(req), type === 'apply' ? 'yaml' : 'json');
-      const o = writeOptions(url, t);
+      const o = writeOptions(req, url, t);
       const { object, created } = registry.patch(t.def, t.version, nsOf(t), t.name, type, body, o);
       return sendJson(res, created ? 201 : 200, withVersion(t, object), warningHeaders(o));
     }

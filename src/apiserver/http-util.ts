@@ -30,7 +30,11 @@ export function parseBody(text: string, contentType: string): unknown {
 }
 
 export function sendJson(res: ServerResponse, code: number, body: unknown, headers: Record<string, string | string[]> = {}): void {
-  const text = JSON.stringify(body);
+  sendRaw(res, code, JSON.stringify(body), headers);
+}
+
+/** Sends JSON text that is already serialised. */
+export function sendRaw(res: ServerResponse, code: number, text: string, headers: Record<string, string | string[]> = {}): void {
   res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-cache, private', ...headers });
   res.end(text);
 }

@@ -8,6 +8,7 @@ import type { CustomResourceDefinition, FieldError } from '../api/index.js';
 import { isCrd } from '../api/index.js';
 import type { Logger } from '../core/index.js';
 import { canonical, isObj, meta, nowTimestamp, randomSuffix, subdomainProblem } from './object-meta.js';
+import { applyConfiguration, decodeManagedFields, encodeManagedFields, type ManagedContext, type ManagerEntry, recordUpdate, rootSchema, sameOwnership, settle } from './managed-fields.js';
 import { jsonPatch, mergePatch } from './patch.js';
 import { CRD_RESOURCE, NAMESPACE_RESOURCE, type ResourceDef, type ResourceTable, resourceFromCrd } from './resources.js';
 import { parseFieldSelector, parseLabelSelector, pinnedName } from './selectors.js';
@@ -22,6 +23,12 @@ export interface WriteOptions {
   dryRun?: boolean;
   fieldValidation?: FieldValidation;
   fieldManager?: string;
+  /** Who writes, for managedFields of non-apply writes: fieldManager, else the User-Agent prefix. */
+  manager?: string;
+  /** Apply: take ownership of conflicting fields instead of failing with 409. */
+  force?: boolean;
+  /** Set internally by an apply: the managers after it, instead of recording an Update. */
+  applyEntries?: ManagerEntry[];
   /** Filled with `Warning:` header texts (unknown fields under fieldValidation=Warn). */
   warnings?: string[];
 }
@@ -97,6 +104,11 @@ export class Registry {
     return { items, rev: listRev };
   }
 
+  /** A whole collection as stored JSON texts (no parsing): for unfiltered, unpaged lists. */
+  listRaw(def: ResourceDef, ns: string | undefined): { bodies: string[]; rev: number } {
+    return this.store.listRaw(def.key, ns);
+  }
+
   create(def: ResourceDef, version: string, ns: string, body: unknown, opts: WriteOptions = {}): Obj {
     if (!isObj(body)) throw errors.badRequest('the request body must be a JSON or YAML object');
     const obj = structuredClone(body) as Obj;
@@ -124,6 +136,8 @@ export class Registry {
     if (def.statusSubresource) delete obj.status;
     let next = this.validate(def, version, obj, name, opts);
     next = this.beforeWrite(def, next);
+    const entries = settle(opts.applyEntries ?? recordUpdate(this.managedContext(def, version, opts), [], undefined, next), next);
+    if (entries.length > 0) next.metadata.managedFields = encodeManagedFields(entries);
     if (opts.dryRun) return { ...next, metadata: { ...next.metadata, resourceVersion: '' } };
     let out: Obj;
     try {
@@ -156,18 +170,8 @@ export class Registry {
   /** Returns the object and whether it was created (an apply patch upserts). */
   patch(def: ResourceDef, version: string, ns: string, name: string, type: PatchType, patch: unknown, opts: WriteOptions = {}): { object: Obj; created: boolean } {
     const old = this.store.get(def.key, ns, name);
-    if (type === 'apply' && !opts.fieldManager) {
-      throw invalidMeta(def, name, 'metadata.managedFields.fieldManager', 'Required value: is required for apply patch', 'FieldValueRequired');
-    }
-    if (!old) {
-      if (type !== 'apply' || opts.subresource) throw errors.notFound(def, name);
-      if (!isObj(patch)) throw errors.badRequest('the apply patch must be an object');
-      const m = isObj(patch.metadata) ? patch.metadata : {};
-      if (m.name !== undefined && m.name !== name) throw errors.badRequest(`the name of the object (${String(m.name)}) does not match the name on the URL (${name})`);
-      return { object: this.create(def, version, ns, { ...patch, metadata: { ...m, name } }, opts), created: true };
-    }
-    // Server-side apply is approximated as a JSON merge patch of the applied manifest (upsert):
-    // no managedFields, no field-ownership conflicts, and fields a manager stops sending are kept.
+    if (type === 'apply') return this.apply(def, version, ns, name, old, patch, opts);
+    if (!old) throw errors.notFound(def, name);
     let next: unknown;
     if (type === 'json') next = jsonPatch(old, patch);
     else {
@@ -179,6 +183,27 @@ export class Registry {
     // A patch that carries metadata.resourceVersion is conditional on it.
     if (rv !== undefined && rv !== meta(old).resourceVersion) throw errors.conflict(def, name);
     return { object: this.commitUpdate(def, version, old, next as Obj, opts), created: false };
+  }
+
+  /** Server-side apply (upsert) with field ownership; see managed-fields.ts. */
+  private apply(def: ResourceDef, version: string, ns: string, name: string, old: Obj | undefined, patch: unknown, opts: WriteOptions): { object: Obj; created: boolean } {
+    if (!opts.fieldManager) {
+      throw invalidMeta(def, name, 'metadata.managedFields.fieldManager', 'Required value: is required for apply patch', 'FieldValueRequired');
+    }
+    if (!isObj(patch)) throw errors.badRequest('the apply patch must be an object');
+    this.checkKind(def, patch);
+    const m = isObj(patch.metadata) ? patch.metadata : {};
+    if (m.name !== undefined && m.name !== name) throw errors.badRequest(`the name of the object (${String(m.name)}) does not match the name on the URL (${name})`);
+    const applied = { ...patch, metadata: { ...m, name } } as Obj;
+    const ctx = this.managedContext(def, version, { ...opts, manager: opts.fieldManager });
+    if (!old) {
+      if (opts.subresource) throw errors.notFound(def, name);
+      const { object, entries } = applyConfiguration(ctx, [], undefined, applied, opts.force === true);
+      return { object: this.create(def, version, ns, object, { ...opts, applyEntries: entries }), created: true };
+    }
+    if (m.resourceVersion !== undefined && m.resourceVersion !== '' && m.resourceVersion !== meta(old).resourceVersion) throw errors.conflict(def, name);
+    const { object, entries } = applyConfiguration(ctx, decodeManagedFields(meta(old).managedFields), old, applied, opts.force === true);
+    return { object: this.commitUpdate(def, version, old, object, { ...opts, applyEntries: entries }), created: false };
   }
 
   delete(def: ResourceDef, ns: string, name: string, opts: DeleteOptions = {}): { object: Obj; gone: boolean } {
@@ -239,6 +264,40 @@ export class Registry {
     return n;
   }
 
+  private managedContext(def: ResourceDef, version: string, opts: WriteOptions): ManagedContext {
+    const ctx: ManagedContext = {
+      def,
+      apiVersion: apiVersionOf(def, version),
+      schema: rootSchema(def.schemas?.get(version) ?? def.schemas?.get(def.versions[0] ?? '')),
+      manager: opts.manager ?? opts.fieldManager ?? 'unknown',
+      time: nowTimestamp(this.now()),
+    };
+    if (opts.subresource) ctx.subresource = opts.subresource;
+    return ctx;
+  }
+
+  /**
+   * metadata.managedFields of an update: managers after the apply, or the old ones plus an Update
+   * entry for what changed. A client that sends different managedFields (kubectl's client-side to
+   * server-side apply migration does) replaces them; `[]` clears them. Unchanged ownership keeps the
+   * stored entries byte for byte, so a no-op write stays a no-op.
+   */
+  private setManagedFields(def: ResourceDef, version: string, old: Obj, next: Obj, bodyManaged: unknown, opts: WriteOptions): void {
+    const om = meta(old);
+    const stored = decodeManagedFields(om.managedFields);
+    const clientSet = Array.isArray(bodyManaged) && canonical(bodyManaged) !== canonical(om.managedFields ?? []);
+    const base = clientSet ? decodeManagedFields(bodyManaged) : stored;
+    const entries = settle(opts.applyEntries ?? recordUpdate(this.managedContext(def, version, opts), base, old, next), next);
+    const strip = (o: Obj) => canonical({ ...o, metadata: { ...o.metadata, managedFields: undefined } });
+    if (!clientSet && strip(old) === strip(next) && sameOwnership(entries, stored)) {
+      if (om.managedFields === undefined) delete next.metadata.managedFields;
+      else next.metadata.managedFields = om.managedFields;
+      return;
+    }
+    if (entries.length > 0) next.metadata.managedFields = encodeManagedFields(entries);
+    else delete next.metadata.managedFields;
+  }
+
   private checkKind(def: ResourceDef, body: Record<string, unknown>): void {
     if (body.kind !== undefined && body.kind !== def.kind) {
       throw errors.badRequest(`the kind in the data (${String(body.kind)}) does not match the expected kind (${def.kind})`);
@@ -249,6 +308,7 @@ export class Registry {
   private commitUpdate(def: ResourceDef, version: string, old: Obj, body: Obj, opts: WriteOptions): Obj {
     const om = meta(old);
     const name = om.name ?? '';
+    const bodyManaged = isObj(body.metadata) ? body.metadata.managedFields : undefined;
     let next: Obj;
     if (opts.subresource === 'status') {
       // /status takes only .status from the request; everything else stays as stored.
@@ -292,6 +352,7 @@ export class Registry {
       if (opts.dryRun) return next;
       return this.remove(def, next, undefined);
     }
+    this.setManagedFields(def, version, old, next, bodyManaged, opts);
     // A no-op write creates no revision and no event.
     if (canonical(next) === canonical(old)) return old;
     if (opts.dryRun) return next;

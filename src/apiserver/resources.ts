@@ -3,7 +3,7 @@
 // crds/ or created through the API. Discovery, routing, tables and validation all read from here.
 
 import { createHash } from 'node:crypto';
-import type { CustomResourceDefinition, ObjectValidator, PrinterColumn } from '../api/index.js';
+import type { CustomResourceDefinition, ObjectValidator, PrinterColumn, SchemaNode } from '../api/index.js';
 import { compileCrd } from '../api/index.js';
 
 export interface ResourceDef {
@@ -22,6 +22,8 @@ export interface ResourceDef {
   printerColumns: Map<string, PrinterColumn[]>;
   /** Per-version schema validators; undefined for built-ins we store without a schema. */
   validators?: Map<string, ObjectValidator>;
+  /** Per-version openAPIV3Schema (CRDs): list/map types for server-side apply, and /openapi. */
+  schemas?: Map<string, SchemaNode>;
   /** Custom resources refuse an unconditional PUT (422 without metadata.resourceVersion). */
   requireRvOnUpdate: boolean;
   /** Store key: `group/plural` (`core/plural` for the core group). */
@@ -88,7 +90,11 @@ export function resourceFromCrd(crd: CustomResourceDefinition): ResourceDef {
   // The storage version is preferred; the others follow in file order.
   served.sort((a, b) => Number(b.storage === true) - Number(a.storage === true));
   const printerColumns = new Map<string, PrinterColumn[]>();
-  for (const v of served) printerColumns.set(v.name, v.additionalPrinterColumns ?? []);
+  const schemas = new Map<string, SchemaNode>();
+  for (const v of served) {
+    printerColumns.set(v.name, v.additionalPrinterColumns ?? []);
+    if (v.schema?.openAPIV3Schema) schemas.set(v.name, v.schema.openAPIV3Schema);
+  }
   return {
     group,
     versions: served.map((v) => v.name),
@@ -102,6 +108,7 @@ export function resourceFromCrd(crd: CustomResourceDefinition): ResourceDef {
     statusSubresource: served.some((v) => v.subresources?.status !== undefined),
     printerColumns,
     validators: compileCrd(crd),
+    schemas,
     requireRvOnUpdate: true,
     key: `${group}/${names.plural}`,
     crdName: crd.metadata.name,

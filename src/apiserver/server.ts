@@ -32,6 +32,10 @@ export interface ApiServerOptions {
   log: Logger;
   /** Never compact the newest N revisions (default 1000, as kine). */
   compactMinRetain?: number;
+  /** Never compact revisions younger than this (default 10 min: client-node re-watches every 30 s, kubectl relists on 410). */
+  compactMinAgeMs?: number;
+  /** How often events are pruned and the log compacted (default 60 s). */
+  maintenanceMs?: number;
   /** Watch heartbeat interval (default 10 s). */
   heartbeatMs?: number;
 }
@@ -118,15 +122,16 @@ export async function startApiServer(opts: ApiServerOptions): Promise<RunningApi
   writeKubeconfig(kubeconfigPath, { server: url, caCertPem: pki.caCertPem, token });
 
   const minRetain = opts.compactMinRetain ?? 1000;
+  const minAgeMs = opts.compactMinAgeMs ?? 10 * 60 * 1000;
   const maintenance = setInterval(() => {
     try {
       const pruned = registry.pruneEvents(EVENT_TTL_MS);
-      const rev = store.compact(minRetain);
+      const rev = store.compact(minRetain, minAgeMs);
       log.debug({ prunedEvents: pruned, compactRev: rev }, 'apiserver maintenance');
     } catch (err) {
       log.warn({ err }, 'apiserver maintenance failed');
     }
-  }, MAINTENANCE_MS);
+  }, opts.maintenanceMs ?? MAINTENANCE_MS);
   maintenance.unref();
   log.info({ url, kubeconfig: kubeconfigPath }, 'API server listening');
 

@@ -49,6 +49,7 @@ export class Store {
   private readonly listeners = new Set<StoreListener>();
   private rev: number;
   private compacted: number;
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -71,10 +72,25 @@ export class Store {
       CREATE INDEX IF NOT EXISTS log_resource_rev ON log (resource, rev);
       CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
     `);
-    const seq = this.db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'log'`).get() as { seq: number } | undefined;
+    const seq = this.stmt(`SELECT seq FROM sqlite_sequence WHERE name = 'log'`).get() as { seq: number } | undefined;
     this.rev = seq?.seq ?? 0;
-    const c = this.db.prepare(`SELECT v FROM meta WHERE k = 'compact_rev'`).get() as { v: number } | undefined;
+    const c = this.stmt(`SELECT v FROM meta WHERE k = 'compact_rev'`).get() as { v: number } | undefined;
     this.compacted = c?.v ?? 0;
+  }
+
+  /** Prepared statements are cached: preparing one costs more than running it. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
+  }
+
+  /** Current objects as stored JSON text, sorted by namespace/name (lists that need no parsing). */
+  listRaw(resource: string, namespace?: string): { bodies: string[]; rev: number } {
+    const rows = (namespace === undefined
+      ? this.stmt(`SELECT body FROM objects WHERE resource = ? ORDER BY namespace, name`).all(resource)
+      : this.stmt(`SELECT body FROM objects WHERE resource = ? AND namespace = ? ORDER BY namespace, name`).all(resource, namespace)) as { body: string }[];
+    return { bodies: rows.map((r) => r.body), rev: this.rev };
   }
 
   /** The newest revision (the resourceVersion of a list read now). */
@@ -93,7 +109,7 @@ export class Store {
   }
 
   get(resource: string, namespace: string, name: string): Obj | undefined {
-    const row = this.db.prepare(`SELECT rev, body FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).get(resource, namespace, name) as Row | undefined;
+    const row = this.stmt(`SELECT rev, body FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).get(resource, namespace, name) as Row | undefined;
     return row ? (JSON.parse(row.body) as Obj) : undefined;
   }
 
@@ -110,13 +126,13 @@ export class Store {
       args.push(name);
     }
     sql += ` ORDER BY namespace, name`;
-    const rows = this.db.prepare(sql).all(...args) as Row[];
+    const rows = this.stmt(sql).all(...args) as Row[];
     return { items: rows.map((r) => JSON.parse(r.body) as Obj), rev: this.rev };
   }
 
   /** Objects in any resource whose body mentions `needle` (used to find dependents by owner uid). */
   findMentioning(needle: string): { resource: string; object: Obj }[] {
-    const rows = this.db.prepare(`SELECT resource, body FROM objects WHERE instr(body, ?) > 0`).all(needle) as { resource: string; body: string }[];
+    const rows = this.stmt(`SELECT resource, body FROM objects WHERE instr(body, ?) > 0`).all(needle) as { resource: string; body: string }[];
     return rows.map((r) => ({ resource: r.resource, object: JSON.parse(r.body) as Obj }));
   }
 
@@ -137,7 +153,7 @@ export class Store {
   private write(type: EventType, resource: string, namespace: string, name: string, obj: Obj, expectedRev: number | undefined): Obj {
     let prev: Obj | undefined;
     const out = this.db.transaction(() => {
-      const cur = this.db.prepare(`SELECT rev, body FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).get(resource, namespace, name) as Row | undefined;
+      const cur = this.stmt(`SELECT rev, body FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).get(resource, namespace, name) as Row | undefined;
       if (type === 'ADDED' && cur) throw new StoreConflict('exists');
       if (type !== 'ADDED') {
         if (!cur) throw new StoreConflict('missing');
@@ -147,9 +163,9 @@ export class Store {
       const rev = this.rev + 1;
       const body: Obj = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rev) } };
       const text = JSON.stringify(body);
-      this.db.prepare(`INSERT INTO log (rev, resource, namespace, name, type, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?)`).run(rev, resource, namespace, name, type, text, Date.now());
-      if (type === 'DELETED') this.db.prepare(`DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).run(resource, namespace, name);
-      else this.db.prepare(`INSERT OR REPLACE INTO objects (resource, namespace, name, rev, body) VALUES (?, ?, ?, ?, ?)`).run(resource, namespace, name, rev, text);
+      this.stmt(`INSERT INTO log (rev, resource, namespace, name, type, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?)`).run(rev, resource, namespace, name, type, text, Date.now());
+      if (type === 'DELETED') this.stmt(`DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).run(resource, namespace, name);
+      else this.stmt(`INSERT OR REPLACE INTO objects (resource, namespace, name, rev, body) VALUES (?, ?, ?, ?, ?)`).run(resource, namespace, name, rev, text);
       this.rev = rev;
       return body;
     }).immediate();
@@ -161,17 +177,25 @@ export class Store {
 
   /** Changes to `resource` after revision `after`, oldest first. Caller checks compactRev() first. */
   changesSince(resource: string, after: number): StoreEvent[] {
-    const rows = this.db.prepare(`SELECT rev, resource, namespace, name, type, body FROM log WHERE resource = ? AND rev > ? ORDER BY rev`).all(resource, after) as LogRow[];
+    const rows = this.stmt(`SELECT rev, resource, namespace, name, type, body FROM log WHERE resource = ? AND rev > ? ORDER BY rev`).all(resource, after) as LogRow[];
     return rows.map((r) => ({ type: r.type, resource: r.resource, namespace: r.namespace, name: r.name, rev: r.rev, object: JSON.parse(r.body) as Obj }));
   }
 
-  /** Drops log entries older than the newest `minRetain` revisions. Returns the new compact revision. */
-  compact(minRetain: number): number {
-    const target = this.rev - minRetain;
+  /**
+   * Drops log entries outside the retention window: the newest `minRetain` revisions and everything
+   * younger than `minAgeMs` are kept (clients resuming a watch within either get no 410).
+   * Returns the new compact revision.
+   */
+  compact(minRetain: number, minAgeMs = 0, now = Date.now()): number {
+    let target = this.rev - minRetain;
+    if (minAgeMs > 0) {
+      const row = this.stmt(`SELECT MAX(rev) AS rev FROM log WHERE ts < ?`).get(now - minAgeMs) as { rev: number | null };
+      target = Math.min(target, row.rev ?? this.compacted);
+    }
     if (target <= this.compacted) return this.compacted;
     this.db.transaction(() => {
-      this.db.prepare(`DELETE FROM log WHERE rev <= ?`).run(target);
-      this.db.prepare(`INSERT OR REPLACE INTO meta (k, v) VALUES ('compact_rev', ?)`).run(target);
+      this.stmt(`DELETE FROM log WHERE rev <= ?`).run(target);
+      this.stmt(`INSERT OR REPLACE INTO meta (k, v) VALUES ('compact_rev', ?)`).run(target);
     }).immediate();
     this.compacted = target;
     this.db.pragma('wal_checkpoint(TRUNCATE)');

@@ -1,8 +1,9 @@
-// `kvz apply -f FILE|DIR|-`: the same client-side apply as the watched directory, with a
-// kubectl-like line per object and one error line per rejected document.
+// `kvz apply -f FILE|DIR|-`: server-side apply under the field manager `kvz` (as
+// `kubectl apply --server-side`), with a kubectl-like line per object and one error line per
+// rejected document. `--force-conflicts` takes over fields other managers own.
 
 import { resolve } from 'node:path';
-import { applyObjects, displayName, formatProblem, listManifestFiles, parseManifests, readManifestFile, type ManifestDoc, type ManifestProblem } from '../sources/index.js';
+import { KVZ_FIELD_MANAGER, applyObjects, displayName, formatProblem, listManifestFiles, parseManifests, readManifestFile, type ManifestDoc, type ManifestProblem } from '../sources/index.js';
 import { CONNECTION_FLAGS, UsageError, boolFlag, listFlag, parseArgs, stringFlag, type FlagSpec } from './args.js';
 import type { CliIO } from './context.js';
 
@@ -11,6 +12,8 @@ const FLAGS: FlagSpec[] = [
   { name: 'filename', short: 'f', type: 'string', multiple: true },
   { name: 'recursive', short: 'R', type: 'boolean' },
   { name: 'namespace', short: 'n', type: 'string' },
+  { name: 'force-conflicts', type: 'boolean' },
+  { name: 'field-manager', type: 'string' },
 ];
 
 export async function runApply(argv: string[], io: CliIO): Promise<number> {
@@ -46,7 +49,12 @@ export async function runApply(argv: string[], io: CliIO): Promise<number> {
     return 1;
   }
   const conn = io.connect({ kubeconfig: stringFlag(args, 'kubeconfig'), stateDir: stringFlag(args, 'state-dir') });
-  const report = await applyObjects(conn.target, docs, { namespace: stringFlag(args, 'namespace'), log: io.log });
+  const report = await applyObjects(conn.target, docs, {
+    fieldManager: stringFlag(args, 'field-manager') ?? KVZ_FIELD_MANAGER,
+    force: boolFlag(args, 'force-conflicts'),
+    namespace: stringFlag(args, 'namespace'),
+    log: io.log,
+  });
   for (const a of report.applied) io.stdout(`${displayName(a)} ${a.action}\n`);
   for (const p of report.problems) io.stderr(`error: ${formatProblem(p)}\n`);
   return report.problems.length > 0 ? 1 : 0;

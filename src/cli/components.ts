@@ -121,6 +121,8 @@ export interface AgentComponentOptions {
   stateDir: string;
   bridge: string;
   subnet: string;
+  /** The node's IPv6 subnet (`--subnet6`), if any. */
+  subnet6?: string;
   nodeLabels?: Record<string, string>;
   heartbeatMs?: number;
   probe?: HostProbe;
@@ -138,6 +140,8 @@ export async function startNodeAgent(o: AgentComponentOptions): Promise<NodeAgen
     client: o.ves ?? veClient(o.kc, o.log),
     runtime: o.runtime,
     subnet: o.subnet,
+    subnet6: o.subnet6,
+    stateDir: o.stateDir,
     log: o.log,
     events,
     metrics: o.metrics,

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
-import { VE_RESOURCE, type VirtualEnvironment } from '../api/types.js';
+import { VE_RESOURCE, VET_RESOURCE, type VETemplate, type VirtualEnvironment } from '../api/types.js';
 import { KvzError } from '../core/errors.js';
 import { DEFAULT_STATE_DIR, loadKubeConfig, makeResourceClient, resolveKubeconfigPath, serverOf } from '../core/kube-client.js';
 import type { Logger } from '../core/logger.js';
@@ -20,6 +20,8 @@ export interface Connection {
   server: string;
   target: ApplyTarget;
   ves: ResourceClient<VirtualEnvironment>;
+  /** VETemplates (cluster-scoped); optional so older test fakes need not provide it. */
+  templates?: ResourceClient<VETemplate>;
 }
 
 export interface ConnectOptions {
@@ -68,7 +70,13 @@ export function realConnect(log: Logger, env: NodeJS.ProcessEnv): (opts: Connect
   return (opts) => {
     const kubeconfigPath = findKubeconfig(opts, env);
     const kc = loadKubeConfig(kubeconfigPath);
-    return { kubeconfigPath, server: serverOf(kc), target: kubeApplyTarget(kc, log), ves: makeResourceClient<VirtualEnvironment>(kc, VE_REF, log) };
+    return {
+      kubeconfigPath,
+      server: serverOf(kc),
+      target: kubeApplyTarget(kc, log),
+      ves: makeResourceClient<VirtualEnvironment>(kc, VE_REF, log),
+      templates: makeResourceClient<VETemplate>(kc, { ...VET_RESOURCE, namespaced: false }, log),
+    };
   };
 }
 

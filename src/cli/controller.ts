@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { DEFAULT_STATE_DIR, loadKubeConfig } from '../core/kube-client.js';
 import type { Logger } from '../core/logger.js';
-import { createRuntime } from '../runtime/index.js';
+import { createRuntime, nodeBridgeAttachment } from '../runtime/index.js';
 import { CONNECTION_FLAGS, UsageError, listFlag, parseArgs, parseDuration, stringFlag, type FlagSpec, type ParsedArgs } from './args.js';
 import { DEFAULT_LEASE_NAMESPACE, newIdentity, parseLabels, startLeaderElectedController, startNodeAgent } from './components.js';
 import { findKubeconfig } from './context.js';
@@ -90,6 +90,8 @@ const AGENT_FLAGS: FlagSpec[] = [
   { name: 'node-name', type: 'string' },
   { name: 'bridge', type: 'string' },
   { name: 'subnet', type: 'string' },
+  { name: 'gateway', type: 'string' },
+  { name: 'subnet6', type: 'string' },
   { name: 'node-label', type: 'string', multiple: true },
   { name: 'heartbeat', type: 'string' },
 ];
@@ -112,15 +114,25 @@ export async function runNodeAgent(argv: string[]): Promise<number> {
   const stateDir = resolve(stringFlag(args, 'state-dir') ?? DEFAULT_STATE_DIR);
   const bridge = stringFlag(args, 'bridge') ?? 'kvzbr0';
   const subnet = stringFlag(args, 'subnet') ?? '10.213.0.0/24';
+  const gateway = stringFlag(args, 'gateway');
+  const subnet6 = stringFlag(args, 'subnet6');
   const heartbeat = stringFlag(args, 'heartbeat');
   const { kc, where } = kubeConfigFor(args);
   const log = makeLogger().child({ node: nodeName });
   log.info({ kubeconfig: where, server: kc.getCurrentCluster()?.server, stateDir, bridge, subnet }, 'kvz node-agent starting');
-  const runtime = createRuntime({ stateDir, bridge: { name: bridge, subnet }, log: log.child({ component: 'runtime' }) });
-  const agent = await startNodeAgent({ kc, log, nodeName, runtime, stateDir, bridge, subnet, nodeLabels: labels, heartbeatMs: heartbeat ? parseDuration(heartbeat, '--heartbeat') : undefined });
+  await logBridge(log, { name: bridge, subnet, gateway });
+  const runtime = createRuntime({ stateDir, bridge: { name: bridge, subnet, gateway, subnet6 }, log: log.child({ component: 'runtime' }) });
+  const agent = await startNodeAgent({ kc, log, nodeName, runtime, stateDir, bridge, subnet, subnet6, nodeLabels: labels, heartbeatMs: heartbeat ? parseDuration(heartbeat, '--heartbeat') : undefined });
   const sig = untilSignal(log);
   await sig.promise;
   sig.dispose();
   await agent.stop();
   return 0;
+}
+
+/** Says at start whether VEs go onto an existing bridge (left as it is) or one kubevz makes. */
+export async function logBridge(log: Logger, bridge: { name: string; subnet: string; gateway?: string }): Promise<void> {
+  const a = await nodeBridgeAttachment(bridge);
+  if (a.managed) log.info({ bridge: a.name, gateway: a.gateway, exists: a.exists }, 'VEs attach to a bridge kubevz manages (created with the gateway address on first use)');
+  else log.info({ bridge: a.name, gateway: a.gateway }, 'VEs attach to an existing bridge; kubevz will not change or delete it');
 }

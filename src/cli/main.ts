@@ -16,6 +16,21 @@ const RUNNERS: Record<Exclude<CommandName, 'up' | 'help' | 'version'>, Runner> =
   delete: async (a, io) => (await import('./delete.js')).runDelete(a, io),
   exec: async (a, io) => (await import('./exec.js')).runExec(a, io),
   enter: async (a, io) => (await import('./exec.js')).runEnter(a, io),
+  create: async (a, io) => (await import('./verbs.js')).runCreate(a, io),
+  start: async (a, io) => (await import('./verbs.js')).runStart(a, io),
+  stop: async (a, io) => (await import('./verbs.js')).runStop(a, io),
+  restart: async (a, io) => (await import('./verbs.js')).runRestart(a, io),
+  destroy: async (a, io) => (await import('./verbs.js')).runDestroy(a, io),
+  status: async (a, io) => (await import('./verbs.js')).runStatus(a, io),
+  list: async (a, io) => (await import('./verbs.js')).runList(a, io),
+  clone: async (a, io) => (await import('./clone.js')).runClone(a, io),
+  template: async (a, io) => (await import('./template.js')).runTemplate(a, io),
+  set: async (a, io) => (await import('./set.js')).runSet(a, io),
+  beancounters: async (a, io) => (await import('./beancounters.js')).runBeancounters(a, io),
+  top: async (a, io) => (await import('./top.js')).runTop(a, io),
+  // Long-running processes: they build their own logger and watch signals.
+  controller: async (a) => (await import('./controller.js')).runController(a),
+  'node-agent': async (a) => (await import('./controller.js')).runNodeAgent(a),
 };
 
 type Terminal = Pick<CliIO, 'stdout' | 'stderr'>;

@@ -3,17 +3,18 @@
 // they are stopped on purpose (the host is the truth, the next `kvz up` adopts them).
 
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { VE_RESOURCE, type VirtualEnvironment } from '../api/types.js';
 import { startApiServer } from '../apiserver/index.js';
-import { Controller } from '../controller/index.js';
-import { DEFAULT_STATE_DIR, loadKubeConfig, makeResourceClient } from '../core/kube-client.js';
+import { DEFAULT_STATE_DIR, loadKubeConfig } from '../core/kube-client.js';
 import type { Logger } from '../core/logger.js';
-import { NodeAgent } from '../node-agent/index.js';
+import { BeancounterMetrics, startMetricsServer } from '../node-agent/index.js';
 import { createRuntime } from '../runtime/index.js';
 import { watchManifestDir } from '../sources/index.js';
+import { parseLabels, startLeaderElectedController, startNodeAgent } from './components.js';
+import { UP_GIT_OPTIONS, UP_GIT_USAGE, gitBannerLine, parseUpGit, startUpGit, type UpGitOptions } from './up-git.js';
+import { logBridge } from './controller.js';
 
 export const UP_USAGE = `Usage: kvz up [flags]
 
@@ -26,16 +27,32 @@ Flags:
   --node-name NAME    this node's name                                    [the host name]
   --bridge NAME       node bridge for VE networking                       [kvzbr0]
   --subnet CIDR       node bridge subnet; VEs without addresses get one   [10.213.0.0/24]
-`;
+                      (an existing --bridge is attached to, never changed or deleted)
+  --gateway IP        VEs' default gateway [an existing bridge's own address in the subnet,
+                      else the subnet's first address]
+  --subnet6 CIDR      node IPv6 subnet (e.g. fd00:213::/64); VEs without addresses get one
+                      from it too, and IPv6 addresses are accepted only with it  [none]
+  --node-label K=V    label of this node's VENode, for spec.nodeSelector (repeatable)
+  --metrics-listen HOST:PORT  Prometheus endpoint (/metrics) of the node agent [off]
+${UP_GIT_USAGE}`;
 
 export interface UpOptions {
   stateDir: string;
   manifests?: string;
+  /** A Git repository as a source (--git, --branch, --path, --interval). */
+  git?: UpGitOptions;
   host: string;
   port: number;
   nodeName: string;
   bridge: string;
   subnet: string;
+  /** VEs' default gateway on an existing bridge; see RuntimeOptions.bridge. */
+  gateway?: string;
+  /** The node's IPv6 subnet; see RuntimeOptions.bridge. */
+  subnet6?: string;
+  nodeLabels?: Record<string, string>;
+  /** Where the node agent serves /metrics; undefined = no endpoint. */
+  metrics?: { host: string; port: number };
 }
 
 export function parseUpArgs(argv: string[]): UpOptions {
@@ -48,6 +65,11 @@ export function parseUpArgs(argv: string[]): UpOptions {
       'node-name': { type: 'string', default: hostname() },
       bridge: { type: 'string', default: 'kvzbr0' },
       subnet: { type: 'string', default: '10.213.0.0/24' },
+      gateway: { type: 'string' },
+      subnet6: { type: 'string' },
+      'node-label': { type: 'string', multiple: true },
+      'metrics-listen': { type: 'string' },
+      ...UP_GIT_OPTIONS,
     },
     strict: true,
   });
@@ -58,17 +80,33 @@ export function parseUpArgs(argv: string[]): UpOptions {
   return {
     stateDir: resolve(values['state-dir']!),
     manifests: values.manifests ? resolve(values.manifests) : undefined,
+    git: parseUpGit(values),
     host: listen.slice(0, i) || '127.0.0.1',
     port,
     nodeName: values['node-name']!,
     bridge: values.bridge!,
     subnet: values.subnet!,
+    gateway: values.gateway,
+    subnet6: values.subnet6,
+    nodeLabels: parseLabels(values['node-label'] ?? [], '--node-label'),
+    metrics: values['metrics-listen'] === undefined ? undefined : parseHostPort(values['metrics-listen'], '--metrics-listen'),
   };
+}
+
+function parseHostPort(value: string, flag: string): { host: string; port: number } {
+  const i = value.lastIndexOf(':');
+  const port = Number(value.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${flag} ${value}: expected HOST:PORT, for example 127.0.0.1:9464`);
+  return { host: value.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
 }
 
 export interface RunningStack {
   kubeconfigPath: string;
   url: string;
+  /** The node agent's /metrics URL when --metrics-listen was given. */
+  metricsUrl?: string;
+  /** The `git:` banner line (source and applied commit) when --git was given. */
+  gitStatusLine?: () => string;
   stop(): Promise<void>;
 }
 
@@ -81,22 +119,36 @@ export async function startStack(o: UpOptions, log: Logger): Promise<RunningStac
     const server = await startApiServer({ stateDir: o.stateDir, host: o.host, port: o.port, log });
     stops.push(() => server.close());
     const kc = loadKubeConfig(server.kubeconfigPath);
-    const ves = makeResourceClient<VirtualEnvironment>(kc, { ...VE_RESOURCE, namespaced: true }, log);
 
-    const controller = new Controller({ client: ves, defaultNode: o.nodeName, log });
-    await controller.start();
+    // The same construction as `kvz controller` / `kvz node-agent` (components.ts). The identity
+    // is stable per node, so a restarted `kvz up` takes its own lease back without waiting.
+    const controller = startLeaderElectedController({ kc, log, identity: `${hostname()}_kvz-up-${o.nodeName}`, recampaign: true });
     stops.push(() => controller.stop());
 
-    const runtime = createRuntime({ stateDir: o.stateDir, bridge: { name: o.bridge, subnet: o.subnet }, log: log.child({ component: 'runtime' }) });
-    const agent = new NodeAgent({ nodeName: o.nodeName, client: ves, runtime, subnet: o.subnet, log });
-    await agent.start();
+    await logBridge(log, { name: o.bridge, subnet: o.subnet, gateway: o.gateway });
+    const runtime = createRuntime({ stateDir: o.stateDir, bridge: { name: o.bridge, subnet: o.subnet, gateway: o.gateway, subnet6: o.subnet6 }, log: log.child({ component: 'runtime' }) });
+    const metrics = o.metrics ? new BeancounterMetrics() : undefined;
+    let metricsUrl: string | undefined;
+    if (o.metrics && metrics) {
+      const ms = await startMetricsServer({ ...o.metrics, registry: metrics.registry, log: log.child({ component: 'metrics' }) });
+      stops.push(() => ms.close());
+      metricsUrl = ms.url;
+    }
+    const agent = await startNodeAgent({ kc, log, nodeName: o.nodeName, runtime, stateDir: o.stateDir, bridge: o.bridge, subnet: o.subnet, subnet6: o.subnet6, nodeLabels: o.nodeLabels, metrics });
     stops.push(() => agent.stop());
 
+    // Each source keeps its inventory (what each file applied) under <state-dir>/sources.
     if (o.manifests) {
-      const watcher = await watchManifestDir({ dir: o.manifests, kubeconfig: kc, log: log.child({ component: 'manifests' }) });
+      const watcher = await watchManifestDir({ dir: o.manifests, kubeconfig: kc, inventoryDir: join(o.stateDir, 'sources'), log: log.child({ component: 'manifests' }) });
       stops.push(() => watcher.close());
     }
-    return { kubeconfigPath: server.kubeconfigPath, url: server.url, stop: stopAll };
+    let gitStatusLine: (() => string) | undefined;
+    if (o.git) {
+      const git = await startUpGit(o.git, kc, o.stateDir, log);
+      stops.push(() => git.close());
+      gitStatusLine = () => gitBannerLine(git);
+    }
+    return { kubeconfigPath: server.kubeconfigPath, url: server.url, metricsUrl, gitStatusLine, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;
@@ -129,7 +181,9 @@ export async function runUp(argv: string[]): Promise<number> {
       `  kubectl:     kubectl --kubeconfig ${stack.kubeconfigPath} get ve`,
       `               (or: export KUBECONFIG=${stack.kubeconfigPath})`,
       `  kvz:         npx kvz get ve    npx kvz exec NAME -- ps aux    npx kvz enter NAME`,
+      stack.metricsUrl ? `  metrics:     ${stack.metricsUrl}` : '',
       opts.manifests ? `  watching:    ${opts.manifests} (add, edit or remove *.yaml files)` : '',
+      stack.gitStatusLine?.() ?? '',
       '  Ctrl-C stops the stack; VEs keep running.',
       '',
     ].join('\n') + '\n',

@@ -9,3 +9,5 @@ export * from './resource-client.js';
 export * from './kube-client.js';
 export * from './conditions.js';
 export * from './finalizer.js';
+export * from './events.js';
+export * from './leader-election.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { KubeObject } from '../api/types.js';
 import { KvzError, type ErrorCode } from './errors.js';
 import type { Logger } from './logger.js';
-import type { InformerHandle, JsonPatchOp, ListOptions, ResourceClient, ResourceRef, WatchEventType } from './resource-client.js';
+import type { ApplyPatchOptions, InformerHandle, JsonPatchOp, ListOptions, ResourceClient, ResourceRef, WatchEventType } from './resource-client.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/kubevz';
 
@@ -40,6 +40,8 @@ export function serverOf(kc: k8s.KubeConfig): string {
 
 const PATCH_MERGE = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
 const PATCH_JSON = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
+// The body is JSON (valid YAML); the Content-Type makes the PATCH a server-side apply.
+const PATCH_APPLY = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply);
 
 /** Turns client-node's ApiException (or a network error) into a KvzError with a stable code. */
 export function toKvzError(err: unknown, what: string, server?: string): KvzError {
@@ -133,14 +135,21 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
     );
   }
 
-  private patchWith(name: string, namespace: string | undefined, body: unknown, options: ReturnType<typeof k8s.setHeaderOptions>, status: boolean): Promise<T> {
-    const what = `patch ${this.describe(name, namespace)}${status ? ' status' : ''}`;
+  private patchWith(
+    name: string,
+    namespace: string | undefined,
+    body: unknown,
+    options: ReturnType<typeof k8s.setHeaderOptions>,
+    status: boolean,
+    query: { fieldManager?: string; force?: boolean; dryRun?: string } = {},
+  ): Promise<T> {
+    const what = `${query.fieldManager ? 'apply' : 'patch'} ${this.describe(name, namespace)}${status ? ' status' : ''}`;
     return this.call(what, () => {
       if (this.ref.namespaced) {
-        const req = { ...this.base(), namespace: namespace ?? 'default', name, body };
+        const req = { ...this.base(), namespace: namespace ?? 'default', name, body, ...query };
         return status ? this.api.patchNamespacedCustomObjectStatus(req, options) : this.api.patchNamespacedCustomObject(req, options);
       }
-      const req = { ...this.base(), name, body };
+      const req = { ...this.base(), name, body, ...query };
       return status ? this.api.patchClusterCustomObjectStatus(req, options) : this.api.patchClusterCustomObject(req, options);
     });
   }
@@ -151,6 +160,11 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
 
   jsonPatch(name: string, namespace: string | undefined, ops: JsonPatchOp[]): Promise<T> {
     return this.patchWith(name, namespace, ops, PATCH_JSON, false);
+  }
+
+  applyPatch(obj: T, opts: ApplyPatchOptions): Promise<T> {
+    const query = { fieldManager: opts.fieldManager, ...(opts.force ? { force: true } : {}), ...(opts.dryRun ? { dryRun: 'All' } : {}) };
+    return this.patchWith(obj.metadata?.name ?? '', obj.metadata?.namespace, obj, PATCH_APPLY, false, query);
   }
 
   patchStatus(name: string, namespace: string | undefined, status: object): Promise<T> {

@@ -33,6 +33,16 @@ export interface JsonPatchOp {
   from?: string;
 }
 
+/** Server-side apply (`PATCH` with `application/apply-patch+yaml`), as on any Kubernetes server. */
+export interface ApplyPatchOptions {
+  /** Who owns the applied fields (`metadata.managedFields[].manager`); at most 128 characters. */
+  fieldManager: string;
+  /** Take over fields another manager owns instead of failing with a 409 conflict. */
+  force?: boolean;
+  /** `dryRun=All`: validate and compute the result, store nothing. */
+  dryRun?: boolean;
+}
+
 export interface ResourceClient<T extends KubeObject = KubeObject> {
   readonly ref: ResourceRef;
   /** undefined when the object does not exist. */
@@ -43,6 +53,13 @@ export interface ResourceClient<T extends KubeObject = KubeObject> {
   mergePatch(name: string, namespace: string | undefined, patch: object): Promise<T>;
   /** RFC 6902 JSON patch of the main resource. */
   jsonPatch(name: string, namespace: string | undefined, ops: JsonPatchOp[]): Promise<T>;
+  /**
+   * Server-side apply of `obj` (a manifest: apiVersion, kind, metadata.name, the fields it
+   * declares): creates the object if missing, takes ownership of the declared fields, removes
+   * the fields this manager applied before and no longer declares. A field owned by another
+   * manager with a different value fails with Conflict unless `force`.
+   */
+  applyPatch(obj: T, opts: ApplyPatchOptions): Promise<T>;
   /** Merge patch of the status subresource. */
   patchStatus(name: string, namespace: string | undefined, status: object): Promise<T>;
   /** Deletes; resolves to false when the object was already gone. */

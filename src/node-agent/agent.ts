@@ -12,6 +12,7 @@ import type { InformerHandle, ResourceClient } from '../core/resource-client.js'
 import type { VERuntime } from '../runtime/index.js';
 import { BeancounterRefresher } from './beancounters.js';
 import { ExitWatcher } from './exit-watcher.js';
+import { detectReboot, type RestartBackoff } from './lifecycle.js';
 import type { BeancounterMetrics } from './metrics.js';
 import { NodeRegistration, type HostProbe, type NodeRegistrationOptions } from './node-registration.js';
 import { TemplateAgent } from './template-reconciler.js';
@@ -22,6 +23,14 @@ export interface NodeAgentOptions {
   client: ResourceClient<VirtualEnvironment>;
   runtime: VERuntime;
   subnet: string;
+  /** The node's IPv6 subnet (`--subnet6`); VEs without declared addresses get one from it too. */
+  subnet6?: string;
+  /** Where the agent records the host's boot id, to tell a host reboot (onBoot) from an agent restart. */
+  stateDir?: string;
+  /** For tests: the file holding the host's boot id [/proc/sys/kernel/random/boot_id]. */
+  bootIdPath?: string;
+  /** For tests: crash back-off with a fake clock or a short schedule. */
+  backoff?: RestartBackoff;
   log: Logger;
   stopTimeoutMs?: number;
   resyncMs?: number;
@@ -66,7 +75,13 @@ export class NodeAgent {
         for (const ve of this.informer?.list() ?? []) if (ve.spec.template === name) this.loop?.queue.add(objectKey(ve));
       });
     }
+    // A host reboot since the last run: VEs with onBoot: false stay Stopped (lifecycle.ts).
+    const boot = this.o.stateDir ? await detectReboot({ stateDir: this.o.stateDir, bootIdPath: this.o.bootIdPath }) : undefined;
+    if (boot?.rebooted) this.log.info({ bootId: boot.bootId, previous: boot.previous }, 'host rebooted since the agent last ran; starting only VEs with onBoot');
     const reconciler = new VEReconciler({
+      subnet6: this.o.subnet6,
+      rebooted: boot?.rebooted ?? false,
+      backoff: this.o.backoff,
       templates: this.templateAgent?.builds,
       client: this.o.client,
       runtime: this.o.runtime,

@@ -59,12 +59,26 @@ export function configFromSpec(ve: VirtualEnvironment, addresses: string[]): VEC
     hostname: ve.spec.hostname || ve.metadata.name,
     template: ve.spec.template,
     addresses,
+    ...networkFromSpec(ve),
     limits: limitsFromSpec(ve),
     disk: diskFromSpec(ve),
+    ...(ve.spec.security ? { security: { userNamespace: ve.spec.security.userNamespace ?? true, ...(ve.spec.security.allowPrivilegedFallback ? { allowPrivilegedFallback: true } : {}), ...(ve.spec.security.uidRange ? { uidRange: ve.spec.security.uidRange } : {}) } } : {}),
+    ...(ve.spec.devices?.length ? { devices: ve.spec.devices.map((d) => ({ path: d.path, ...(d.access ? { access: d.access } : {}) })) } : {}),
   };
+}
+
+/** Mode and resolver; left out entirely for a plain bridged VE without DNS, so older records compare equal. */
+function networkFromSpec(ve: VirtualEnvironment): Pick<VEConfig, 'network'> {
+  const n = ve.spec.network ?? {};
+  const network: NonNullable<VEConfig['network']> = {};
+  if (n.mode && n.mode !== 'bridged') network.mode = n.mode;
+  if (n.nameservers?.length) network.nameservers = [...n.nameservers];
+  if (n.searchDomains?.length) network.searchDomains = [...n.searchDomains];
+  return Object.keys(network).length ? { network } : {};
 }
 
 /** Whether two configs differ in something that needs the VE restarted (not a live limit change). */
 export function needsRestart(a: VEConfig, b: VEConfig): boolean {
-  return a.hostname !== b.hostname || a.template !== b.template || JSON.stringify(a.addresses) !== JSON.stringify(b.addresses);
+  return a.hostname !== b.hostname || a.template !== b.template || JSON.stringify(a.addresses) !== JSON.stringify(b.addresses)
+    || JSON.stringify(a.network ?? {}) !== JSON.stringify(b.network ?? {});
 }

@@ -11,7 +11,8 @@ import { splitKey, type Reconciler, type ReconcileResult } from '../core/reconci
 import type { ResourceClient } from '../core/resource-client.js';
 import { hostInfo, limitsDiff, LIVE_LIMIT_FIELDS, normalizeLimits, sameLimits, type LimitField, type VEConfig, type VEHostState, type VELimits, type VERuntime } from '../runtime/index.js';
 import { resourcesReport, withResources, type ResourcesReport } from './resources-status.js';
-import { allocateAddress } from './address-pool.js';
+import { addressConflict, chooseAddresses, type AddressClaim } from './address-pool.js';
+import { decideStart, RestartBackoff, type Hold } from './lifecycle.js';
 import { configFromSpec, needsRestart } from './ve-config.js';
 import { checkDiskFeatures, diskReport, DiskReportThrottle, resolveCloneSource, withDisk, type DiskReport } from './ve-disk.js';
 import { buildStatus, statusPatch, type StatusInput } from './ve-status.js';
@@ -22,6 +23,12 @@ export interface VEReconcilerOptions {
   nodeName: string;
   /** The node bridge subnet, for VEs that declare no address. */
   subnet: string;
+  /** The node's IPv6 subnet: VEs that declare no address get one from it too. */
+  subnet6?: string;
+  /** Crash back-off (restartPolicy); a fake clock in tests. */
+  backoff?: RestartBackoff;
+  /** The host rebooted since the agent last ran (lifecycle.ts detectReboot): onBoot decides who starts. */
+  rebooted?: boolean;
   /** Every VE the agent knows on this node (informer cache), for address allocation. */
   knownVEs: () => VirtualEnvironment[];
   stopTimeoutMs: number;
@@ -37,13 +44,20 @@ export interface VEReconcilerOptions {
 /** How soon a VE whose VETemplate does not exist is looked at again (the template informer also wakes it). */
 const TEMPLATE_MISSING_REQUEUE_MS = 30_000;
 
+/** How soon a VE refused for an address conflict is looked at again (the other VE may have gone). */
+const ADDRESS_CONFLICT_REQUEUE_MS = 15_000;
+
 export class VEReconciler implements Reconciler {
   readonly name = 've';
 
   private readonly events: EventRecorder;
+  private readonly backoff: RestartBackoff;
+  /** VEs this agent process has looked at (the first look after a reboot applies onBoot). */
+  private readonly seen = new Set<string>();
 
   constructor(private readonly o: VEReconcilerOptions) {
     this.events = o.events ?? nullRecorder;
+    this.backoff = o.backoff ?? new RestartBackoff();
   }
 
   async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult> {
@@ -86,8 +100,12 @@ export class VEReconciler implements Reconciler {
     const addresses = this.addressesFor(ve, host);
     const config = configFromSpec(ve, addresses);
     const want = ve.spec.powerState ?? 'Running';
+    const key = `${ve.metadata.namespace}/${ve.metadata.name}`;
+    const firstLook = !this.seen.has(uid);
+    this.seen.add(uid);
 
     if (want === 'Stopped') {
+      this.backoff.forget(key);
       if (host.state !== 'absent' && host.state !== 'stopped') {
         await this.writeStatus(ve, { ...this.base(ve, addresses, host), phase: 'Running', ready: { status: 'False', reason: 'Stopping', message: 'stopping the VE' } });
       }
@@ -112,11 +130,31 @@ export class VEReconciler implements Reconciler {
       await this.o.runtime.ensureStopped(uid, { timeoutMs: this.stopTimeoutMs(ve), signal });
     }
     if (host.state !== 'running') {
+      const hold = decideStart({
+        key,
+        generation: ve.metadata.generation ?? 1,
+        ready: ve.status?.conditions?.find((c) => c.type === 'Ready'),
+        phase: ve.status?.phase,
+        hostState: host.state,
+        known: host.config !== undefined,
+        onBoot: ve.spec.onBoot ?? true,
+        restartPolicy: ve.spec.restartPolicy ?? 'Always',
+        firstLookAfterReboot: firstLook && this.o.rebooted === true,
+      }, this.backoff);
+      if (hold) return this.hold(ve, hold, addresses, log);
       await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Creating', ready: { status: 'False', reason: 'Creating', message: `starting from template ${config.template}` } });
     }
     const noTemplate = await this.ensureTemplate(ve, config.template, addresses, signal);
     if (noTemplate) return noTemplate;
     await this.prepareDisk(ve, config);
+    const conflict = this.addressConflict(ve, addresses, host);
+    if (conflict) {
+      const message = `address ${conflict.address} is already used by VE ${conflict.other} on node ${this.o.nodeName}; declare another address in spec.network.addresses (or leave it empty to get a free one)`;
+      log.warn({ address: conflict.address, other: conflict.other }, 'address conflict; not starting the VE');
+      if (ve.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'AddressConflict') this.events.event(ve, 'Warning', 'AddressConflict', message);
+      await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Pending', ready: { status: 'False', reason: 'AddressConflict', message }, message });
+      return { requeueAfterMs: ADDRESS_CONFLICT_REQUEUE_MS };
+    }
     // Drift: the agent recorded the declared limits, but the kernel holds others (changed by hand).
     if (host.state === 'running' && !restart && host.config && !needsRestart(host.config, config) && sameLimits(host.config.limits, config.limits)) {
       await this.correctDrift(ve, uid, config.limits, log, signal);
@@ -133,6 +171,7 @@ export class VEReconciler implements Reconciler {
       this.events.event(ve, 'Normal', 'LimitsChanged', `applied limits live: ${JSON.stringify(config.limits)}`);
     }
     if (after.state !== 'running') throw new KvzError('Internal', `VE did not stay running (state ${after.state})`);
+    this.backoff.running(key, after.pid);
     if (res !== 'unchanged') {
       const what = restart ? 'Restarted' : 'Started';
       this.events.event(ve, 'Normal', what, `${what.toLowerCase()} the VE on node ${this.o.nodeName} (init PID ${after.pid ?? '?'})`);
@@ -165,21 +204,49 @@ export class VEReconciler implements Reconciler {
   }
 
   private base(ve: VirtualEnvironment, addresses: string[], host?: VEHostState): Omit<StatusInput, 'phase' | 'ready'> {
-    return { nodeName: this.o.nodeName, addresses, initPid: host?.state === 'running' ? host.pid : undefined };
+    return { nodeName: this.o.nodeName, addresses, initPid: host?.state === 'running' ? host.pid : undefined, security: host?.security };
   }
 
-  /** Declared addresses, else the ones already allocated (status, host), else a free one. */
+  /** Declared addresses, else the ones already allocated (host, status), else free ones (address-pool.ts). */
   private addressesFor(ve: VirtualEnvironment, host: VEHostState): string[] {
-    const declared = ve.spec.network?.addresses ?? [];
-    if (declared.length) return declared;
-    if (host.config?.addresses.length) return host.config.addresses;
-    const prefix = this.o.subnet.split('/')[1];
-    const fromStatus = ve.status?.addresses?.filter(Boolean) ?? [];
-    if (fromStatus.length) return fromStatus.map((a) => (a.includes('/') ? a : `${a}/${prefix}`));
-    const used = this.o.knownVEs()
-      .filter((o) => o.metadata.uid !== ve.metadata.uid)
-      .flatMap((o) => [...(o.spec.network?.addresses ?? []), ...(o.status?.addresses ?? [])]);
-    return [allocateAddress(this.o.subnet, used)];
+    return chooseAddresses({
+      declared: ve.spec.network?.addresses ?? [],
+      applied: host.config?.addresses,
+      reported: ve.status?.addresses,
+      subnet: this.o.subnet,
+      subnet6: this.o.subnet6,
+      usedByOthers: () => this.o.knownVEs()
+        .filter((o) => o.metadata.uid !== ve.metadata.uid)
+        .flatMap((o) => [...(o.spec.network?.addresses ?? []), ...(o.status?.addresses ?? [])]),
+    });
+  }
+
+  /** Another VE of this node with a better claim on one of these addresses (address-pool.ts addressConflict). */
+  private addressConflict(ve: VirtualEnvironment, addresses: string[], host: VEHostState): { address: string; other: string } | undefined {
+    const claim = (o: VirtualEnvironment, addrs: string[], holds: boolean): AddressClaim => ({
+      key: `${o.metadata.namespace}/${o.metadata.name}`, uid: o.metadata.uid ?? '', addresses: addrs, holds, created: o.metadata.creationTimestamp,
+    });
+    const self = claim(ve, addresses, host.state === 'running' && host.addresses.length > 0);
+    const others = this.o.knownVEs()
+      .filter((o) => o.metadata.uid !== ve.metadata.uid && !o.metadata.deletionTimestamp)
+      .map((o) => {
+        const held = o.status?.phase === 'Running' ? (o.status.addresses ?? []) : [];
+        return claim(o, [...(o.spec.network?.addresses ?? []), ...held], held.length > 0);
+      });
+    return addressConflict(self, others);
+  }
+
+  /** A VE that should run but is held back (crash back-off, restartPolicy Never, onBoot after a reboot). */
+  private async hold(ve: VirtualEnvironment, hold: Hold, addresses: string[], log: Logger): Promise<ReconcileResult> {
+    if (hold.newCrash) {
+      log.warn({ failures: hold.newCrash.failures, retryInMs: hold.requeueAfterMs }, 'VE init exited; restarting after back-off');
+      this.events.event(ve, 'Warning', 'BackOff', hold.message);
+    } else if (ve.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== hold.reason) {
+      log.info({ reason: hold.reason }, hold.message);
+      this.events.event(ve, 'Normal', hold.reason, hold.message);
+    }
+    await this.writeStatus(ve, { ...this.base(ve, addresses), phase: hold.phase, ready: { status: 'False', reason: hold.reason, message: hold.message } });
+    return hold.requeueAfterMs === undefined ? {} : { requeueAfterMs: hold.requeueAfterMs };
   }
 
   /** Declared limits against what the host holds (appliedResources, pendingResources, ResourcesApplied). */

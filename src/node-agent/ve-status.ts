@@ -1,7 +1,7 @@
 // Builds the VE status the agent reports from what the host says, and decides whether a write
 // is needed (status is written only when it changed, so idle VEs cost the API server nothing).
 
-import type { Condition, VEPhase, VEStatus, VirtualEnvironment } from '../api/types.js';
+import type { Condition, VEPhase, VESecurityStatus, VEStatus, VirtualEnvironment } from '../api/types.js';
 import { setCondition } from '../core/conditions.js';
 
 export interface StatusInput {
@@ -9,13 +9,25 @@ export interface StatusInput {
   nodeName: string;
   addresses: string[];
   initPid?: number;
+  /** Isolation as the host applied it (privileged mode is said here). */
+  security?: VESecurityStatus;
   ready: { status: 'True' | 'False' | 'Unknown'; reason: string; message?: string };
   message?: string;
 }
 
 export function buildStatus(ve: VirtualEnvironment, input: StatusInput, now = new Date()): VEStatus {
   const generation = ve.metadata.generation ?? 1;
-  const conditions: Condition[] = setCondition(ve.status?.conditions, { type: 'Ready', ...input.ready, observedGeneration: generation }, now);
+  let conditions: Condition[] = setCondition(ve.status?.conditions, { type: 'Ready', ...input.ready, observedGeneration: generation }, now);
+  // kstatus (Flux, kpt, cli-utils) reads these two "abnormal-true" conditions, not Ready:
+  // Reconciling=True → InProgress, Stalled=True → Failed (see manifests/README.md).
+  const stalled = input.phase === 'Failed';
+  const settled = input.ready.status === 'True' || (input.phase === 'Stopped' && input.ready.reason === 'Stopped');
+  conditions = setCondition(conditions, stalled
+    ? { type: 'Stalled', status: 'True', reason: input.ready.reason, message: input.ready.message ?? '', observedGeneration: generation }
+    : { type: 'Stalled', status: 'False', reason: 'Progressing', message: '', observedGeneration: generation }, now);
+  conditions = setCondition(conditions, !stalled && !settled
+    ? { type: 'Reconciling', status: 'True', reason: input.ready.reason, message: input.ready.message ?? '', observedGeneration: generation }
+    : { type: 'Reconciling', status: 'False', reason: stalled ? 'Stalled' : 'Converged', message: '', observedGeneration: generation }, now);
   const status: VEStatus = {
     phase: input.phase,
     nodeName: input.nodeName,
@@ -24,6 +36,8 @@ export function buildStatus(ve: VirtualEnvironment, input: StatusInput, now = ne
     conditions,
   };
   if (input.initPid !== undefined) status.initPid = input.initPid;
+  const security = input.security ?? ve.status?.security;
+  if (security) status.security = security;
   if (input.message) status.message = input.message;
   return status;
 }

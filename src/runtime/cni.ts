@@ -1,9 +1,11 @@
 // The VE's network via the CNI reference plugins, invoked by hand: `bridge` (veth on the node
-// bridge, static IPAM with the declared addresses, the bridge as gateway) and `loopback`.
+// bridge, static IPAM with the declared addresses, the bridge as gateway), `ptp` (routed mode:
+// a point-to-point veth with host routes, venet-like) and `loopback`. IPv4 and IPv6.
 // The ADD result is stored so DEL (and a later CHECK) get it back as prevResult.
 
 import { KvzError } from '../core/errors.js';
 import { commandFailed, run } from './command.js';
+import { canonicalIp, familyOf, nthAddress, parseCidrAny, subnetContains } from './network-addr.js';
 
 export const CNI_VERSION = '1.0.0';
 export const CNI_IFNAME = 'eth0';
@@ -18,6 +20,20 @@ export interface BridgeNetworkInput {
   gateway?: string;
   /** Whether the plugin puts the gateway address on the bridge (a bridge kubevz owns); default true. */
   isGateway?: boolean;
+  /** The node's IPv6 subnet; IPv6 addresses are refused without it. */
+  subnet6?: string;
+  /** The VEs' IPv6 gateway; default the IPv6 subnet's first address. */
+  gateway6?: string;
+}
+
+/** VE network modes: a veth on the node bridge, or a routed point-to-point link (venet-like). */
+export type NetworkMode = 'bridged' | 'routed';
+
+export interface RoutedNetworkInput {
+  subnet: string;
+  subnet6?: string;
+  addresses: string[];
+  mac: string;
 }
 
 export interface CniResult {
@@ -63,15 +79,38 @@ export function bridgeNetworkName(bridge: string): string {
   return `kubevz-${bridge}`;
 }
 
+/**
+ * Each address with its family's gateway, checked against the node subnets: an IPv4 address
+ * inside `subnet`, an IPv6 one inside `subnet6` (which must exist), never the gateway itself.
+ */
+export function staticAddresses(o: { subnet: string; subnet6?: string; gateway?: string; gateway6?: string; addresses: string[]; what: string }): { address: string; gateway: string }[] {
+  const gw4 = o.gateway ?? gatewayOf(o.subnet);
+  const gw6 = o.gateway6 ?? (o.subnet6 ? nthAddress(o.subnet6, 1) : undefined);
+  return o.addresses.map((a) => {
+    const c = parseCidrAny(a);
+    const [subnet, gateway] = c.family === 4 ? [o.subnet, gw4] : [o.subnet6, gw6];
+    if (!subnet || !gateway) {
+      throw new KvzError('Invalid', `address ${a} is IPv6 but this node has no IPv6 subnet; start the node agent with --subnet6 (e.g. fd00:213::/64) or declare IPv4 addresses only`);
+    }
+    if (!subnetContains(subnet, c.ip)) throw new KvzError('Invalid', `address ${a} is outside the node ${o.what} subnet ${subnet}`);
+    if (c.ip === canonicalIp(gateway)) throw new KvzError('Invalid', `address ${a} is the node ${o.what}'s gateway address`);
+    return { address: `${c.ip}/${c.prefix}`, gateway: canonicalIp(gateway) };
+  });
+}
+
+/** Default routes for the families present: 0.0.0.0/0 and/or ::/0 via that family's gateway. */
+function defaultRoutes(addrs: { address: string; gateway: string }[], withGw: boolean): { dst: string; gw?: string }[] {
+  const routes: { dst: string; gw?: string }[] = [];
+  for (const fam of [4, 6] as const) {
+    const a = addrs.find((x) => familyOf(x.address) === fam);
+    if (a) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', ...(withGw ? { gw: a.gateway } : {}) });
+  }
+  return routes;
+}
+
 export function bridgeConfig(input: BridgeNetworkInput): Record<string, unknown> {
   const gateway = input.gateway ?? gatewayOf(input.subnet);
-  for (const a of input.addresses) {
-    const { ip } = parseCidr(a);
-    if (!cidrContains(input.subnet, ip)) {
-      throw new KvzError('Invalid', `address ${a} is outside the node bridge subnet ${input.subnet}`);
-    }
-    if (ip === gateway) throw new KvzError('Invalid', `address ${a} is the node bridge's gateway address`);
-  }
+  const addresses = staticAddresses({ ...input, gateway, what: 'bridge' });
   return {
     cniVersion: CNI_VERSION,
     name: bridgeNetworkName(input.bridge),
@@ -83,10 +122,60 @@ export function bridgeConfig(input: BridgeNetworkInput): Record<string, unknown>
     runtimeConfig: { mac: input.mac },
     ipam: {
       type: 'static',
-      addresses: input.addresses.map((address) => ({ address, gateway })),
-      routes: [{ dst: '0.0.0.0/0', gw: gateway }],
+      addresses,
+      routes: addresses.length ? defaultRoutes(addresses, true) : [{ dst: '0.0.0.0/0', gw: gateway }],
     },
   };
+}
+
+export const ROUTED_NETWORK_NAME = 'kubevz-routed';
+
+/**
+ * Routed (venet-like) mode: the ptp plugin makes a veth pair that is on no bridge; the host end
+ * gets the family's gateway as a /32 (/128) and a host route to each VE address, the VE a
+ * default route via that gateway. The ptp plugin ignores runtimeConfig.mac: the runtime sets the
+ * MAC itself after ADD (kept here so a CHECK compares like with like).
+ */
+export function routedConfig(input: RoutedNetworkInput): Record<string, unknown> {
+  return routedPlan(input).config;
+}
+
+/**
+ * The ptp config with the first address of each family, and the rest: ptp adds one route to
+ * the gateway per address and fails with EEXIST on a second one of a family, so further
+ * addresses are added by the runtime after ADD (network-routed.ts).
+ */
+export function routedPlan(input: RoutedNetworkInput): { config: Record<string, unknown>; extras: string[] } {
+  const all = staticAddresses({ ...input, what: 'routed' });
+  const seen = new Set<number | undefined>();
+  const addresses: typeof all = [];
+  const extras: string[] = [];
+  for (const a of all) {
+    const fam = familyOf(a.address);
+    if (seen.has(fam)) extras.push(a.address);
+    else {
+      seen.add(fam);
+      addresses.push(a);
+    }
+  }
+  return { config: routedConfigOf(addresses, input.mac), extras };
+}
+
+function routedConfigOf(addresses: { address: string; gateway: string }[], mac: string): Record<string, unknown> {
+  return {
+    cniVersion: CNI_VERSION,
+    name: ROUTED_NETWORK_NAME,
+    type: 'ptp',
+    ipMasq: false,
+    runtimeConfig: { mac },
+    ipam: { type: 'static', addresses, routes: defaultRoutes(addresses, false) },
+  };
+}
+
+/** The CNI config of a VE's eth0 for its mode. */
+export function networkConfig(mode: NetworkMode, bridged: BridgeNetworkInput): Record<string, unknown> {
+  if (mode === 'routed') return routedConfig({ subnet: bridged.subnet, subnet6: bridged.subnet6, addresses: bridged.addresses, mac: bridged.mac });
+  return bridgeConfig(bridged);
 }
 
 export function loopbackConfig(): Record<string, unknown> {

@@ -9,6 +9,9 @@ export { teardownNode } from './runtime.js';
 export { nodeBridgeAttachment, MANAGED_BRIDGE_ALIAS, type NodeBridgeAttachment } from './node-bridge.js';
 export type { HostRuntimeOptions } from './runtime.js';
 export { containerId, netnsName, hostVethName, macAddress, cgroupPath } from './names.js';
+export { canonicalIp, familyOf, formatIp, nthAddress, parseCidrAny, parseIp, subnetContains, subnetSize, type IpFamily } from './network-addr.js';
+export { resolvConf } from './network-files.js';
+export type { NetworkMode } from './cni.js';
 export {
   sameLimits,
   normalizeLimits,

@@ -58,6 +58,11 @@ export async function renameLink(from: string, to: string, signal?: AbortSignal)
   });
 }
 
+/** Sets a link's MAC inside a netns (a veth accepts it while up). */
+export async function setLinkAddress(netns: string, link: string, mac: string, signal?: AbortSignal): Promise<void> {
+  await run('ip', ['-n', netns, 'link', 'set', 'dev', link, 'address', mac], { signal });
+}
+
 export async function setLinkUp(netns: string, link: string, signal?: AbortSignal): Promise<void> {
   await run('ip', ['-n', netns, 'link', 'set', 'dev', link, 'up'], { signal });
 }
@@ -67,14 +72,14 @@ interface IpAddrJson {
   addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
 }
 
-/** IPv4 addresses (CIDR) on the netns' non-loopback links, parsed from `ip -j addr`. */
+/** IPv4 and global IPv6 addresses (CIDR) on the netns' non-loopback links, parsed from `ip -j addr`. */
 export function parseIpAddrJson(json: string): string[] {
   const links = JSON.parse(json || '[]') as IpAddrJson[];
   const out: string[] = [];
   for (const l of links) {
     if (l.ifname === 'lo') continue;
     for (const a of l.addr_info ?? []) {
-      if (a.family === 'inet') out.push(`${a.local}/${a.prefixlen}`);
+      if (a.family === 'inet' || (a.family === 'inet6' && a.scope === 'global')) out.push(`${a.local}/${a.prefixlen}`);
     }
   }
   return out;

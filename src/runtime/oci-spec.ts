@@ -1,17 +1,20 @@
 // The OCI runtime spec (config.json) for a system container: the template's init as PID 1 in
 // its own pid/mount/uts/ipc/cgroup namespaces, an agent-made network namespace joined by path,
 // a capability set fit for a full distribution minus the host-dangerous ones, a device
-// allow-list, and the VE's limits. Pure: everything host-specific comes in as parameters.
+// allow-list (devices.ts), a seccomp profile (seccomp.ts), by default a user namespace joined by
+// path (idmap-mount.ts), and the VE's limits. Pure: everything host-specific comes in as parameters.
 
 import type { HostInfo } from './host-info.js';
 import { ociResources, type OciResourceOptions, type OciResources } from './limits.js';
-import type { VEConfig } from './types.js';
+import type { IdRange, VEConfig } from './types.js';
+import { DEFAULT_DEVICE_NODES, deviceRules, type DeviceNode, type DeviceRule, type ResolvedDevice } from './devices.js';
+import { defaultSeccompProfile, type OciSeccomp } from './seccomp.js';
 
 /**
  * Capabilities a VE never gets: they act on the host kernel as a whole (modules, clock, raw
  * I/O, LSM policy, kernel log, audit config, BPF/perf, suspend). CAP_SYS_BOOT stays: in a
  * child pid namespace reboot(2) only ends the VE's init. CAP_SYS_ADMIN stays because
- * distributions' init systems mount things; user namespaces (a later issue) confine it.
+ * distributions' init systems mount things; the VE's user namespace confines it to what it owns.
  */
 export const DROPPED_CAPS = [
   'CAP_SYS_MODULE', 'CAP_SYS_TIME', 'CAP_SYS_RAWIO', 'CAP_MAC_ADMIN', 'CAP_MAC_OVERRIDE',
@@ -35,6 +38,10 @@ export interface OciSpecInput {
   resourceOptions?: OciResourceOptions;
   /** What the template's init needs (template meta.json); default: a plain init stopped with TERM. */
   boot?: BootProfile;
+  /** The VE's user namespace (pinned at `path`, owning the netns) and its host id range; undefined = privileged mode. */
+  userns?: { path: string; range: IdRange };
+  /** Host devices granted to the VE (devices.ts, already checked exclusive). */
+  devices?: ResolvedDevice[];
 }
 
 /** The template's init as the bundle sees it. */
@@ -84,13 +91,6 @@ interface Mount {
   options: string[];
 }
 
-interface DeviceRule {
-  allow: boolean;
-  type?: 'c' | 'b' | 'a';
-  major?: number;
-  minor?: number;
-  access: string;
-}
 
 export interface OciSpec {
   ociVersion: string;
@@ -114,6 +114,10 @@ export interface OciSpec {
     resources: OciResources & { devices: DeviceRule[] };
     maskedPaths: string[];
     readonlyPaths: string[];
+    uidMappings?: { containerID: number; hostID: number; size: number }[];
+    gidMappings?: { containerID: number; hostID: number; size: number }[];
+    seccomp?: OciSeccomp;
+    devices?: DeviceNode[];
   };
 }
 
@@ -121,19 +125,12 @@ export function veCapabilities(host: HostInfo): string[] {
   return host.boundingCaps.filter((c) => !DROPPED_CAPS.includes(c));
 }
 
-const DEVICES: DeviceRule[] = [
-  { allow: false, access: 'rwm' },
-  { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }, // null
-  { allow: true, type: 'c', major: 1, minor: 5, access: 'rwm' }, // zero
-  { allow: true, type: 'c', major: 1, minor: 7, access: 'rwm' }, // full
-  { allow: true, type: 'c', major: 1, minor: 8, access: 'rwm' }, // random
-  { allow: true, type: 'c', major: 1, minor: 9, access: 'rwm' }, // urandom
-  { allow: true, type: 'c', major: 5, minor: 0, access: 'rwm' }, // tty
-  { allow: true, type: 'c', major: 5, minor: 1, access: 'rwm' }, // console
-  { allow: true, type: 'c', major: 5, minor: 2, access: 'rwm' }, // ptmx
-  { allow: true, type: 'c', major: 136, access: 'rwm' }, // pts/*
-  { allow: true, type: 'c', major: 10, minor: 200, access: 'rwm' }, // net/tun (VPNs inside a VE)
-];
+
+/** VE ids 0..size-1 → the range, for users and groups alike. */
+function userMappings(r: IdRange): Pick<OciSpec['linux'], 'uidMappings' | 'gidMappings'> {
+  const m = [{ containerID: 0, hostID: r.hostId, size: r.size }];
+  return { uidMappings: m, gidMappings: m.map((x) => ({ ...x })) };
+}
 
 export function buildOciSpec(input: OciSpecInput): OciSpec {
   const { config, host } = input;
@@ -178,12 +175,17 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
         { type: 'ipc' },
         { type: 'cgroup' },
         { type: 'network', path: input.netnsPath },
+        // Joined, not made: the agent made it with the netns, so the VE's root owns its network.
+        ...(input.userns ? [{ type: 'user', path: input.userns.path }] : []),
       ],
       cgroupsPath: input.cgroupsPath,
-      resources: { ...ociResources(config.limits, input.resourceOptions), devices: DEVICES },
+      resources: { ...ociResources(config.limits, input.resourceOptions), devices: deviceRules(input.devices ?? []) },
+      devices: [...DEFAULT_DEVICE_NODES, ...(input.devices ?? []).map(({ access: _a, ...node }) => node)],
+      seccomp: defaultSeccompProfile(),
+      ...(input.userns ? userMappings(input.userns.range) : {}),
       maskedPaths: [
         '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
-        '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware',
+        '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
       ],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },

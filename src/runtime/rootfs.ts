@@ -2,7 +2,7 @@
 // and whose upper/work live in the VE's own ext4 image (disk-image.ts), loop-mounted in its
 // state dir. Nothing of the template is copied; the image's size and inodes are the VE's limits.
 
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../core/logger.js';
@@ -95,6 +95,8 @@ export interface EnsureRootfsOptions {
   clone?: () => Promise<void>;
   /** Whether resize2fs may grow a mounted image (CAP_SYS_RESOURCE). */
   canGrowOnline: boolean;
+  /** Host uid/gid of the VE's root (user namespace): owns the upper's root, set before the overlay caches it. */
+  rootOwner?: number;
   revert: Revert;
   log: Logger;
   signal?: AbortSignal;
@@ -142,6 +144,10 @@ export async function ensureRootfs(o: EnsureRootfsOptions): Promise<{ disk: Disk
   if (outcome === 'cloned') {
     await mkdir(paths.upper, { recursive: true });
     await resetCloneIdentity(paths.upper);
+  }
+  if (o.rootOwner !== undefined && !(await isMounted(paths.target))) {
+    await mkdir(paths.upper, { recursive: true });
+    await chown(paths.upper, o.rootOwner, o.rootOwner);
   }
   if (await mountRootfs(o.lower, paths, signal)) revert.add('unmount rootfs', () => unmountRootfs(paths));
   return { disk: outcome, record: rec };

@@ -11,15 +11,19 @@ import type { Logger } from '../core/logger.js';
 import { Revert } from '../core/revert.js';
 import { createCgroupReader, type CgroupReader } from './cgroup.js';
 import { V1_CONTROLLERS } from './cgroup-v1.js';
-import { CNI_IFNAME, Cni, bridgeConfig, loopbackConfig, type CniResult } from './cni.js';
+import { CNI_IFNAME, Cni, bridgeConfig, loopbackConfig, networkConfig, routedPlan, type CniResult, type NetworkMode } from './cni.js';
+import { addRoutedAddresses } from './network-routed.js';
+import { writeResolvConf } from './network-files.js';
 import { deleteManagedBridge, markBridgeManaged, nodeBridgeAttachment } from './node-bridge.js';
 import { hostInfo } from './host-info.js';
 import { blockDeviceOf } from './block-device.js';
 import { limitsEqual, ociResources, parseCpuset, runcUpdateJson, sameLimits, type BlockDevice } from './limits.js';
 import { UsageReader } from './usage.js';
 import { cgroupPath, containerId, hostVethName, macAddress, netnsName } from './names.js';
-import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink } from './netns.js';
+import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
+import { Isolation, usernsPin } from './isolation.js';
+import { DEFAULT_IDMAP_HELPER } from './idmap-mount.js';
 import { cloneImage } from './clone.js';
 import { diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
 import { ensureRootfs, growRunning, isMounted, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
@@ -46,8 +50,14 @@ const RECREATE_STOP_TIMEOUT_MS = 10_000;
 
 interface StoredNetwork {
   addresses: string[];
+  /** Absent in records written before routed mode existed: bridged. */
+  mode?: NetworkMode;
   hostVeth: string;
   result: CniResult;
+}
+
+function modeOf(c: VEConfig): NetworkMode {
+  return c.network?.mode ?? 'bridged';
 }
 
 /** Serialises operations per key inside this process (the agent's queue already does per VE; this guards direct callers). */
@@ -122,7 +132,9 @@ function runState(st: RuncState | undefined): VERunState {
 }
 
 function sameIdentity(a: VEConfig, b: VEConfig): boolean {
-  return a.hostname === b.hostname && a.template === b.template && a.name === b.name && a.addresses.join(',') === b.addresses.join(',');
+  return a.hostname === b.hostname && a.template === b.template && a.name === b.name && a.addresses.join(',') === b.addresses.join(',')
+    && JSON.stringify(a.network ?? {}) === JSON.stringify(b.network ?? {})
+    && JSON.stringify(a.devices ?? []) === JSON.stringify(b.devices ?? []);
 }
 
 function validate(c: VEConfig): void {
@@ -135,6 +147,8 @@ function validate(c: VEConfig): void {
 
 export interface HostRuntimeOptions extends RuntimeOptions {
   runcBinary?: string;
+  /** The kvz-idmap helper (user namespaces); default dist/native/kvz-idmap, built by hack/setup.sh. */
+  idmapHelper?: string;
   cniPluginDir?: string;
   busybox?: string;
   cgroupRoot?: string;
@@ -149,6 +163,7 @@ export class HostRuntime implements VERuntime {
   private readonly log: Logger;
   private readonly mutex = new KeyedMutex();
   private readonly vesDir: string;
+  private readonly isolation: Isolation;
 
   constructor(private readonly opts: HostRuntimeOptions) {
     this.log = opts.log;
@@ -157,6 +172,7 @@ export class HostRuntime implements VERuntime {
     this.cni = new Cni(opts.cniPluginDir ?? '/usr/lib/cni');
     this.cgroup = createCgroupReader(opts.cgroupRoot ?? '/sys/fs/cgroup');
     this.usage = new UsageReader(this.cgroup);
+    this.isolation = new Isolation({ vesDir: this.vesDir, helper: opts.idmapHelper ?? DEFAULT_IDMAP_HELPER, log: opts.log });
     this.templates = new TemplateCache({
       dir: join(opts.stateDir, 'templates'),
       busybox: opts.busybox ?? '/bin/busybox',
@@ -223,6 +239,8 @@ export class HostRuntime implements VERuntime {
     const log = this.veLog(uid, config.name);
     const applied = await readJson<VEConfig>(this.configFile(uid));
     const st = await this.runc.state(id, signal);
+    // A security mode the VE was not created with is refused before anything is stopped.
+    await this.isolation.check(config);
 
     if (st && applied && sameIdentity(applied, config) && (st.status === 'running' || st.status === 'paused')) {
       if (st.status === 'paused') {
@@ -262,8 +280,11 @@ export class HostRuntime implements VERuntime {
     await Revert.run(log, async (revert) => {
       if (!existedBefore) revert.add('remove VE directory', () => rm(this.veDir(uid), { recursive: true, force: true }));
       await mkdir(this.bundleDir(uid), { recursive: true });
+      // User namespace or privileged, decided once per VE; exclusive device grants checked before anything is made.
+      const security = await this.isolation.resolve(config, existedBefore, log);
+      const devices = await this.isolation.claimDevices(config);
       const template = await this.templates.ensure(config.template, undefined, { signal });
-      const lower = template.rootfs;
+      const lower = await this.isolation.lower(template.rootfs, uid, security, revert, signal);
       lap('template');
 
       const paths = rootfsPaths(this.veDir(uid));
@@ -276,12 +297,16 @@ export class HostRuntime implements VERuntime {
             disk: config.disk,
             clone: () => this.cloneDisk(config, log, signal),
             canGrowOnline: this.features().diskOnlineGrow?.available ?? false,
+            rootOwner: security.uidRange?.hostId,
             revert,
             log,
             signal,
           });
           lap(`disk${disk.disk === 'unchanged' ? '' : `:${disk.disk}`}`);
+          if (disk.disk === 'cloned' && config.disk?.cloneFrom) await this.isolation.shiftClone(paths.upper, config.disk.cloneFrom, security);
           await writeIdentity(paths, config.hostname, config.addresses);
+          await writeResolvConf(paths.target, config.network);
+          await this.isolation.ownUpper(paths.upper, paths.target, security, ['etc', 'etc/hostname', 'etc/hosts', 'etc/resolv.conf']);
         })(),
         this.ensureNetwork(config, applied, revert, signal),
       ]);
@@ -297,6 +322,8 @@ export class HostRuntime implements VERuntime {
         init: template.init.command,
         boot: this.bootProfile(template.init),
         host: hostInfo(),
+        userns: security.uidRange ? { path: usernsPin(this.veDir(uid)), range: security.uidRange } : undefined,
+        devices,
       });
       await writeJsonAtomic(join(this.bundleDir(uid), 'config.json'), spec);
 
@@ -389,6 +416,8 @@ export class HostRuntime implements VERuntime {
     };
     if (st && st.pid > 0 && state !== 'stopped') out.pid = st.pid;
     if (config) out.config = config;
+    const security = await this.isolation.state(uid);
+    if (security) out.security = security;
     return out;
   }
 
@@ -454,7 +483,7 @@ export class HostRuntime implements VERuntime {
 
   /** Detected once per process: capabilities and kernel config do not change under a running agent. */
   private features(): Record<string, NodeFeature> {
-    this.featureCache ??= { diskOnlineGrow: onlineGrowFeature(), diskQuotaUgid: quotaFeature() };
+    this.featureCache ??= { diskOnlineGrow: onlineGrowFeature(), diskQuotaUgid: quotaFeature(), userNamespace: this.isolation.feature() };
     return this.featureCache;
   }
 
@@ -591,7 +620,9 @@ export class HostRuntime implements VERuntime {
   }
 
   private async networkIntact(uid: string): Promise<boolean> {
-    return netnsExists(netnsName(uid)) && linkExists(hostVethName(uid)) && existsSync(this.networkFile(uid));
+    // Routed mode keeps the ptp plugin's host veth name (renaming needs the link down, which drops its routes).
+    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    return netnsExists(netnsName(uid)) && stored !== undefined && linkExists(stored.hostVeth);
   }
 
   /**
@@ -603,17 +634,20 @@ export class HostRuntime implements VERuntime {
     const ns = netnsName(uid);
     const veth = hostVethName(uid);
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
-    if (stored && (await this.networkIntact(uid)) && stored.addresses.join(',') === config.addresses.join(',')) return;
+    if (stored && (await this.networkIntact(uid)) && stored.addresses.join(',') === config.addresses.join(',') && (stored.mode ?? 'bridged') === modeOf(config)) return;
     if (applied || stored || netnsExists(ns) || linkExists(veth)) await this.teardownNetwork(uid, signal);
 
-    await addNetns(ns, signal);
+    await this.isolation.addNetns(uid, ns, revert, signal);
     revert.add('delete netns', () => deleteNetns(ns));
     const path = netnsPath(ns);
     const id = containerId(uid);
     // An existing bridge (not ours) is only plugged into; one that is absent the plugin creates, and we tag it as ours.
-    const attach = await nodeBridgeAttachment({ ...this.opts.bridge, signal });
-    const netConfig = bridgeConfig({
-      bridge: attach.name, subnet: this.opts.bridge.subnet, gateway: attach.gateway, isGateway: attach.isGateway, addresses: config.addresses, mac: macAddress(uid),
+    const mode = modeOf(config);
+    // Routed VEs touch no bridge: the attachment is looked at only for bridged ones.
+    const attach = mode === 'bridged' ? await nodeBridgeAttachment({ ...this.opts.bridge, signal }) : undefined;
+    const netConfig = networkConfig(mode, {
+      bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6,
+      gateway: attach?.gateway, isGateway: attach?.isGateway, addresses: config.addresses, mac: macAddress(uid),
     });
     revert.add('delete veth', () => deleteLink(veth));
     // The plugins are Go binaries of ~25–60 ms each; lo and eth0 do not depend on each other.
@@ -621,16 +655,27 @@ export class HostRuntime implements VERuntime {
       this.cni.invoke({ command: 'ADD', containerId: id, netns: path, ifname: 'lo', config: loopbackConfig() }, signal),
       this.cni.invoke({ command: 'ADD', containerId: id, netns: path, ifname: CNI_IFNAME, config: netConfig }, signal),
     ]);
-    if (!result) throw new KvzError('Internal', 'CNI bridge ADD returned no result');
-    if (!attach.exists) await markBridgeManaged(attach.name, signal);
-    // The bridge plugin names the host end at random; give it the VE's stable name.
+    if (!result) throw new KvzError('Internal', `CNI ${mode} ADD returned no result`);
+    if (attach && !attach.exists) await markBridgeManaged(attach.name, signal);
     const hostIf = result.interfaces?.find((i) => !i.sandbox && i.name !== this.opts.bridge.name);
-    if (!hostIf) throw new KvzError('Internal', `CNI bridge ADD result has no host veth: ${JSON.stringify(result)}`);
-    if (hostIf.name !== veth) {
+    if (!hostIf) throw new KvzError('Internal', `CNI ${mode} ADD result has no host veth: ${JSON.stringify(result)}`);
+    if (mode === 'bridged' && hostIf.name !== veth) {
+      // The bridge plugin names the host end at random; give it the VE's stable name.
       await renameLink(hostIf.name, veth, signal);
       hostIf.name = veth;
     }
-    await writeJsonAtomic(this.networkFile(uid), { addresses: config.addresses, hostVeth: veth, result } satisfies StoredNetwork);
+    if (mode === 'routed') {
+      // Undo on failure: the ptp veth has the plugin's name, not ours.
+      const ptpVeth = hostIf.name;
+      revert.add('delete ptp veth', () => deleteLink(ptpVeth));
+      // ptp ignores runtimeConfig.mac; a veth takes a new MAC while up, routes stay.
+      await setLinkAddress(ns, CNI_IFNAME, macAddress(uid), signal);
+      const { extras } = routedPlan({ subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6, addresses: config.addresses, mac: macAddress(uid) });
+      await addRoutedAddresses({ netns: ns, ifname: CNI_IFNAME, hostVeth: ptpVeth, extras, signal });
+      const inner = result.interfaces?.find((i) => i.sandbox);
+      if (inner) inner.mac = macAddress(uid);
+    }
+    await writeJsonAtomic(this.networkFile(uid), { addresses: config.addresses, mode, hostVeth: hostIf.name, result } satisfies StoredNetwork);
   }
 
   /** CNI DEL (with the stored ADD result), the host veth deleted synchronously, then the netns. */
@@ -638,9 +683,9 @@ export class HostRuntime implements VERuntime {
     const ns = netnsName(uid);
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
     if (netnsExists(ns)) {
-      const netConfig = {
-        ...bridgeConfig({ bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, gateway: this.opts.bridge.gateway, addresses: [], mac: macAddress(uid) }),
-      };
+      const netConfig = stored?.mode === 'routed'
+        ? networkConfig('routed', { bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6, addresses: [], mac: macAddress(uid) })
+        : bridgeConfig({ bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, gateway: this.opts.bridge.gateway, addresses: [], mac: macAddress(uid) });
       try {
         await this.cni.invoke(
           { command: 'DEL', containerId: containerId(uid), netns: netnsPath(ns), ifname: CNI_IFNAME, config: netConfig, prevResult: stored?.result },

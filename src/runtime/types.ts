@@ -66,11 +66,56 @@ export interface VEConfig {
   hostname: string;
   /** Template name; its cache is the lower layer of the VE's root. */
   template: string;
-  /** IPv4 CIDRs ("10.213.0.10/24"). */
+  /** IPv4 and IPv6 CIDRs ("10.213.0.10/24", "fd00:213::10/64"). */
   addresses: string[];
+  /** Mode and resolver of the VE's eth0; undefined = bridged, no nameservers. */
+  network?: VENetworkConfig;
   limits: VELimits;
   /** The VE's own filesystem; undefined = DEFAULT_DISK (2Gi, mkfs's inode ratio). */
   disk?: VEDiskConfig;
+  /** Isolation; undefined = the default: an own user namespace, no privileged fallback. */
+  security?: VESecurityConfig;
+  /** Host devices granted to this VE exclusively (refused while another VE on the node holds one). */
+  devices?: VEDeviceGrant[];
+}
+
+/** A contiguous block of host ids; the VE's ids 0..size-1 are host ids hostId..hostId+size-1. */
+export interface IdRange {
+  hostId: number;
+  size: number;
+}
+
+export interface VESecurityConfig {
+  /** The VE's root is an unprivileged host id range in its own user namespace. false = privileged mode. */
+  userNamespace: boolean;
+  /** With userNamespace: run privileged (status says so, with the reason) where the node cannot; default: fail the VE. */
+  allowPrivilegedFallback?: boolean;
+  /** A range to keep (recorded in status; a migrated VE keeps its file ownership). Taken if free on this node, else the VE fails. */
+  uidRange?: IdRange;
+}
+
+/** A host device node given to the VE (same path inside). access: cgroup device access, default 'rwm'. */
+export interface VEDeviceGrant {
+  path: string;
+  access?: string;
+}
+
+/** How a VE is isolated, as applied on the host. */
+export interface VESecurityState {
+  userNamespace: boolean;
+  /** No user namespace: the VE's root is the host's root (confined by caps, seccomp, devices). */
+  privileged: boolean;
+  uidRange?: IdRange;
+  /** Why it is privileged when a user namespace was asked for (fallback). */
+  reason?: string;
+}
+
+export interface VENetworkConfig {
+  /** bridged: veth on the node bridge; routed: point-to-point veth with host routes (venet-like). */
+  mode?: 'bridged' | 'routed';
+  /** Written to the VE's /etc/resolv.conf (an empty list gives a file with only a comment). */
+  nameservers?: string[];
+  searchDomains?: string[];
 }
 
 export interface VEDiskConfig {
@@ -117,6 +162,8 @@ export interface VEHostState {
   prepared: boolean;
   /** The config the VE was last created with (persisted in its state dir). */
   config?: VEConfig;
+  /** Isolation as applied (from the VE's records; survives agent restarts). */
+  security?: VESecurityState;
 }
 
 export interface StopOptions {
@@ -192,6 +239,6 @@ export interface RuntimeOptions {
    * subnet's first address, or `gateway`); an existing one is attached to as it is, never
    * changed or deleted (gateway: `gateway`, else its own address in the subnet, else the first).
    */
-  bridge: { name: string; subnet: string; gateway?: string };
+  bridge: { name: string; subnet: string; gateway?: string; subnet6?: string };
   log: Logger;
 }

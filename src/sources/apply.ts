@@ -1,22 +1,29 @@
-// Client-side apply, shared by `kvz apply` and the watched directory: create the object if it
-// is missing, otherwise send a merge patch that sets the manifest's fields and removes the
-// fields the last applied manifest had and this one dropped (kubectl's last-applied
-// annotation, so kubectl and kvz can take turns on the same object).
+// Server-side apply, shared by `kvz apply` and the sources (watched directory, Git): each
+// document is sent as an apply patch under a field manager, so the server tracks which fields
+// each source owns, removes the ones a source stopped declaring, and reports (or, forced,
+// resolves) conflicts with other writers. Only the standard PATCH
+// `application/apply-patch+yaml` ?fieldManager=&force=&dryRun=All is used, so the same code
+// works against the embedded API server and a real cluster.
 
+import { createHash } from 'node:crypto';
 import type { KubeObject } from '../api/types.js';
-import { KvzError, errorCode, errorMessage } from '../core/errors.js';
+import { errorCode, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ResourceClient, ResourceRef } from '../core/resource-client.js';
-import { Revert } from '../core/revert.js';
 import { apiVersionOf, type ApplyTarget } from './kinds.js';
 import type { ManifestDoc, ManifestProblem } from './manifests.js';
-import { isObject, threeWayMergePatch, twoWayMergePatch, type JsonObject } from './merge-patch.js';
+import { isObject, type JsonObject } from './merge-patch.js';
 
+/** kubectl's client-side apply annotation; server-side apply neither needs nor writes it. */
 export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
-/** Absolute path of the watched-directory file that declares the object (its owner). */
+/** The source that declares the object (`dir:/srv/manifests`, `git:URL#branch:path`). */
+export const SOURCE_ANNOTATION = 'kubevz.io/source';
+/** The file of that source that declares the object (absolute for a directory, repo-relative for Git). */
 export const SOURCE_FILE_ANNOTATION = 'kubevz.io/source-file';
 /** 0-based index of the object's document in that file. */
 export const SOURCE_DOC_ANNOTATION = 'kubevz.io/source-doc';
+/** Field manager of `kvz apply` (kubectl's is `kubectl`). */
+export const KVZ_FIELD_MANAGER = 'kvz';
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
@@ -41,18 +48,14 @@ export interface ApplyReport {
 }
 
 export interface ApplyOptions {
+  /** Owner of the applied fields; at most 128 characters (see fieldManagerName). */
+  fieldManager: string;
+  /** Take over fields other managers own instead of reporting a conflict. */
+  force?: boolean;
   /** Namespace for namespaced objects whose manifest has none. Default "default". */
   namespace?: string;
   /** Extra annotations written on each object (ownership). */
   annotations?: (doc: ManifestDoc) => Record<string, string>;
-  /**
-   * All or nothing: stop at the first rejected document and undo what this call already
-   * changed (the watched directory: an invalid file changes nothing). Otherwise every document
-   * is tried and each rejection is reported (kubectl's behaviour).
-   */
-  allOrNothing?: boolean;
-  /** Called for each object before anything is written; a returned problem rejects the document. */
-  claim?: (doc: ManifestDoc, obj: ObjectRef) => ManifestProblem | undefined;
   log?: Logger;
 }
 
@@ -66,11 +69,27 @@ export function displayName(o: ObjectRef): string {
   return `${o.ref.kind.toLowerCase()}${o.ref.group ? `.${o.ref.group}` : ''}/${o.name}`;
 }
 
-/** Applies `docs` in order. Throws only for errors that are not the manifest's fault (server unreachable, ...). */
-export async function applyObjects(target: ApplyTarget, docs: ManifestDoc[], opts: ApplyOptions = {}): Promise<ApplyReport> {
+/**
+ * `prefix:location`, kept within the API's 128-character limit: a long location is shortened
+ * to a hash and its tail, so the name stays stable and still readable.
+ */
+export function fieldManagerName(prefix: string, location: string): string {
+  const full = `${prefix}:${location}`;
+  if (full.length <= 128) return full;
+  const hash = createHash('sha256').update(location).digest('hex').slice(0, 12);
+  const room = 128 - prefix.length - hash.length - 2;
+  return `${prefix}:${hash}:${location.slice(-room)}`;
+}
+
+export interface PlannedDoc {
+  doc: ManifestDoc;
+  obj: ObjectRef;
+}
+
+/** Resolves every document's kind; unknown kinds are problems (nothing is sent for them). */
+export async function planObjects(target: ApplyTarget, docs: ManifestDoc[], namespace?: string): Promise<{ planned: PlannedDoc[]; problems: ManifestProblem[] }> {
+  const planned: PlannedDoc[] = [];
   const problems: ManifestProblem[] = [];
-  // Resolve every kind first, so an unknown kind in document 3 stops an all-or-nothing apply before any write.
-  const planned: { doc: ManifestDoc; obj: ObjectRef }[] = [];
   for (const doc of docs) {
     const { apiVersion, kind, metadata } = doc.object as { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } };
     const ref = await target.resolve(apiVersion, kind);
@@ -78,49 +97,13 @@ export async function applyObjects(target: ApplyTarget, docs: ManifestDoc[], opt
       problems.push({ file: doc.file, index: doc.index, line: doc.lineOf?.('kind') ?? doc.line, field: 'kind', message: `no kind "${kind}" is served for apiVersion "${apiVersion}" by ${target.server}; is its CRD installed?` });
       continue;
     }
-    const obj: ObjectRef = { ref, name: metadata.name, namespace: ref.namespaced ? (metadata.namespace ?? opts.namespace ?? 'default') : undefined };
-    const claimed = opts.claim?.(doc, obj);
-    if (claimed) {
-      problems.push(claimed);
-      continue;
-    }
-    planned.push({ doc, obj });
+    planned.push({ doc, obj: { ref, name: metadata.name, namespace: ref.namespaced ? (metadata.namespace ?? namespace ?? 'default') : undefined } });
   }
-  if (opts.allOrNothing && problems.length > 0) return { applied: [], problems };
-
-  const applied: AppliedObject[] = [];
-  const revert = new Revert(opts.log);
-  try {
-    for (const { doc, obj } of planned) {
-      const client = target.client(obj.ref);
-      try {
-        const { undo, ...out } = await applyOne(client, doc, obj, opts.annotations?.(doc) ?? {});
-        applied.push(out);
-        if (undo) revert.add(`undo apply of ${displayName(obj)}`, undo);
-      } catch (err) {
-        if (!isManifestError(err) && (opts.allOrNothing || errorCode(err) === 'Unavailable')) throw err;
-        problems.push(...problemsFrom(err, doc));
-        if (opts.allOrNothing) {
-          await revert.fail();
-          return { applied: [], problems };
-        }
-      }
-    }
-  } catch (err) {
-    await revert.fail();
-    throw err;
-  }
-  revert.success();
-  return { applied, problems };
+  return { planned, problems };
 }
 
-/** A rejection that editing the manifest fixes (as opposed to a server that is down). */
-function isManifestError(err: unknown): boolean {
-  return errorCode(err) === 'Invalid';
-}
-
-/** The manifest as it is sent: without status and server-set metadata, with the namespace filled in. */
-function desiredObject(doc: ManifestDoc, obj: ObjectRef, annotations: Record<string, string>): JsonObject {
+/** The manifest as it is applied: without status and server-set metadata, with the namespace filled in. */
+export function applyConfiguration(doc: ManifestDoc, obj: ObjectRef, annotations: Record<string, string> = {}): KubeObject {
   const desired = structuredClone(doc.object) as JsonObject;
   delete desired.status;
   const meta = { ...(desired.metadata as JsonObject) };
@@ -128,88 +111,50 @@ function desiredObject(doc: ManifestDoc, obj: ObjectRef, annotations: Record<str
   if (obj.namespace !== undefined) meta.namespace = obj.namespace;
   else delete meta.namespace;
   const ann = { ...(isObject(meta.annotations) ? (meta.annotations as Record<string, string>) : {}), ...annotations };
+  // A copy from `kubectl get -o yaml` of a client-side-applied object: not part of what is declared.
   delete ann[LAST_APPLIED_ANNOTATION];
   if (Object.keys(ann).length > 0) meta.annotations = ann;
   else delete meta.annotations;
   desired.metadata = meta;
-  return desired;
+  desired.apiVersion = apiVersionOf(obj.ref);
+  return desired as unknown as KubeObject;
 }
 
-function withLastApplied(desired: JsonObject): JsonObject {
-  const out = structuredClone(desired);
-  const meta = out.metadata as JsonObject;
-  meta.annotations = { ...((meta.annotations as Record<string, string>) ?? {}), [LAST_APPLIED_ANNOTATION]: `${JSON.stringify(desired)}\n` };
-  return out;
+/** What an apply did, from the resourceVersion before (undefined: no object) and after. */
+export function actionOf(before: string | undefined, after: KubeObject): ApplyAction {
+  if (before === undefined || before === '') return 'created';
+  return after.metadata?.resourceVersion === before ? 'unchanged' : 'configured';
 }
 
-function lastApplied(live: KubeObject): JsonObject | undefined {
-  const raw = live.metadata?.annotations?.[LAST_APPLIED_ANNOTATION];
-  if (!raw) return undefined;
-  try {
-    const v: unknown = JSON.parse(raw);
-    return isObject(v) ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The parts of a live object that apply may change, for undoing an apply. */
-function userView(o: KubeObject): JsonObject {
-  const { status: _status, metadata, ...rest } = structuredClone(o) as JsonObject;
-  const m = (metadata ?? {}) as JsonObject;
-  const meta: JsonObject = {};
-  if (m.labels) meta.labels = m.labels;
-  if (m.annotations) meta.annotations = m.annotations;
-  return { ...rest, metadata: meta };
-}
-
-const MAX_ATTEMPTS = 5;
-
-async function applyOne(
-  client: ResourceClient,
-  doc: ManifestDoc,
-  obj: ObjectRef,
-  annotations: Record<string, string>,
-): Promise<AppliedObject & { undo?: () => Promise<void> }> {
-  const desired = desiredObject(doc, obj, annotations);
-  const body = withLastApplied(desired);
-  for (let attempt = 1; ; attempt++) {
-    const live = await client.get(obj.name, obj.namespace);
+/**
+ * Applies `docs` one by one, like `kubectl apply --server-side`: every document is tried and
+ * each rejection is reported. Throws only for errors that are not the manifest's fault.
+ */
+export async function applyObjects(target: ApplyTarget, docs: ManifestDoc[], opts: ApplyOptions): Promise<ApplyReport> {
+  const { planned, problems } = await planObjects(target, docs, opts.namespace);
+  const applied: AppliedObject[] = [];
+  for (const { doc, obj } of planned) {
+    const client: ResourceClient = target.client(obj.ref);
     try {
-      if (!live) {
-        const created = await client.create(body as KubeObject);
-        return {
-          ...obj, doc, action: 'created', object: created,
-          undo: async () => {
-            await client.delete(obj.name, obj.namespace);
-          },
-        };
-      }
-      if (live.metadata?.deletionTimestamp) {
-        throw new KvzError('Conflict', `${displayName(obj)} is being deleted (finalizers: ${(live.metadata.finalizers ?? []).join(', ') || 'none'}); apply again once it is gone`);
-      }
-      const patch = threeWayMergePatch(lastApplied(live), body, live as JsonObject);
-      if (Object.keys(patch).length === 0) return { ...obj, doc, action: 'unchanged', object: live };
-      // Conditional on the version the patch was computed from: a concurrent write means recompute.
-      patch.metadata = { ...((patch.metadata as JsonObject) ?? {}), resourceVersion: live.metadata?.resourceVersion };
-      const updated = await client.mergePatch(obj.name, obj.namespace, patch);
-      const back = twoWayMergePatch(userView(updated), userView(live));
-      return {
-        ...obj, doc, action: 'configured', object: updated,
-        undo: async () => {
-          if (Object.keys(back).length > 0) await client.mergePatch(obj.name, obj.namespace, back);
-        },
-      };
+      const before = (await client.get(obj.name, obj.namespace))?.metadata?.resourceVersion;
+      const object = await client.applyPatch(applyConfiguration(doc, obj, opts.annotations?.(doc)), { fieldManager: opts.fieldManager, force: opts.force });
+      applied.push({ ...obj, doc, action: actionOf(before, object), object });
     } catch (err) {
-      const code = errorCode(err);
-      if ((code === 'AlreadyExists' || (code === 'Conflict' && !live?.metadata?.deletionTimestamp)) && attempt < MAX_ATTEMPTS) continue;
-      throw err;
+      if (!isManifestError(err)) throw err;
+      problems.push(...problemsFrom(err, doc));
     }
   }
+  return { applied, problems };
 }
 
-/** The field-level causes of a 422 (from KvzError details, or the Status body client-node kept). */
-export function statusCauses(err: unknown): { field?: string; message: string }[] {
+/** A rejection that editing the manifest (or forcing) fixes, as opposed to a server that is down. */
+export function isManifestError(err: unknown): boolean {
+  const code = errorCode(err);
+  return code === 'Invalid' || code === 'Conflict';
+}
+
+/** The field-level causes of a 422/409 (from KvzError details, or the Status body client-node kept). */
+export function statusCauses(err: unknown): { field?: string; message: string; reason?: string }[] {
   const e = err as { details?: { causes?: unknown }; cause?: { body?: unknown } };
   let causes: unknown = e?.details?.causes;
   if (!Array.isArray(causes)) {
@@ -222,30 +167,20 @@ export function statusCauses(err: unknown): { field?: string; message: string }[
   }
   if (!Array.isArray(causes)) return [];
   return causes
-    .filter((c): c is { field?: string; message?: string } => isObject(c))
-    .map((c) => ({ field: typeof c.field === 'string' && c.field ? c.field : undefined, message: String(c.message ?? 'invalid') }));
+    .filter((c): c is { field?: string; message?: string; reason?: string } => isObject(c))
+    .map((c) => ({
+      field: typeof c.field === 'string' && c.field ? c.field.replace(/^\./, '') : undefined,
+      message: String(c.message ?? 'invalid'),
+      reason: typeof c.reason === 'string' ? c.reason : undefined,
+    }));
 }
 
-function problemsFrom(err: unknown, doc: ManifestDoc): ManifestProblem[] {
+/** The problems a rejected apply means for its document, with lines when the YAML has the field. */
+export function problemsFrom(err: unknown, doc: ManifestDoc): ManifestProblem[] {
   const causes = statusCauses(err);
   const base = { file: doc.file, index: doc.index };
-  if (causes.length === 0) return [{ ...base, line: doc.line, message: errorMessage(err) }];
-  return causes.map((c) => ({ ...base, line: (c.field && doc.lineOf?.(c.field)) || doc.line, field: c.field, message: c.message }));
+  const conflict = errorCode(err) === 'Conflict';
+  const hint = conflict ? ': the field is owned by another field manager with a different value; change it back there, or apply with force (kvz apply --force-conflicts) to take it over' : '';
+  if (causes.length === 0) return [{ ...base, line: doc.line, message: `${errorMessage(err)}${hint}` }];
+  return causes.map((c) => ({ ...base, line: (c.field && doc.lineOf?.(c.field)) || doc.line, field: c.field, message: `${c.message}${hint}` }));
 }
-
-/** Deletes objects; with `owner`, only those whose source-file annotation still names it. */
-export async function deleteObjects(target: ApplyTarget, objs: ObjectRef[], opts: { owner?: string } = {}): Promise<ObjectRef[]> {
-  const deleted: ObjectRef[] = [];
-  for (const o of objs) {
-    const client = target.client(o.ref);
-    if (opts.owner !== undefined) {
-      const live = await client.get(o.name, o.namespace);
-      // Another file (or a person with kubectl) took the object over: it is not ours to delete.
-      if (!live || live.metadata?.annotations?.[SOURCE_FILE_ANNOTATION] !== opts.owner) continue;
-    }
-    if (await client.delete(o.name, o.namespace)) deleted.push(o);
-  }
-  return deleted;
-}
-
-export { apiVersionOf };

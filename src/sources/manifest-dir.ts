@@ -1,17 +1,21 @@
-// The watched directory: every *.yaml/*.yml under DIR is applied into the API and kept there.
-// Each object records its file in the `kubevz.io/source-file` annotation, so ownership
-// survives restarts: a file that was removed while nobody watched still has its objects
-// deleted at the next start. An invalid file changes nothing; its objects stay as they were.
+// The watched directory: every *.yaml/*.yml under DIR is applied into the API with server-side
+// apply under the field manager `kubevz-dir:<dir>` and kept there. File events are batched, so
+// many files dropped at once are validated, applied and pruned in one pass. What each file
+// applied is kept in the source inventory (source-sync.ts), so a removed document or file
+// prunes exactly its objects, also when it was removed while nobody watched. An invalid file
+// changes nothing; its objects stay as they were.
 
 import type * as k8s from '@kubernetes/client-node';
 import { watch, type FSWatcher } from 'chokidar';
+import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { resolve, sep } from 'node:path';
-import { KvzError, errorCode, errorMessage } from '../core/errors.js';
+import { join, resolve, sep } from 'node:path';
+import { KvzError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { SOURCE_DOC_ANNOTATION, SOURCE_FILE_ANNOTATION, applyObjects, deleteObjects, displayName, objectId, type ObjectRef } from './apply.js';
+import { displayName, fieldManagerName } from './apply.js';
 import { kubeApplyTarget, type ApplyTarget } from './kinds.js';
 import { formatProblem, isManifestFile, readManifestFile, type ManifestProblem } from './manifests.js';
+import { SourceSync, type FileChange, type SyncResult } from './source-sync.js';
 
 export interface ManifestDirOptions {
   dir: string;
@@ -19,11 +23,15 @@ export interface ManifestDirOptions {
   /** Where objects go; or give `kubeconfig` and the server's discovery is used. */
   target?: ApplyTarget;
   kubeconfig?: k8s.KubeConfig;
+  /** Where the inventory file goes (`kvz up`: `<state-dir>/sources`); without it, annotations only. */
+  inventoryDir?: string;
   /** Namespace for objects whose manifest has none. Default "default". */
   namespace?: string;
   /** How long a file must stay unchanged before it is read (editors write in steps). Default 300 ms. */
   stabilityMs?: number;
-  /** Backoff for files whose apply failed for a reason other than the manifest (server down). */
+  /** Quiet time after the last file event before a pass starts. Default 100 ms. */
+  batchMs?: number;
+  /** Backoff for passes that failed for a reason other than the manifests (server down). */
   retry?: { baseMs: number; maxMs: number };
   /** Poll the file system instead of inotify (network file systems). */
   usePolling?: boolean;
@@ -45,20 +53,34 @@ export interface FileStatus {
 
 export interface ManifestDirStatus {
   dir: string;
+  fieldManager: string;
   /** True once every file present at start was processed and orphans were deleted. */
   ready: boolean;
+  /** Passes run so far (each applies every file that changed since the previous one). */
+  passes: number;
   files: FileStatus[];
 }
 
 export interface ManifestDirWatcher {
   readonly dir: string;
   status(): ManifestDirStatus;
-  /** Resolves when no file is waiting to be processed (retry timers do not count). */
+  /** Resolves when no file event is waiting to be processed (retry timers do not count). */
   settled(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** Starts watching; resolves after the initial sync (files applied, orphans of removed files deleted). */
+/** The stable identity of a directory source (the `kubevz.io/source` annotation). */
+export function dirSourceId(dir: string): string {
+  return `dir:${resolve(dir)}`;
+}
+
+/** `<inventoryDir>/dir-<hash>.json`. */
+export function inventoryFileFor(inventoryDir: string, sourceId: string): string {
+  const kind = sourceId.slice(0, sourceId.indexOf(':'));
+  return join(inventoryDir, `${kind}-${createHash('sha256').update(sourceId).digest('hex').slice(0, 16)}.json`);
+}
+
+/** Starts watching; resolves after the initial pass (files applied, orphans of removed files deleted). */
 export async function watchManifestDir(opts: ManifestDirOptions): Promise<ManifestDirWatcher> {
   const dir = resolve(opts.dir);
   let st;
@@ -76,12 +98,16 @@ export async function watchManifestDir(opts: ManifestDirOptions): Promise<Manife
 }
 
 class ManifestDir implements ManifestDirWatcher {
-  /** What each file owns in the API, by object id. Loaded from annotations at start. */
-  private readonly owned = new Map<string, Map<string, ObjectRef>>();
+  private readonly sync: SourceSync;
+  private readonly fieldManager: string;
   private readonly files = new Map<string, FileStatus>();
-  private readonly dirty = new Set<string>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
-  private readonly failures = new Map<string, number>();
+  /** Files with an event since the last pass. */
+  private readonly pending = new Set<string>();
+  private timer?: NodeJS.Timeout;
+  private deadline = 0;
+  private failures = 0;
+  private retrying = false;
+  private passes = 0;
   private idleWaiters: (() => void)[] = [];
   private working = false;
   private closed = false;
@@ -91,16 +117,30 @@ class ManifestDir implements ManifestDirWatcher {
 
   constructor(
     readonly dir: string,
-    private readonly target: ApplyTarget,
+    target: ApplyTarget,
     private readonly opts: ManifestDirOptions,
   ) {
     this.log = opts.log;
+    const sourceId = dirSourceId(dir);
+    this.fieldManager = fieldManagerName('kubevz-dir', dir);
+    this.sync = new SourceSync({
+      target,
+      log: this.log,
+      sourceId,
+      fieldManager: this.fieldManager,
+      inventoryFile: opts.inventoryDir ? inventoryFileFor(opts.inventoryDir, sourceId) : undefined,
+      namespace: opts.namespace,
+      // Objects written before the source annotation existed name their file only.
+      legacyOwner: (file) => file.startsWith(dir + sep),
+    });
   }
 
   async start(): Promise<void> {
-    await this.loadOwnership();
+    await this.sync.load();
     const stabilityMs = this.opts.stabilityMs ?? 300;
+    const batchMs = this.opts.batchMs ?? 100;
     const seen = new Set<string>();
+    let initial = true;
     this.watcher = watch(this.dir, {
       ignoreInitial: false,
       persistent: true,
@@ -116,138 +156,98 @@ class ManifestDir implements ManifestDirWatcher {
       },
     });
     this.watcher.on('add', (p) => {
-      seen.add(p);
-      this.schedule(p, 0);
+      if (initial) seen.add(p);
+      this.schedule([p], batchMs);
     });
-    this.watcher.on('change', (p) => this.schedule(p, 0));
-    // A delay lets `mv a.yaml b.yaml` apply b first, so objects that moved are not deleted and recreated.
-    this.watcher.on('unlink', (p) => this.schedule(p, stabilityMs + 100));
-    this.watcher.on('unlinkDir', (d) => {
-      for (const f of this.owned.keys()) if (f.startsWith(d + sep)) this.schedule(f, stabilityMs + 100);
-    });
+    this.watcher.on('change', (p) => this.schedule([p], batchMs));
+    // The add of a renamed file arrives only after awaitWriteFinish: wait for it, so `mv a.yaml
+    // b.yaml` lands in one pass and its objects are kept rather than deleted and recreated.
+    this.watcher.on('unlink', (p) => this.schedule([p], stabilityMs + batchMs + 100));
+    this.watcher.on('unlinkDir', (d) => this.schedule(this.sync.files().filter((f) => f.startsWith(d + sep)), stabilityMs + batchMs + 100));
     this.watcher.on('error', (err) => this.log.error({ dir: this.dir, err: errorMessage(err) }, 'watching the manifest directory failed'));
     await new Promise<void>((res) => this.watcher?.once('ready', () => res()));
-    // Files that own objects but are gone: removed while nobody watched.
-    for (const f of this.owned.keys()) if (!seen.has(f)) this.schedule(f, 0);
+    initial = false;
+    // Files that own objects but are gone: removed while nobody watched. Same pass as the rest.
+    this.schedule(this.sync.files().filter((f) => !seen.has(f)), 0);
     await this.settled();
     this.ready = true;
-    this.log.info({ dir: this.dir, files: this.files.size }, 'manifest directory synced');
+    this.log.info({ dir: this.dir, files: this.files.size, fieldManager: this.fieldManager }, 'manifest directory synced');
   }
 
-  /** Finds the objects this directory's files own, from their source-file annotations. */
-  private async loadOwnership(): Promise<void> {
-    for (const ref of await this.target.kinds()) {
-      let items;
-      try {
-        items = await this.target.client(ref).list();
-      } catch (err) {
-        // A kind from the local CRDs that this server does not serve has no objects to own.
-        if (errorCode(err) === 'NotFound') continue;
-        throw err;
-      }
-      for (const o of items) {
-        const file = o.metadata?.annotations?.[SOURCE_FILE_ANNOTATION];
-        if (!file || !file.startsWith(this.dir + sep) || !o.metadata?.name) continue;
-        const obj: ObjectRef = { ref, name: o.metadata.name, namespace: ref.namespaced ? o.metadata.namespace : undefined };
-        this.ownedBy(file).set(objectId(obj), obj);
-      }
-    }
-  }
-
-  private ownedBy(file: string): Map<string, ObjectRef> {
-    let m = this.owned.get(file);
-    if (!m) this.owned.set(file, (m = new Map()));
-    return m;
-  }
-
-  private schedule(file: string, delayMs: number): void {
+  /** Adds files to the next pass, which starts `delayMs` after the latest event asks for it. */
+  private schedule(files: string[], delayMs: number): void {
     if (this.closed) return;
-    const pending = this.timers.get(file);
-    if (pending) clearTimeout(pending);
-    this.timers.delete(file);
-    if (delayMs <= 0) {
-      this.dirty.add(file);
-      void this.work();
-      return;
-    }
-    const t = setTimeout(() => {
-      this.timers.delete(file);
-      this.dirty.add(file);
-      void this.work();
-    }, delayMs);
-    this.timers.set(file, t);
+    for (const f of files) this.pending.add(f);
+    if (this.retrying) return;
+    this.deadline = Math.max(this.deadline, Date.now() + delayMs);
+    this.arm();
   }
 
-  // One file at a time: files are few, and serial processing keeps ownership moves between files simple.
+  private arm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.work();
+    }, Math.max(0, this.deadline - Date.now()));
+  }
+
   private async work(): Promise<void> {
-    if (this.working) return;
+    if (this.working || this.closed) return;
+    if (Date.now() < this.deadline) return this.arm();
     this.working = true;
+    this.retrying = false;
+    const batch = [...this.pending].sort();
+    this.pending.clear();
     try {
-      for (;;) {
-        const file = this.dirty.values().next().value as string | undefined;
-        if (file === undefined || this.closed) break;
-        this.dirty.delete(file);
-        await this.sync(file);
-      }
+      if (batch.length > 0) await this.pass(batch);
+      this.failures = 0;
+    } catch (err) {
+      for (const f of batch) this.pending.add(f);
+      const { baseMs, maxMs } = this.opts.retry ?? { baseMs: 500, maxMs: 30_000 };
+      const delay = Math.min(maxMs, baseMs * 2 ** this.failures++);
+      for (const f of batch) this.setStatus(f, { state: 'retrying', problems: [], error: errorMessage(err) });
+      this.log.warn({ dir: this.dir, files: batch, err: errorMessage(err), retryInMs: delay }, 'applying manifest files failed; will retry');
+      this.retrying = true;
+      this.deadline = Date.now() + delay;
+      if (!this.closed) this.arm();
     } finally {
       this.working = false;
-      if (this.dirty.size === 0 || this.closed) {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-      }
+      if (this.pending.size > 0 && !this.retrying && !this.closed) this.arm();
+      this.wakeIfIdle();
     }
   }
 
-  private async sync(file: string): Promise<void> {
-    try {
-      if (existsSync(file)) await this.applyFile(file);
-      else await this.removeFile(file);
-      this.failures.delete(file);
-    } catch (err) {
-      const n = this.failures.get(file) ?? 0;
-      this.failures.set(file, n + 1);
-      const { baseMs, maxMs } = this.opts.retry ?? { baseMs: 500, maxMs: 30_000 };
-      const delay = Math.min(maxMs, baseMs * 2 ** n);
-      this.setStatus(file, { state: 'retrying', problems: [], error: errorMessage(err) });
-      this.log.warn({ file, err: errorMessage(err), retryInMs: delay }, 'applying manifest file failed; will retry');
-      this.schedule(file, delay);
-    }
+  private wakeIfIdle(): void {
+    if (!this.closed && !this.retrying && (this.working || this.pending.size > 0)) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
   }
 
-  private async applyFile(file: string): Promise<void> {
-    const parsed = readManifestFile(file);
-    if (parsed.problems.length > 0) return this.reject(file, parsed.problems);
-    const report = await applyObjects(this.target, parsed.docs, {
-      namespace: this.opts.namespace,
-      allOrNothing: true,
-      log: this.log,
-      annotations: (doc) => ({ [SOURCE_FILE_ANNOTATION]: file, [SOURCE_DOC_ANNOTATION]: String(doc.index) }),
-      claim: (doc, obj) => {
-        const id = objectId(obj);
-        for (const [other, objs] of this.owned) {
-          if (other !== file && objs.has(id) && existsSync(other)) {
-            return { file, index: doc.index, line: doc.lineOf?.('metadata.name') ?? doc.line, field: 'metadata.name', message: `${displayName(obj)} is already declared in ${other}` };
-          }
-        }
-        return undefined;
-      },
-    });
-    if (report.problems.length > 0) return this.reject(file, report.problems);
+  private async pass(batch: string[]): Promise<void> {
+    const changes: FileChange[] = [];
+    for (const file of batch) {
+      if (existsSync(file)) changes.push({ file, parsed: readManifestFile(file) });
+      else if (this.sync.owned(file).length > 0 || this.files.has(file)) changes.push({ file, removed: true });
+    }
+    if (changes.length === 0) return;
+    const result = await this.sync.sync(changes, { atomic: false });
+    this.passes++;
+    for (const c of changes) {
+      const problems = result.rejected.get(c.file);
+      if (problems) this.reject(c.file, problems);
+      else if ('removed' in c) this.files.delete(c.file);
+      else this.setStatus(c.file, { state: 'applied', problems: [] });
+    }
+    this.report(result, changes.length);
+  }
 
-    const before = this.owned.get(file) ?? new Map<string, ObjectRef>();
-    const now = new Map<string, ObjectRef>();
-    for (const a of report.applied) now.set(objectId(a), { ref: a.ref, namespace: a.namespace, name: a.name });
-    // Objects that moved here from another file are this file's now.
-    for (const id of now.keys()) for (const [other, objs] of this.owned) if (other !== file) objs.delete(id);
-    const dropped = [...before].filter(([id]) => !now.has(id)).map(([, o]) => o);
-    const deleted = await deleteObjects(this.target, dropped, { owner: file });
-    this.owned.set(file, now);
-    this.setStatus(file, { state: 'applied', problems: [] });
-    const created = report.applied.filter((a) => a.action === 'created').map(displayName);
-    const configured = report.applied.filter((a) => a.action === 'configured').map(displayName);
+  private report(result: SyncResult, files: number): void {
+    const created = result.applied.filter((a) => a.action === 'created').map(displayName);
+    const configured = result.applied.filter((a) => a.action === 'configured').map(displayName);
+    const deleted = result.pruned.map(displayName);
     if (created.length + configured.length + deleted.length > 0) {
-      this.log.info({ file, created, configured, deleted: deleted.map(displayName) }, 'applied manifest file');
+      this.log.info({ dir: this.dir, files, created, configured, deleted }, 'applied manifest files');
     }
   }
 
@@ -258,33 +258,26 @@ class ManifestDir implements ManifestDirWatcher {
     }
   }
 
-  private async removeFile(file: string): Promise<void> {
-    const objs = [...(this.owned.get(file)?.values() ?? [])];
-    const deleted = await deleteObjects(this.target, objs, { owner: file });
-    this.owned.delete(file);
-    this.files.delete(file);
-    if (deleted.length > 0) this.log.info({ file, deleted: deleted.map(displayName) }, 'manifest file removed; deleted its objects');
-  }
-
   private setStatus(file: string, s: Pick<FileStatus, 'state' | 'problems' | 'error'>): void {
-    this.files.set(file, { file, objects: [...(this.owned.get(file)?.keys() ?? [])], updatedAt: new Date().toISOString(), ...s });
+    this.files.set(file, { file, objects: this.sync.owned(file), updatedAt: new Date().toISOString(), ...s });
   }
 
   status(): ManifestDirStatus {
-    const files = [...this.files.values()].sort((a, b) => a.file.localeCompare(b.file)).map((f) => ({ ...f, objects: [...(this.owned.get(f.file)?.keys() ?? [])] }));
-    return { dir: this.dir, ready: this.ready, files };
+    const files = [...this.files.values()].sort((a, b) => a.file.localeCompare(b.file)).map((f) => ({ ...f, objects: this.sync.owned(f.file) }));
+    return { dir: this.dir, fieldManager: this.fieldManager, ready: this.ready, passes: this.passes, files };
   }
 
   settled(): Promise<void> {
-    if (!this.working && this.dirty.size === 0) return Promise.resolve();
+    if (this.closed || this.retrying || (!this.working && this.pending.size === 0)) return Promise.resolve();
     return new Promise((res) => this.idleWaiters.push(res));
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.timers.values()) clearTimeout(t);
-    this.timers.clear();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     await this.watcher?.close();
-    await this.settled();
+    while (this.working) await new Promise((r) => setTimeout(r, 10));
+    this.wakeIfIdle();
   }
 }

@@ -1,12 +1,13 @@
 // An in-memory API for unit tests: a ResourceClient per kind over one shared store, with the
 // server semantics the code relies on (resourceVersion, generation bumped by spec changes only,
-// merge and JSON patch, status subresource, finalizers and deletionTimestamp, informers). It
-// passes the same contract tests as the real client (test/unit/core/resource-client.contract.test.ts).
+// merge and JSON patch, server-side apply with managedFields per manager (conflicts, removal of
+// fields a manager stopped sending, dry-run), status subresource, finalizers and
+// deletionTimestamp, informers). It passes the same contract tests as the real client (test/unit/core/resource-client.contract.test.ts).
 
 import { randomUUID } from 'node:crypto';
 import type { KubeObject } from '../../src/api/types.js';
 import { KvzError } from '../../src/core/errors.js';
-import type { InformerHandle, JsonPatchOp, ListOptions, ResourceClient, ResourceRef, WatchEventType } from '../../src/core/resource-client.js';
+import type { ApplyPatchOptions, InformerHandle, JsonPatchOp, ListOptions, ResourceClient, ResourceRef, WatchEventType } from '../../src/core/resource-client.js';
 
 type Obj = Record<string, unknown>;
 type Cause = { field: string; message: string };
@@ -103,6 +104,133 @@ function jsonPatch(doc: unknown, ops: JsonPatchOp[], what: string): unknown {
     }
   }
   return root;
+}
+
+// ---- server-side apply: field sets per manager (structured-merge-diff, simplified) ----
+// A field is the path of a leaf: a scalar, a list (lists of CRDs without x-kubernetes-list-type
+// are atomic) or an empty map. Of metadata only labels, annotations and finalizers are fields.
+
+type FieldPath = string[];
+const pathKey = (p: FieldPath): string => JSON.stringify(p);
+
+/** Writes that are not apply patches are recorded under this manager (a real server derives one from the User-Agent). */
+export const FAKE_UPDATE_MANAGER = 'fake-client';
+
+interface ManagedEntry {
+  manager: string;
+  operation: 'Apply' | 'Update';
+  apiVersion?: string;
+  time?: string;
+  fields: Set<string>;
+}
+
+function leafPaths(v: unknown, prefix: FieldPath, out: Set<string>): void {
+  if (isObj(v) && Object.keys(v).length > 0) {
+    for (const [k, c] of Object.entries(v)) leafPaths(c, [...prefix, k], out);
+  } else out.add(pathKey(prefix));
+}
+
+/** The fields an object (or an apply configuration) sets. */
+export function fieldsOf(obj: unknown): Set<string> {
+  const out = new Set<string>();
+  if (!isObj(obj)) return out;
+  for (const [k, v] of Object.entries(obj)) {
+    if (k === 'apiVersion' || k === 'kind' || k === 'status') continue;
+    if (k === 'metadata') {
+      if (!isObj(v)) continue;
+      for (const mk of ['labels', 'annotations', 'finalizers']) if (v[mk] !== undefined) leafPaths(v[mk], ['metadata', mk], out);
+      continue;
+    }
+    leafPaths(v, [k], out);
+  }
+  return out;
+}
+
+function getPath(obj: unknown, p: FieldPath): unknown {
+  let cur = obj;
+  for (const k of p) cur = isObj(cur) ? cur[k] : undefined;
+  return cur;
+}
+
+/** Deletes the field and then every parent map it leaves empty. */
+function deletePath(obj: Obj, p: FieldPath): void {
+  const parents: Obj[] = [obj];
+  for (const k of p.slice(0, -1)) {
+    const next = parents[parents.length - 1]![k];
+    if (!isObj(next)) return;
+    parents.push(next);
+  }
+  delete parents[parents.length - 1]![p[p.length - 1]!];
+  for (let i = parents.length - 1; i > 0; i--) {
+    if (Object.keys(parents[i]!).length > 0) break;
+    delete parents[i - 1]![p[i - 1]!];
+  }
+}
+
+/** Apply merge: maps merge key by key, everything else (scalars, lists) is replaced. */
+function applyMerge(live: unknown, applied: unknown): unknown {
+  if (!isObj(applied) || !isObj(live)) return structuredClone(applied);
+  const out: Obj = { ...live };
+  for (const [k, v] of Object.entries(applied)) out[k] = v === null ? out[k] : applyMerge(out[k], v);
+  return out;
+}
+
+function toFieldsV1(fields: Set<string>): Obj {
+  const root: Obj = {};
+  for (const key of [...fields].sort()) {
+    let cur = root;
+    for (const k of JSON.parse(key) as string[]) cur = (cur[`f:${k}`] ??= {}) as Obj;
+  }
+  return root;
+}
+
+function fromFieldsV1(v: unknown, prefix: FieldPath = [], out = new Set<string>()): Set<string> {
+  if (!isObj(v)) return out;
+  const kids = Object.keys(v).filter((k) => k.startsWith('f:'));
+  if (kids.length === 0 && prefix.length > 0) out.add(pathKey(prefix));
+  for (const k of kids) fromFieldsV1(v[k], [...prefix, k.slice(2)], out);
+  return out;
+}
+
+function readManaged(o: KubeObject): ManagedEntry[] {
+  const raw = o.metadata?.managedFields;
+  if (!Array.isArray(raw)) return [];
+  return raw.filter(isObj).map((e) => ({
+    manager: String(e.manager),
+    operation: e.operation === 'Apply' ? 'Apply' : 'Update',
+    apiVersion: typeof e.apiVersion === 'string' ? e.apiVersion : undefined,
+    time: typeof e.time === 'string' ? e.time : undefined,
+    fields: fromFieldsV1(e.fieldsV1),
+  }));
+}
+
+function writeManaged(entries: ManagedEntry[]): Obj[] | undefined {
+  const out = entries
+    .filter((e) => e.fields.size > 0)
+    .map((e) => ({ manager: e.manager, operation: e.operation, apiVersion: e.apiVersion, time: e.time, fieldsType: 'FieldsV1', fieldsV1: toFieldsV1(e.fields) }));
+  return out.length > 0 ? out : undefined;
+}
+
+function entryFor(entries: ManagedEntry[], manager: string, operation: 'Apply' | 'Update', apiVersion: string | undefined): ManagedEntry {
+  let e = entries.find((x) => x.manager === manager && x.operation === operation);
+  if (!e) entries.push((e = { manager, operation, apiVersion, fields: new Set() }));
+  return e;
+}
+
+/** Ownership after an ordinary write: the writer owns what it changed; nobody keeps fields that are gone. */
+function managedAfterUpdate(live: KubeObject | undefined, next: KubeObject, now: string): ManagedEntry[] {
+  const entries = live ? readManaged(live) : [];
+  const before = live ? fieldsOf(live) : new Set<string>();
+  const after = fieldsOf(next);
+  const changed = [...after].filter((k) => !before.has(k) || !deepEqual(getPath(live, JSON.parse(k)), getPath(next, JSON.parse(k))));
+  if (changed.length > 0) {
+    for (const e of entries) for (const k of changed) e.fields.delete(k);
+    const mine = entryFor(entries, FAKE_UPDATE_MANAGER, 'Update', next.apiVersion);
+    for (const k of changed) mine.fields.add(k);
+    mine.time = now;
+  }
+  for (const e of entries) for (const k of [...e.fields]) if (!after.has(k)) e.fields.delete(k);
+  return entries;
 }
 
 /** `a=b,c!=d,e,!f` (the subset of label selectors the code uses). */
@@ -250,6 +378,10 @@ export class FakeResourceClient<T extends KubeObject = KubeObject> implements Re
   }
 
   async create(obj: T): Promise<T> {
+    return this.createWith(obj, (next) => managedAfterUpdate(undefined, next, this.api.now()), false);
+  }
+
+  private createWith(obj: T, manage: (next: KubeObject) => ManagedEntry[], dryRun: boolean): T {
     const meta = { ...(obj.metadata ?? {}) };
     const what = `create ${this.describe(meta.name, meta.namespace)}`;
     if (!meta.name) throw new KvzError('Invalid', `${what}: metadata.name: Required value`, { details: { status: 422, causes: [{ field: 'metadata.name', message: 'Required value' }] } });
@@ -271,13 +403,25 @@ export class FakeResourceClient<T extends KubeObject = KubeObject> implements Re
       creationTimestamp: this.api.now(),
     };
     if (!this.ref.namespaced) delete stored.metadata.namespace;
+    delete stored.metadata.managedFields;
+    const managed = writeManaged(manage(stored));
+    if (managed) stored.metadata.managedFields = managed;
     this.api.validate(this.ref, stored, what);
+    if (dryRun) return structuredClone({ ...stored, metadata: { ...stored.metadata, resourceVersion: '' } }) as T;
     this.api.write(this.ref, key, stored, 'create');
     return structuredClone(stored) as T;
   }
 
   /** The shared update path: computes `next` from the live object and applies the server's rules. */
-  private update(name: string, namespace: string | undefined, what: string, op: 'patch' | 'status', change: (live: KubeObject) => KubeObject, requestedVersion?: string): T {
+  private update(
+    name: string,
+    namespace: string | undefined,
+    what: string,
+    op: 'patch' | 'status',
+    change: (live: KubeObject) => KubeObject,
+    requestedVersion?: string,
+    opts: { manage?: (live: KubeObject, next: KubeObject) => ManagedEntry[]; dryRun?: boolean } = {},
+  ): T {
     const key = this.api.key(this.ref, namespace, name);
     const live = this.api.read(key);
     if (!live) throw this.notFound(what, name);
@@ -314,7 +458,7 @@ export class FakeResourceClient<T extends KubeObject = KubeObject> implements Re
     } else {
       const statusOnly: KubeObject = { ...live, status: changed.status };
       if (changed.status === undefined) delete statusOnly.status;
-      return this.commit(key, live, statusOnly, what, 'status');
+      return this.commit(key, live, statusOnly, what, 'status', false);
     }
     if (lm.deletionTimestamp) {
       const added = (next.metadata!.finalizers ?? []).filter((f) => !(lm.finalizers ?? []).includes(f));
@@ -329,12 +473,16 @@ export class FakeResourceClient<T extends KubeObject = KubeObject> implements Re
       return rest;
     };
     if (!deepEqual(specLike(live), specLike(next))) next.metadata!.generation = (lm.generation ?? 0) + 1;
-    return this.commit(key, live, next, what, 'patch');
+    delete next.metadata!.managedFields;
+    const managed = writeManaged((opts.manage ?? ((l, n) => managedAfterUpdate(l, n, this.api.now())))(live, next));
+    if (managed) next.metadata!.managedFields = managed;
+    return this.commit(key, live, next, what, 'patch', opts.dryRun ?? false);
   }
 
-  private commit(key: string, live: KubeObject, next: KubeObject, what: string, op: string): T {
+  private commit(key: string, live: KubeObject, next: KubeObject, what: string, op: string, dryRun: boolean): T {
     if (deepEqual(live, next)) return structuredClone(live) as T;
     this.api.validate(this.ref, next, what);
+    if (dryRun) return structuredClone(next) as T;
     next.metadata = { ...next.metadata, resourceVersion: this.api.nextVersion() };
     // The last finalizer removed from an object being deleted: it goes.
     if (next.metadata.deletionTimestamp && (next.metadata.finalizers ?? []).length === 0) {
@@ -355,6 +503,73 @@ export class FakeResourceClient<T extends KubeObject = KubeObject> implements Re
   async jsonPatch(name: string, namespace: string | undefined, ops: JsonPatchOp[]): Promise<T> {
     const what = `patch ${this.describe(name, namespace)}`;
     return this.update(name, namespace, what, 'patch', (live) => jsonPatch(live, ops, what) as KubeObject);
+  }
+
+  async applyPatch(obj: T, opts: ApplyPatchOptions): Promise<T> {
+    const name = obj.metadata?.name ?? '';
+    const namespace = this.ref.namespaced ? (obj.metadata?.namespace ?? 'default') : undefined;
+    const what = `apply ${this.describe(name, namespace)}`;
+    if (!opts.fieldManager || opts.fieldManager.length > 128) {
+      throw new KvzError('Invalid', `${what}: metadata.managedFields.fieldManager: ${opts.fieldManager ? 'Too long: may not be longer than 128' : 'Required value: is required for apply patch'}`, {
+        details: { status: 422, reason: 'Invalid', causes: [{ field: 'metadata.managedFields.fieldManager', message: 'Required value' }] },
+      });
+    }
+    // The apply configuration: what the manifest declares, without server-owned metadata.
+    const applied = structuredClone(obj) as KubeObject;
+    delete applied.status;
+    const am = { ...(applied.metadata ?? {}) } as Record<string, unknown>;
+    for (const k of ['resourceVersion', 'uid', 'creationTimestamp', 'generation', 'managedFields', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink']) delete am[k];
+    applied.metadata = am as KubeObject['metadata'];
+    const declared = fieldsOf(applied);
+    const now = this.api.now();
+    const live = this.api.read(this.api.key(this.ref, namespace, name));
+    if (!live) {
+      return this.createWith(applied as T, () => [{ manager: opts.fieldManager, operation: 'Apply', apiVersion: applied.apiVersion, time: now, fields: declared }], opts.dryRun ?? false);
+    }
+    const entries = readManaged(live);
+    const conflicts: { manager: string; field: string }[] = [];
+    for (const e of entries) {
+      if (e.manager === opts.fieldManager) continue;
+      for (const k of declared) {
+        if (!e.fields.has(k)) continue;
+        const p = JSON.parse(k) as string[];
+        if (deepEqual(getPath(live, p), getPath(applied, p))) continue;
+        if (opts.force) e.fields.delete(k);
+        else conflicts.push({ manager: e.manager, field: `.${p.join('.')}` });
+      }
+    }
+    if (conflicts.length > 0) {
+      const list = conflicts.map((c) => `conflict with "${c.manager}": ${c.field}`);
+      throw new KvzError('Conflict', `${what}: Apply failed with ${conflicts.length} conflict${conflicts.length > 1 ? 's' : ''}: ${list.join('\n')}`, {
+        details: { status: 409, reason: 'Conflict', causes: conflicts.map((c) => ({ reason: 'FieldManagerConflict', message: `conflict with "${c.manager}"`, field: c.field })) },
+      });
+    }
+    const mine = entryFor(entries, opts.fieldManager, 'Apply', applied.apiVersion);
+    const dropped = [...mine.fields].filter((k) => !declared.has(k));
+    return this.update(
+      name,
+      namespace,
+      what,
+      'patch',
+      (current) => {
+        const next = applyMerge(current, applied) as Obj;
+        // Fields this manager applied before and stopped declaring go, unless someone else owns them too.
+        for (const k of dropped) if (!entries.some((e) => e !== mine && e.fields.has(k))) deletePath(next, JSON.parse(k) as string[]);
+        return next as KubeObject;
+      },
+      undefined,
+      {
+        dryRun: opts.dryRun,
+        manage: (_live, next) => {
+          const changed = !(mine.fields.size === declared.size && [...declared].every((k) => mine.fields.has(k)));
+          mine.fields = new Set(declared);
+          if (changed || !mine.time) mine.time = now;
+          const present = fieldsOf(next);
+          for (const e of entries) for (const k of [...e.fields]) if (!present.has(k)) e.fields.delete(k);
+          return entries;
+        },
+      },
+    );
   }
 
   async patchStatus(name: string, namespace: string | undefined, status: object): Promise<T> {

@@ -56,19 +56,19 @@ async function runCmd(cmd: string, args: string[], env: NodeJS.ProcessEnv, allow
   }
 }
 
-export async function startKvzUp(opts: { manifestsDir?: string } = {}): Promise<Stack> {
+export async function startKvzUp(opts: { manifestsDir?: string; extraArgs?: string[]; /** Third octet of the subnet, when the test must know it before start. */ net?: number } = {}): Promise<Stack> {
   const id = uniqueSuffix();
   const stateDir = mkdtempSync(join(tmpdir(), 'kvz-e2e-'));
   const manifests = opts.manifestsDir ?? mkdtempSync(join(tmpdir(), 'kvz-e2e-manifests-'));
   const port = await freePort();
-  const net = 100 + Math.floor(Math.random() * 150);
+  const net = opts.net ?? 100 + Math.floor(Math.random() * 150);
   const nodeName = `e2e-${id}`;
   const bridge = `kvzb${id}`.slice(0, 15);
   const subnet = `10.213.${net}.0/24`;
   const logs: string[] = [];
   const proc = spawn(
     process.execPath,
-    [kvzBin, 'up', '--state-dir', stateDir, '--manifests', manifests, '--listen', `127.0.0.1:${port}`, '--node-name', nodeName, '--bridge', bridge, '--subnet', subnet],
+    [kvzBin, 'up', '--state-dir', stateDir, '--manifests', manifests, '--listen', `127.0.0.1:${port}`, '--node-name', nodeName, '--bridge', bridge, '--subnet', subnet, ...(opts.extraArgs ?? [])],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KVZ_LOG_LEVEL: 'debug' } },
   );
   proc.stdout!.on('data', (d) => logs.push(String(d)));

@@ -72,8 +72,19 @@ describe('api server', () => {
     const oa = await call(s, '/openapi/v2');
     assert.equal(oa.status, 200);
     assert.equal(oa.headers['content-type'], 'application/octet-stream');
-    assert.equal(oa.text.length, 17);
-    assert.equal((await call(s, '/openapi/v3')).status, 404);
+    // gnostic Document: field 1 swagger="2.0", and the VE definition with its GVK extension inside.
+    assert.ok(oa.text.startsWith('\n\u00032.0'));
+    assert.ok(oa.text.includes('io.kubevz.v1alpha1.VirtualEnvironment'));
+    assert.ok(oa.text.includes('x-kubernetes-group-version-kind'));
+    const v3 = (await call(s, '/openapi/v3')).json();
+    const gv = v3.paths['apis/kubevz.io/v1alpha1'];
+    assert.match(gv.serverRelativeURL, /^\/openapi\/v3\/apis\/kubevz\.io\/v1alpha1\?hash=[0-9A-F]+$/);
+    const doc = (await call(s, gv.serverRelativeURL)).json();
+    const schema = doc.components.schemas['io.kubevz.v1alpha1.VirtualEnvironment'];
+    assert.deepEqual(schema['x-kubernetes-group-version-kind'], [{ group: 'kubevz.io', kind: 'VirtualEnvironment', version: 'v1alpha1' }]);
+    assert.ok(schema.properties.spec.properties.resources);
+    assert.ok(doc.paths['/apis/kubevz.io/v1alpha1/namespaces/{namespace}/virtualenvironments/{name}'].patch.parameters.some((p: { name: string }) => p.name === 'fieldValidation'));
+    assert.equal((await call(s, '/openapi/v3/apis/nope.io/v1')).status, 404);
     const nf = await call(s, '/apis/nope.io/v1');
     assert.equal(nf.status, 404);
     assert.equal(nf.json().message, 'the server could not find the requested resource');

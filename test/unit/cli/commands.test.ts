@@ -102,7 +102,7 @@ describe('kvz commands', () => {
         ...c,
         ref: VE_REF,
         get: async () => undefined,
-        create: async () => {
+        applyPatch: async () => {
           throw new KvzError('Invalid', 'invalid', { details: { causes: [{ field: 'spec.template', message: 'Required value' }, { field: 'spec.hostname', message: 'Invalid value: "A": must be lower case' }] } });
         },
       }) as never),

@@ -11,6 +11,7 @@ import { BeancounterMetrics } from '../../../src/node-agent/metrics.js';
 import { resourcesReport } from '../../../src/node-agent/resources-status.js';
 import { limitsFromSpec } from '../../../src/node-agent/ve-config.js';
 import { VEReconciler } from '../../../src/node-agent/ve-reconciler.js';
+import { RestartBackoff } from '../../../src/node-agent/lifecycle.js';
 import type { VEUsage } from '../../../src/runtime/index.js';
 import { FakeApi } from '../../helpers/fake-resource-client.js';
 import { FakeRuntime } from '../../helpers/fake-runtime.js';
@@ -22,7 +23,9 @@ function setup() {
   const api = new FakeApi();
   const client = api.client<VirtualEnvironment>(ref);
   const runtime = new FakeRuntime();
-  const reconciler = new VEReconciler({ client, runtime, nodeName: 'n1', subnet: '10.213.7.0/24', knownVEs: () => api.objects(ref) as VirtualEnvironment[], stopTimeoutMs: 100, resyncMs: 30_000, log: silentLogger });
+  const reconciler = new VEReconciler({ client, runtime, nodeName: 'n1', subnet: '10.213.7.0/24', knownVEs: () => api.objects(ref) as VirtualEnvironment[], stopTimeoutMs: 100, resyncMs: 30_000, log: silentLogger,
+    // A killed init comes back at once here; the back-off itself is tested in lifecycle.test.ts.
+    backoff: new RestartBackoff(undefined, { initialMs: 0, maxMs: 0, resetAfterMs: 600_000 }) });
   return { api, client, runtime, reconciler };
 }
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { NODE_LABEL, VE_FINALIZER, VE_RESOURCE, type VirtualEnvironment } from '../../../src/api/types.js';
 import { silentLogger } from '../../../src/core/logger.js';
+import { RestartBackoff } from '../../../src/node-agent/lifecycle.js';
 import { VEReconciler } from '../../../src/node-agent/ve-reconciler.js';
 import { FakeApi } from '../../helpers/fake-resource-client.js';
 import { FakeRuntime } from '../../helpers/fake-runtime.js';
@@ -12,11 +13,11 @@ import { FakeRuntime } from '../../helpers/fake-runtime.js';
 const ref = { ...VE_RESOURCE, namespaced: true };
 const signal = new AbortController().signal;
 
-function setup(node = 'n1') {
+function setup(node = 'n1', backoff?: RestartBackoff) {
   const api = new FakeApi();
   const client = api.client<VirtualEnvironment>(ref);
   const runtime = new FakeRuntime();
-  const reconciler = new VEReconciler({ client, runtime, nodeName: node, subnet: '10.213.7.0/24', knownVEs: () => api.objects(ref) as VirtualEnvironment[], stopTimeoutMs: 100, resyncMs: 30_000, log: silentLogger });
+  const reconciler = new VEReconciler({ client, runtime, nodeName: node, subnet: '10.213.7.0/24', knownVEs: () => api.objects(ref) as VirtualEnvironment[], stopTimeoutMs: 100, resyncMs: 30_000, log: silentLogger, backoff });
   return { api, client, runtime, reconciler };
 }
 
@@ -84,13 +85,52 @@ test('a limit change is applied live: same init', async () => {
   assert.equal(after.status?.observedGeneration, after.metadata.generation);
 });
 
-test('a dead init is brought back', async () => {
-  const { client, runtime, reconciler } = setup();
+test('a dead init is brought back after a back-off, with reason CrashLoopBackOff while it waits', async () => {
+  let now = 0;
+  const { client, runtime, reconciler } = setup('n1', new RestartBackoff({ now: () => now }));
   const ve = await client.create(aVE('a'));
   await reconciler.reconcile('default/a', signal);
   runtime.kill(ve.metadata.uid!);
+  assert.deepEqual(await reconciler.reconcile('default/a', signal), { requeueAfterMs: 1000 });
+  assert.equal((await runtime.inspect(ve.metadata.uid!)).state, 'stopped');
+  const ready = (await client.get('a', 'default'))?.status?.conditions?.find((c) => c.type === 'Ready');
+  assert.equal(ready?.reason, 'CrashLoopBackOff');
+  now += 1000;
   await reconciler.reconcile('default/a', signal);
   assert.equal((await runtime.inspect(ve.metadata.uid!)).state, 'running');
+  runtime.kill(ve.metadata.uid!);
+  assert.deepEqual(await reconciler.reconcile('default/a', signal), { requeueAfterMs: 2000 }, 'the second crash in a row waits twice as long');
+});
+
+test('restartPolicy Never leaves a crashed VE Stopped until its spec changes', async () => {
+  const { client, runtime, reconciler } = setup();
+  const ve = await client.create(aVE('a', { restartPolicy: 'Never' }));
+  await reconciler.reconcile('default/a', signal);
+  runtime.kill(ve.metadata.uid!);
+  await reconciler.reconcile('default/a', signal);
+  await reconciler.reconcile('default/a', signal);
+  let got = (await client.get('a', 'default'))!;
+  assert.equal(got.status?.phase, 'Stopped');
+  assert.equal(got.status?.conditions?.find((c) => c.type === 'Ready')?.reason, 'Exited');
+  assert.equal((await runtime.inspect(ve.metadata.uid!)).state, 'stopped');
+  await client.mergePatch('a', 'default', { spec: { hostname: 'again' } });
+  await reconciler.reconcile('default/a', signal);
+  got = (await client.get('a', 'default'))!;
+  assert.equal((await runtime.inspect(ve.metadata.uid!)).state, 'running');
+  assert.equal(got.status?.phase, 'Running');
+});
+
+test('an address another VE of the node holds is refused with a condition naming that VE', async () => {
+  const { client, runtime, reconciler } = setup();
+  await client.create(aVE('a', { network: { addresses: ['10.213.7.40/24'] } }));
+  await reconciler.reconcile('default/a', signal);
+  const b = await client.create(aVE('b', { network: { addresses: ['10.213.7.41/24', '10.213.7.40/24'] } }));
+  await reconciler.reconcile('default/b', signal);
+  const got = (await client.get('b', 'default'))!;
+  const ready = got.status?.conditions?.find((c) => c.type === 'Ready');
+  assert.equal(ready?.reason, 'AddressConflict');
+  assert.match(ready?.message ?? '', /10\.213\.7\.40\/24 is already used by VE default\/a/);
+  assert.equal((await runtime.inspect(b.metadata.uid!)).state, 'absent');
 });
 
 test('powerState Stopped stops the VE and reports it', async () => {

@@ -129,6 +129,44 @@ describe('watchManifestDir', () => {
     assert.equal((await client.get('web1', 'default'))?.metadata.uid, uid);
   });
 
+  it('many files dropped at once are applied in one pass', async () => {
+    const env = fakeTarget();
+    const client = env.api.client<VirtualEnvironment>(VE_REF);
+    const log = recordingLogger();
+    const w = await watchManifestDir({ dir, target: env.target, log, stabilityMs: 50, batchMs: 400 });
+    watchers.push(w);
+    assert.equal(w.status().passes, 0);
+    for (let i = 0; i < 20; i++) writeFileSync(join(dir, `ve${i}.yaml`), veYaml(`many${i}`, '  template: busybox\n'));
+    await eventually('20 VEs', async () => (await client.list()).length === 20);
+    await w.settled();
+    assert.equal(w.status().passes, 1, 'one pass');
+    const lines = log.lines.filter((l) => l.msg === 'applied manifest files');
+    assert.equal(lines.length, 1);
+    assert.equal((lines[0]!.fields.created as string[]).length, 20);
+    assert.equal(w.status().fieldManager, `kubevz-dir:${dir}`);
+    const managers = ((await client.get('many0', 'default'))!.metadata.managedFields as { manager: string }[]).map((m) => m.manager);
+    assert.deepEqual(managers, [`kubevz-dir:${dir}`]);
+  });
+
+  it('with an inventory dir, ownership survives a restart through the inventory file', async () => {
+    const env = fakeTarget();
+    const client = env.api.client<VirtualEnvironment>(VE_REF);
+    const inventoryDir = mkdtempSync(join(tmpdir(), 'kvz-inv-'));
+    try {
+      writeFileSync(join(dir, 'a.yaml'), `${veYaml('i1', '  template: busybox\n')}---\n${veYaml('i2', '  template: busybox\n')}`);
+      const first = await watchManifestDir({ dir, target: env.target, log: recordingLogger(), stabilityMs: 50, inventoryDir });
+      await first.close();
+      writeFileSync(join(dir, 'a.yaml'), veYaml('i1', '  template: busybox\n'));
+      // Scanning no kinds: only the inventory file can say that i2 was a.yaml's.
+      const blind = { ...env.target, kinds: async () => [] };
+      const w = await watchManifestDir({ dir, target: blind, log: recordingLogger(), stabilityMs: 50, inventoryDir });
+      watchers.push(w);
+      assert.deepEqual((await client.list()).map((v) => v.metadata.name), ['i1']);
+    } finally {
+      rmSync(inventoryDir, { recursive: true, force: true });
+    }
+  });
+
   it('two files declaring the same object: the second is reported, the first keeps it', async () => {
     const env = fakeTarget();
     writeFileSync(join(dir, 'a.yaml'), veYaml('web1', '  template: busybox\n'));

@@ -1,0 +1,138 @@
+/*
+ * kvz-idmap: the user-namespace plumbing runc 1.1.5 and util-linux 2.38 (without newuidmap) cannot do.
+ *   kvz-idmap mount SRC DST HOSTID SIZE
+ *   kvz-idmap netns USERNS_FILE NETNS_FILE HOSTID SIZE
+ * `netns` makes a user namespace mapping 0 -> HOSTID (SIZE ids) and a network namespace owned by
+ * it, each kept by a bind mount on an existing empty file: the VE joins both, so its root
+ * administers its own network (routes, iptables) and may mount a real sysfs.
+ * Mounts SRC at DST so that a file owned by id N on disk appears owned by HOSTID+N (N < SIZE):
+ * a VE whose user namespace maps 0 -> HOSTID then sees the shared, unshifted template as its
+ * own root's. The mapping comes from a throw-away user namespace made by a child process
+ * (open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP, userns fd) + move_mount).
+ * Built by hack/setup.sh; no libraries beyond libc.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/mount.h>
+
+#ifndef MOUNT_ATTR_IDMAP
+#define MOUNT_ATTR_IDMAP 0x00100000
+#endif
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr 442
+#endif
+#ifndef __NR_open_tree
+#define __NR_open_tree 428
+#endif
+#ifndef __NR_move_mount
+#define __NR_move_mount 429
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+static int die(const char *what) {
+  fprintf(stderr, "kvz-idmap: %s: %s\n", what, strerror(errno));
+  return 1;
+}
+
+static int write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = write(fd, text, strlen(text));
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 6 || (strcmp(argv[1], "mount") != 0 && strcmp(argv[1], "netns") != 0)) {
+    fprintf(stderr, "usage: kvz-idmap mount SRC DST HOSTID SIZE | kvz-idmap netns USERNS_FILE NETNS_FILE HOSTID SIZE\n");
+    return 2;
+  }
+  int netns_mode = strcmp(argv[1], "netns") == 0;
+  const char *src = argv[2], *dst = argv[3];
+  unsigned long host = strtoul(argv[4], NULL, 10), size = strtoul(argv[5], NULL, 10);
+  if (size == 0) { fprintf(stderr, "kvz-idmap: SIZE must be > 0\n"); return 2; }
+
+  int sync_pipe[2], ready_pipe[2];
+  if (pipe2(sync_pipe, O_CLOEXEC) < 0 || pipe2(ready_pipe, O_CLOEXEC) < 0) return die("pipe");
+  pid_t child = fork();
+  if (child < 0) return die("fork");
+  if (child == 0) {
+    /* Child: a new user namespace that the parent maps, then waits until the parent is done. */
+    char c;
+    close(sync_pipe[1]);
+    close(ready_pipe[0]);
+    if (unshare(CLONE_NEWUSER) < 0) _exit(1);
+    if (netns_mode) {
+      /* Mapped by the parent first; then a netns owned by this user namespace. */
+      if (read(sync_pipe[0], &c, 1) != 1) _exit(1);
+      if (unshare(CLONE_NEWNET) < 0) _exit(1);
+      (void)!write(ready_pipe[1], "n", 1);
+    }
+    (void)!read(sync_pipe[0], &c, 1);
+    _exit(0);
+  }
+  close(sync_pipe[0]);
+  close(ready_pipe[1]);
+  int rc = 1;
+  char path[64], map[96];
+  /* Wait until the child has unshared: its ns/user differs from ours. */
+  for (int i = 0; i < 2000; i++) {
+    char a[64] = {0}, b[64] = {0};
+    snprintf(path, sizeof path, "/proc/%d/ns/user", child);
+    if (readlink(path, a, sizeof a - 1) > 0 && readlink("/proc/self/ns/user", b, sizeof b - 1) > 0 && strcmp(a, b) != 0) break;
+    usleep(500);
+  }
+  snprintf(map, sizeof map, "0 %lu %lu\n", host, size);
+  snprintf(path, sizeof path, "/proc/%d/uid_map", child);
+  if (write_file(path, map) < 0) { die("write uid_map"); goto out; }
+  snprintf(path, sizeof path, "/proc/%d/setgroups", child);
+  (void)write_file(path, "deny");
+  snprintf(path, sizeof path, "/proc/%d/gid_map", child);
+  if (write_file(path, map) < 0) { die("write gid_map"); goto out; }
+  if (netns_mode) {
+    char c = 'm', target[64];
+    if (write(sync_pipe[1], &c, 1) != 1 || read(ready_pipe[0], &c, 1) != 1) { fprintf(stderr, "kvz-idmap: child could not create the network namespace\n"); goto out; }
+    snprintf(target, sizeof target, "/proc/%d/ns/user", child);
+    if (mount(target, src, NULL, MS_BIND, NULL) < 0) { die("bind user namespace"); goto out; }
+    snprintf(target, sizeof target, "/proc/%d/ns/net", child);
+    if (mount(target, dst, NULL, MS_BIND, NULL) < 0) { die("bind network namespace"); umount2(src, MNT_DETACH); goto out; }
+    rc = 0;
+    goto out;
+  }
+  snprintf(path, sizeof path, "/proc/%d/ns/user", child);
+  int userns = open(path, O_RDONLY | O_CLOEXEC);
+  if (userns < 0) { die("open child user namespace"); goto out; }
+
+  int tree = (int)syscall(__NR_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) { die("open_tree (kernel >= 5.2 needed)"); goto out; }
+  struct mount_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_IDMAP;
+  attr.userns_fd = (uint64_t)userns;
+  if (syscall(__NR_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+    die("mount_setattr MOUNT_ATTR_IDMAP (kernel >= 5.12 and a filesystem that supports idmapped mounts needed)");
+    goto out;
+  }
+  if (syscall(__NR_move_mount, tree, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0) { die("move_mount"); goto out; }
+  rc = 0;
+out:
+  close(sync_pipe[1]);
+  waitpid(child, NULL, 0);
+  return rc;
+}
