@@ -57,7 +57,8 @@ describe('kvz up --git', { skip: missing.length ? `needs ${missing.join(', ')}` 
 
   test('the VE of the first commit comes up Ready; the banner and the log name the commit', async () => {
     assert.match(logs(), new RegExp(`git: +file://.* branch main path ves: commit ${first.slice(0, 12)}`));
-    assert.match(logs(), new RegExp(`applied commit ${first.slice(0, 12)}`));
+    // The log is written asynchronously (pino); the banner synchronously.
+    await waitFor('the applied commit logged', async () => logs().includes(`applied commit ${first.slice(0, 12)}`), 10_000);
     const ready = await stack!.kubectl(['wait', '--for=condition=Ready', `ve/${name}`, '--timeout=120s'], { allowFail: true });
     assert.equal(ready.code, 0, `not Ready: ${ready.stderr}\n${JSON.stringify((await getVE())?.status?.conditions)}`);
     const ve = await getVE();
@@ -95,6 +96,6 @@ describe('kvz up --git', { skip: missing.length ? `needs ${missing.join(', ')}` 
   test('removing the file in a commit prunes the VE', async () => {
     const c4 = repo!.commit({ 'ves/web.yaml': null, 'ves/bad.yaml': null }, 'remove the VE');
     await waitFor('the VE pruned', async () => (await getVE()) === undefined, 90_000);
-    assert.match(logs(), new RegExp(`applied commit ${c4.slice(0, 12)}`));
+    await waitFor('the commit logged', async () => logs().includes(`applied commit ${c4.slice(0, 12)}`), 10_000);
   });
 });
