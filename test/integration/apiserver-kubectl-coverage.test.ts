@@ -55,8 +55,11 @@ describe('kubectl command coverage', () => {
   });
   after(async () => {
     for (const r of running) r.stop();
-    await s.close();
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      await (s as RunningApiServer | undefined)?.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('get -o wide, -A, --show-labels, label selectors', async (t) => {

@@ -26,8 +26,11 @@ describe('kubectl version matrix: apply / get / wait / delete', () => {
     s = await startApiServer({ stateDir: join(dir, 'state'), port: 0, log: silentLogger, heartbeatMs: 1000 });
   });
   after(async () => {
-    await s.close();
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      await (s as RunningApiServer | undefined)?.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('finds kubectl binaries to test', (t) => {

@@ -51,7 +51,7 @@ describe('registry', () => {
     assert.equal(o.metadata.namespace, 'default');
     assert.equal(o.metadata.resourceVersion, String(store.currentRev()));
     assert.equal(o.status, undefined);
-    assert.deepEqual(o.spec, { template: 'busybox', powerState: 'Running', onBoot: true, stopTimeoutSeconds: 10 });
+    assert.deepEqual(o.spec, { template: 'busybox', powerState: 'Running', onBoot: true, restartPolicy: 'Always', stopTimeoutSeconds: 10 });
   });
 
   it('refuses a duplicate (409 AlreadyExists), a namespace mismatch (400) and a bad name (422)', () => {
