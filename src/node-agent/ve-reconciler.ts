@@ -89,7 +89,8 @@ export class VEReconciler implements Reconciler {
       });
       return out ?? {};
     } catch (err) {
-      await this.reportFailure(ve, err, log);
+      // Aborted because the agent is stopping: not a failure of the VE (the next agent picks it up).
+      if (!signal.aborted) await this.reportFailure(ve, err, log);
       throw err;
     }
   }

@@ -145,6 +145,10 @@ export class FakeRuntime implements VERuntime {
       addresses: ve.state === 'running' ? [...ve.config.addresses] : [],
       prepared: true,
       config: { ...ve.config, limits: { ...ve.config.limits } },
+      // Like the host: a user namespace unless the config asks for privileged mode (range fixed per VE).
+      security: (ve.config.security?.userNamespace ?? true)
+        ? { userNamespace: true, privileged: false, uidRange: ve.config.security?.uidRange ?? { hostId: 1_048_576 + ((ve.pid ?? 0) % 60_000) * 65_536, size: 65_536 } }
+        : { userNamespace: false, privileged: true },
     };
   }
 

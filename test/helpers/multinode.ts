@@ -21,7 +21,7 @@
 //   node dist/test/helpers/multinode.js destroy-node ...            (internal: run inside a node netns)
 
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -140,6 +140,8 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   if (o.nodes < 1 || o.nodes > 20) throw new Error(`--nodes ${o.nodes}: give 1 to 20`);
   const dir = resolve(o.dir);
   mkdirSync(dir, { recursive: true });
+  // VEs run in user namespaces: their mapped root must be able to walk down to the VE roots.
+  chmodSync(dir, 0o711);
   const id = uniqueSuffix().slice(0, 7);
   const f = await freeOctets('10.212', 1);
   const base = await freeOctets('10.213', o.nodes);

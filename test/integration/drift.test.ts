@@ -5,7 +5,7 @@
 // (finalizer removed by hand) is found as a leftover and removed when the agent starts again.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -81,6 +81,7 @@ describe('drift correction on a real host', { skip: skip && process.env.CI !== '
   before(async () => {
     if (skip) throw new Error(`prerequisite missing under CI: needs ${missingPrereqs(prereqs).join(', ')}`);
     stateDir = mkdtempSync(join(tmpdir(), 'kvz-drift-'));
+    chmodSync(stateDir, 0o711); // VEs in user namespaces: their mapped root walks down to its root
     server = await startApiServer({ stateDir: join(stateDir, 'api'), port: 0, log: silentLogger });
     ves = makeResourceClient<VirtualEnvironment>(loadKubeConfig(server.kubeconfigPath), { ...VE_RESOURCE, namespaced: true }, silentLogger);
     runtime = createRuntime({ stateDir: join(stateDir, 'node'), bridge: { name: bridge, subnet }, log: silentLogger });
@@ -145,9 +146,12 @@ describe('drift correction on a real host', { skip: skip && process.env.CI !== '
     const host = await runtime.inspect(uid);
     assert.equal(host.state, 'running');
     assert.equal(host.pid, pid, 'init PID changed: the restarted agent recreated the VE');
-    const v = await ves.get('adopt', ns);
-    assert.equal(v?.status?.initPid, pid);
-    assert.equal(findCondition(v?.status?.conditions, 'Ready')?.status, 'True');
+    const v = await waitFor('adopted VE Ready', async () => {
+      const x = await ves.get('adopt', ns);
+      return findCondition(x?.status?.conditions, 'Ready')?.status === 'True' ? x : undefined;
+    }, 10_000);
+    assert.equal(v.status?.initPid, pid);
+    assert.equal((await runtime.inspect(uid)).pid, pid, 'still the same init after the new agent converged');
     assert.ok(!events.some((e) => e.name === 'adopt' && (e.reason === 'Started' || e.reason === 'Created') && events.filter((x) => x.name === 'adopt' && x.reason === e.reason).length > 1), 'no second Started/Created after the restart');
   });
 
