@@ -57,7 +57,8 @@ spec:
 
     const bc = await waitFor('beancounters', async () => {
       const r = await stack.kvz(['beancounters', 'e2e-res'], { allowFail: true });
-      return r.code === 0 && /numproc/.test(r.stdout) ? r.stdout : undefined;
+      // Beancounters are published at most every few seconds: wait for a refresh after the change.
+      return r.code === 0 && /numproc\s+\d+\s+\d+\s+77\s+77/.test(r.stdout) ? r.stdout : undefined;
     }, 30_000);
     t.diagnostic(`\n${bc}`);
     assert.match(bc, /^Version: 2\.5/);
