@@ -49,7 +49,7 @@ test('a VE root is an overlay on its own sparse ext4 image; no template file is 
   assert.equal(fstype.trim(), 'ext4');
   // The upper layer holds only what the VE wrote (its identity files), nothing of the template.
   const upper = await readdir(join(veDir(config.uid), 'disk', 'upper'), { recursive: true });
-  assert.deepEqual(upper.sort(), ['etc', 'etc/hostname', 'etc/hosts']);
+  assert.deepEqual(upper.sort(), ['etc', 'etc/hostname', 'etc/hosts', 'etc/resolv.conf']);
 
   const usage = await h.rt.diskUsage(config.uid);
   assert.equal(usage?.sizeBytes, 32 * MiB);
