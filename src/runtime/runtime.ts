@@ -259,7 +259,9 @@ export class HostRuntime implements VERuntime {
       if (intact) {
         await this.applyLimits(uid, id, config.limits, signal);
         await writeJsonAtomic(this.configFile(uid), config);
-        log.info({ limits: config.limits }, 'VE limits updated live');
+        // Same declared limits as applied: the kernel's were changed behind our back (drift).
+        if (sameLimits(applied.limits, config.limits)) log.warn({ limits: config.limits }, 'limits were changed on the host; put back the declared ones');
+        else log.info({ limits: config.limits }, 'VE limits updated live');
         return 'updated';
       }
       log.warn('VE network is incomplete; recreating the VE');
