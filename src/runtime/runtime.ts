@@ -286,6 +286,11 @@ export class HostRuntime implements VERuntime {
       const security = await this.isolation.resolve(config, existedBefore, log);
       const devices = await this.isolation.claimDevices(config);
       const template = await this.templates.ensure(config.template, undefined, { signal });
+      if (template.init.flavor === 'systemd' && security.userNamespace) {
+        // systemd in a user namespace on a v1 host needs its cgroup dirs chowned between create and
+        // start (PLATFORM-NOTES); until that exists, refuse clearly instead of a VE that dies at boot.
+        throw new KvzError('Unavailable', `template ${config.template} boots systemd, which kubevz cannot yet run in a user namespace; set spec.security.userNamespace: false for VE ${config.name}`);
+      }
       const lower = await this.isolation.lower(template.rootfs, uid, security, revert, signal);
       lap('template');
 
