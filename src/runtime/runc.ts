@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { KvzError } from '../core/errors.js';
 import { commandFailed, run } from './command.js';
+import type { ExecOptions } from './types.js';
 
 export type RuncStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
 
@@ -18,15 +19,8 @@ export interface RuncState {
   annotations?: Record<string, string>;
 }
 
-export interface RuncExecOptions {
-  tty: boolean;
-  env?: string[];
-  cwd?: string;
-  stdin?: 'inherit' | 'ignore' | Readable;
-  stdout?: 'inherit' | Writable;
-  stderr?: 'inherit' | Writable;
-  signal?: AbortSignal;
-}
+/** `runc exec` takes exactly the runtime contract's exec options. */
+export type RuncExecOptions = ExecOptions;
 
 export class Runc {
   constructor(

@@ -272,13 +272,7 @@ export class HostRuntime implements VERuntime {
     }
 
     const existedBefore = existsSync(this.veDir(uid));
-    const timings: Record<string, number> = {};
-    let t0 = performance.now();
-    const lap = (step: string) => {
-      const now = performance.now();
-      timings[step] = Math.round(now - t0);
-      t0 = now;
-    };
+    const { timings, lap } = stopwatch();
     await Revert.run(log, async (revert) => {
       if (!existedBefore) revert.add('remove VE directory', () => rm(this.veDir(uid), { recursive: true, force: true }));
       await mkdir(this.bundleDir(uid), { recursive: true });
@@ -383,13 +377,7 @@ export class HostRuntime implements VERuntime {
       const cgroupLeft = await this.cgroup.exists(cgroupPath(uid));
       const anything = st !== undefined || existsSync(dir) || netnsExists(netnsName(uid)) || linkExists(hostVethName(uid)) || cgroupLeft;
       if (!anything) return 'unchanged';
-      const timings: Record<string, number> = {};
-      let t0 = performance.now();
-      const lap = (step: string) => {
-        const now = performance.now();
-        timings[step] = Math.round(now - t0);
-        t0 = now;
-      };
+      const { timings, lap } = stopwatch();
       if (st) await this.stopAndDelete(id, opts.timeoutMs, opts.signal);
       await this.removeCgroup(uid);
       lap('stop');
@@ -740,4 +728,18 @@ export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; 
   for (const c of V1_CONTROLLERS) {
     await rmdir(join(root, c, 'kubevz')).catch(() => undefined);
   }
+}
+
+/** Per-step timings for the one log line of a host operation: `lap(step)` records the time since the last lap. */
+function stopwatch(): { timings: Record<string, number>; lap: (step: string) => void } {
+  const timings: Record<string, number> = {};
+  let t0 = performance.now();
+  return {
+    timings,
+    lap: (step) => {
+      const now = performance.now();
+      timings[step] = Math.round(now - t0);
+      t0 = now;
+    },
+  };
 }
