@@ -15,6 +15,15 @@ import { uniqueSuffix } from './prereq.js';
 
 export const execFileP = promisify(execFile);
 
+/** Runs a command inside a running VE with stdout and stderr captured together. */
+export async function execCapture(rt: VERuntime, uid: string, argv: string[]): Promise<{ code: number; out: string }> {
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  const code = await rt.exec(uid, argv, { tty: false, stdin: 'ignore', stdout: out, stderr: out });
+  return { code, out: Buffer.concat(chunks).toString('utf8') };
+}
+
 export interface VEHost {
   rt: VERuntime;
   stateDir: string;
@@ -56,13 +65,7 @@ export function makeVEHost(prefix: string, octet: number): VEHost {
         ...extra,
       };
     },
-    async execOut(uid, argv) {
-      const out = new PassThrough();
-      const chunks: Buffer[] = [];
-      out.on('data', (c: Buffer) => chunks.push(c));
-      const code = await rt.exec(uid, argv, { tty: false, stdin: 'ignore', stdout: out, stderr: out });
-      return { code, out: Buffer.concat(chunks).toString('utf8') };
-    },
+    execOut: (uid, argv) => execCapture(rt, uid, argv),
     async loopsUnderStateDir() {
       const { stdout } = await execFileP('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE']);
       return stdout

@@ -9,11 +9,11 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, test, type TestContext } from 'node:test';
 import { silentLogger } from '../../src/core/logger.js';
 import { cgroupPath, createRuntime, teardownNode, type VEConfig, type VELimits, type VERuntime } from '../../src/runtime/index.js';
 import { missingPrereqs, requirePrereqs, uniqueSuffix } from '../helpers/prereq.js';
+import { execCapture } from '../helpers/ve-host.js';
 
 const prereqs = { root: true, binaries: ['runc', 'ip'] };
 const skip = missingPrereqs(prereqs).length > 0;
@@ -52,12 +52,8 @@ async function startVE(name: string, limits: VELimits): Promise<{ uid: string; p
   return { uid, pid: st.pid!, config };
 }
 
-async function execOut(uid: string, argv: string[]): Promise<{ code: number; out: string }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const code = await rt.exec(uid, argv, { tty: false, stdin: 'ignore', stdout: out, stderr: out });
-  return { code, out: Buffer.concat(chunks).toString('utf8') };
+function execOut(uid: string, argv: string[]): Promise<{ code: number; out: string }> {
+  return execCapture(rt, uid, argv);
 }
 
 function cg(controller: string, uid: string, file: string): string {

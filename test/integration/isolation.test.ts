@@ -8,13 +8,13 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, test, type TestContext } from 'node:test';
 import { silentLogger } from '../../src/core/logger.js';
 import { createRuntime, teardownNode, type VEConfig, type VERuntime } from '../../src/runtime/index.js';
 import { rootfsPaths } from '../../src/runtime/rootfs.js';
 import { FIRST_HOST_ID, rangesOverlap } from '../../src/runtime/userns.js';
 import { missingPrereqs, requirePrereqs, uniqueSuffix } from '../helpers/prereq.js';
+import { execCapture } from '../helpers/ve-host.js';
 
 const prereqs = { root: true, binaries: ['runc', 'ip', 'busybox', 'mknod'] };
 const skip = missingPrereqs(prereqs).length > 0;
@@ -63,12 +63,8 @@ function guard(t: TestContext): boolean {
   return requirePrereqs(t, prereqs);
 }
 
-async function sh(uid: string, script: string): Promise<{ code: number; out: string }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const code = await rt.exec(uid, ['sh', '-c', script], { tty: false, stdin: 'ignore', stdout: out, stderr: out });
-  return { code, out: Buffer.concat(chunks).toString('utf8') };
+function sh(uid: string, script: string): Promise<{ code: number; out: string }> {
+  return execCapture(rt, uid, ['sh', '-c', script]);
 }
 
 async function pidOf(uid: string): Promise<number> {

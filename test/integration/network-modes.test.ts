@@ -8,12 +8,12 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { silentLogger } from '../../src/core/logger.js';
 import { createRuntime, macAddress, teardownNode, type VEConfig, type VERuntime } from '../../src/runtime/index.js';
 import { missingPrereqs, requirePrereqs, uniqueSuffix } from '../helpers/prereq.js';
+import { execCapture } from '../helpers/ve-host.js';
 
 const run = promisify(execFile);
 const prereqs = { root: true, binaries: ['runc', 'ip', 'ping'] };
@@ -57,11 +57,7 @@ function guard(t: TestContext): boolean {
 }
 
 async function execOut(uid: string, argv: string[]): Promise<string> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const code = await rt.exec(uid, argv, { tty: false, stdin: 'ignore', stdout: out, stderr: out });
-  const text = Buffer.concat(chunks).toString('utf8');
+  const { code, out: text } = await execCapture(rt, uid, argv);
   assert.equal(code, 0, `${argv.join(' ')}: ${text}`);
   return text;
 }

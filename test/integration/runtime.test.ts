@@ -7,13 +7,13 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { silentLogger } from '../../src/core/logger.js';
 import { cgroupPath, containerId, createRuntime, hostVethName, macAddress, netnsName, teardownNode, type VEConfig, type VELimits, type VERuntime } from '../../src/runtime/index.js';
 import { missingPrereqs, requirePrereqs, uniqueSuffix } from '../helpers/prereq.js';
+import { execCapture } from '../helpers/ve-host.js';
 
 const run = promisify(execFile);
 const prereqs = { root: true, binaries: ['runc', 'ip', 'ping'] };
@@ -54,12 +54,8 @@ function guard(t: TestContext): boolean {
   return requirePrereqs(t, prereqs);
 }
 
-async function execOut(id: string, argv: string[]): Promise<{ code: number; out: string }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const code = await rt.exec(id, argv, { tty: false, stdin: 'ignore', stdout: out, stderr: out });
-  return { code, out: Buffer.concat(chunks).toString('utf8') };
+function execOut(id: string, argv: string[]): Promise<{ code: number; out: string }> {
+  return execCapture(rt, id, argv);
 }
 
 async function waitFor(what: string, fn: () => Promise<boolean>, ms = 5_000): Promise<void> {

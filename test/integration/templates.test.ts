@@ -11,11 +11,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, test, type TestContext } from 'node:test';
 import { silentLogger } from '../../src/core/logger.js';
 import { createRuntime, teardownNode, type TemplateProgress, type TemplateRecipe, type VEConfig, type VERuntime } from '../../src/runtime/index.js';
 import { missingPrereqs, requirePrereqs, uniqueSuffix } from '../helpers/prereq.js';
+import { execCapture } from '../helpers/ve-host.js';
 
 const prereqs = { root: true, binaries: ['runc', 'ip', 'tar', 'zstd', 'xz', 'gzip', 'unshare'] };
 const debPrereqs = { root: true, binaries: [...prereqs.binaries, 'debootstrap'] };
@@ -55,12 +55,8 @@ function veConfig(template: string, host: number): VEConfig {
   return { uid, name: `test/${template}-${suffix}`, hostname: `${template}-${suffix}`.slice(0, 60), template, addresses: [`10.213.${net}.${host}/24`], limits: { pids: 512 } };
 }
 
-async function execOut(uid: string, argv: string[]): Promise<{ code: number; out: string }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const code = await rt.exec(uid, argv, { tty: false, stdin: 'ignore', stdout: out, stderr: out });
-  return { code, out: Buffer.concat(chunks).toString('utf8') };
+function execOut(uid: string, argv: string[]): Promise<{ code: number; out: string }> {
+  return execCapture(rt, uid, argv);
 }
 
 /** GET from the host to the VE's address (a netns this test made). */

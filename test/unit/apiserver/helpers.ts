@@ -7,6 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../../src/core/logger.js';
 import { type ApiServerOptions, type RunningApiServer, startApiServer } from '../../../src/apiserver/index.js';
+import { loadCrds } from '../../../src/api/index.js';
+import { Registry } from '../../../src/apiserver/registry.js';
+import { type ResourceDef, ResourceTable } from '../../../src/apiserver/resources.js';
+import { Store } from '../../../src/apiserver/store.js';
 
 export interface TestServer extends RunningApiServer {
   stateDir: string;
@@ -150,3 +154,37 @@ export const readyStatus = (gen = 1) => ({
     conditions: [{ type: 'Ready', status: 'True', reason: 'Running', message: '', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: gen }],
   },
 });
+
+export interface TestRegistry {
+  store: Store;
+  reg: Registry;
+  /** The VirtualEnvironment resource (kubevz.io/v1alpha1). */
+  ve: ResourceDef;
+  /** Closes the store and opens the same database again, as a server restart does. */
+  reopen(): void;
+  close(): void;
+}
+
+/** A Registry over a fresh SQLite store in a temp dir, serving the CRDs in crds/. */
+export function openTestRegistry(prefix: string): TestRegistry {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const resources = new ResourceTable();
+  for (const crd of loadCrds()) resources.addCrd(crd);
+  const open = () => {
+    const store = new Store(join(dir, 'db.sqlite'));
+    return { store, reg: new Registry({ store, resources, log: silentLogger }) };
+  };
+  const fixture: TestRegistry = {
+    ...open(),
+    ve: resources.lookup('kubevz.io', 'v1alpha1', 'virtualenvironments') as ResourceDef,
+    reopen: () => {
+      fixture.store.close();
+      Object.assign(fixture, open());
+    },
+    close: () => {
+      fixture.store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return fixture;
+}

@@ -2,17 +2,12 @@
 // no-op updates, patches, restart monotonicity.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadCrds } from '../../../src/api/index.js';
-import { silentLogger } from '../../../src/core/logger.js';
 import { Registry } from '../../../src/apiserver/registry.js';
 import { type ResourceDef, ResourceTable } from '../../../src/apiserver/resources.js';
 import { ApiError } from '../../../src/apiserver/status-errors.js';
 import { Store } from '../../../src/apiserver/store.js';
-import { aVE, readyStatus } from './helpers.js';
+import { aVE, openTestRegistry, readyStatus, type TestRegistry } from './helpers.js';
 
 function apiErr(code: number, reason?: string) {
   return (err: unknown) => {
@@ -24,24 +19,17 @@ function apiErr(code: number, reason?: string) {
 }
 
 describe('registry', () => {
-  let dir: string;
   let store: Store;
   let reg: Registry;
   let ve: ResourceDef;
   const V = 'v1alpha1';
 
+  let fixture: TestRegistry;
   before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'kvz-registry-'));
-    store = new Store(join(dir, 'db.sqlite'));
-    const resources = new ResourceTable();
-    for (const crd of loadCrds()) resources.addCrd(crd);
-    ve = resources.lookup('kubevz.io', V, 'virtualenvironments') as ResourceDef;
-    reg = new Registry({ store, resources, log: silentLogger });
+    fixture = openTestRegistry('kvz-registry-');
+    ({ store, reg, ve } = fixture);
   });
-  after(() => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fixture.close());
 
   it('creates with bookkeeping, defaults, and drops status on create', () => {
     const o = reg.create(ve, V, 'default', { ...aVE('c1'), ...readyStatus() });
@@ -205,11 +193,8 @@ describe('registry', () => {
     const rev = store.currentRev();
     store.compact(1);
     assert.equal(store.compactRev(), rev - 1);
-    store.close();
-    store = new Store(join(dir, 'db.sqlite'));
-    const resources = new ResourceTable();
-    for (const crd of loadCrds()) resources.addCrd(crd);
-    reg = new Registry({ store, resources, log: silentLogger });
+    fixture.reopen();
+    ({ store, reg } = fixture);
     assert.equal(store.currentRev(), rev);
     assert.equal(store.compactRev(), rev - 1);
     const o = reg.create(ve, V, 'default', aVE('after-restart'));

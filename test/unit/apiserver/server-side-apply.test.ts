@@ -3,18 +3,13 @@
 // applying (kept when shared), list-map/set/atomic list handling, and Update managers.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { loadCrds } from '../../../src/api/index.js';
-import { silentLogger } from '../../../src/core/logger.js';
 import { FieldSet } from '../../../src/apiserver/field-set.js';
 import { Registry } from '../../../src/apiserver/registry.js';
-import { type ResourceDef, ResourceTable } from '../../../src/apiserver/resources.js';
+import type { ResourceDef } from '../../../src/apiserver/resources.js';
 import { ApiError } from '../../../src/apiserver/status-errors.js';
 import { type Obj, Store } from '../../../src/apiserver/store.js';
-import { aVE } from './helpers.js';
+import { aVE, openTestRegistry, type TestRegistry } from './helpers.js';
 
 const V = 'v1alpha1';
 type Entry = { manager: string; operation: string; apiVersion: string; time: string; fieldsType: string; fieldsV1: Record<string, unknown>; subresource?: string };
@@ -22,25 +17,18 @@ const entries = (o: Obj) => (o.metadata.managedFields ?? []) as Entry[];
 const entry = (o: Obj, manager: string, operation = 'Apply') => entries(o).find((e) => e.manager === manager && e.operation === operation);
 
 describe('server-side apply', () => {
-  let dir: string;
   let store: Store;
   let reg: Registry;
   let ve: ResourceDef;
   const apply = (name: string, body: Record<string, unknown>, manager: string, force = false) =>
     reg.patch(ve, V, 'default', name, 'apply', body, { fieldManager: manager, manager, force }).object;
 
+  let fixture: TestRegistry;
   before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'kvz-ssa-'));
-    store = new Store(join(dir, 'db.sqlite'));
-    const resources = new ResourceTable();
-    for (const crd of loadCrds()) resources.addCrd(crd);
-    ve = resources.lookup('kubevz.io', V, 'virtualenvironments') as ResourceDef;
-    reg = new Registry({ store, resources, log: silentLogger });
+    fixture = openTestRegistry('kvz-ssa-');
+    ({ store, reg, ve } = fixture);
   });
-  after(() => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => fixture.close());
 
   it('records an Apply entry in FieldsV1 with apiVersion and time', () => {
     const o = apply('a1', { ...aVE('a1', { hostname: 'h1' }), metadata: { name: 'a1', labels: { app: 'web' } } }, 'mgr-a');
