@@ -6,6 +6,9 @@
 # the root namespace at its address (root routes each node's 10.213.x.0/24 via its uplink).
 #
 #   hack/multinode.sh up [N] [DIR]   start N nodes (default 3) in DIR (default /tmp/kvz-multinode)
+#   hack/multinode.sh up-shared [N] [DIR]   the same on ONE L2 segment and VE subnet (node bridges
+#                                    bridged to the fabric; VEs keep their address when migrated:
+#                                    give them addresses .2-.199 of the printed subnet)
 #   hack/multinode.sh down [DIR]     stop everything and remove every host object and DIR
 #
 # Then: kubectl --kubeconfig DIR/api/kubeconfig get ven,ve -A   (logs: DIR/*.log, DIR/nodes/*/agent.log)
@@ -19,14 +22,16 @@ helper=dist/test/helpers/multinode.js
 [ "$(id -u)" = 0 ] || { echo "error: needs root (network namespaces, cgroups, mounts): sudo $0 $*" >&2; exit 1; }
 cmd=${1:-}
 case "$cmd" in
-  up)
+  up|up-shared)
+    shared=
+    [ "$cmd" = up-shared ] && shared=--shared
     n=${2:-3}
     dir=${3:-/tmp/kvz-multinode}
     if [ -f "$dir/cluster.json" ]; then echo "error: $dir already holds a cluster; run: $0 down $dir" >&2; exit 1; fi
     mkdir -p "$dir"
     # The serve process holds the API server and supervises nothing else: agents and the
     # controller are their own processes, all recorded by PID in $dir/cluster.json.
-    setsid node "$helper" serve --nodes "$n" --dir "$dir" --heartbeat 2s --node-grace 10s >"$dir/serve.log" 2>&1 < /dev/null &
+    setsid node "$helper" serve --nodes "$n" --dir "$dir" $shared --heartbeat 2s --node-grace 10s >"$dir/serve.log" 2>&1 < /dev/null &
     pid=$!
     for _ in $(seq 1 1200); do
       [ -f "$dir/ready" ] && break
@@ -34,7 +39,7 @@ case "$cmd" in
       sleep 0.1
     done
     [ -f "$dir/ready" ] || { echo "error: not ready after 120 s; see $dir/serve.log; clean up with: $0 down $dir" >&2; exit 1; }
-    echo "kubevz multi-node is up: $n nodes"
+    echo "kubevz multi-node is up: $n nodes${shared:+ on one L2 segment, VE subnet $(sed -n 's/.*"subnet": "\([^"]*\)".*/\1/p' "$dir/cluster.json" | head -n 1)}"
     echo "  kubectl --kubeconfig $dir/api/kubeconfig get ven,ve -A"
     echo "  stop and clean:  $0 down $dir"
     ;;
@@ -45,7 +50,7 @@ case "$cmd" in
     echo "removed the cluster in $dir"
     ;;
   *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

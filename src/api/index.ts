@@ -5,3 +5,4 @@ export * from './invalid.js';
 export * from './crds.js';
 export * from './schema.js';
 export * from './duration.js';
+export * from './migration-phases.js';

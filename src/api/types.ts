@@ -46,7 +46,7 @@ export interface Condition {
   message: string;
 }
 
-export type PowerState = 'Running' | 'Stopped';
+export type PowerState = 'Running' | 'Stopped' | 'Suspended';
 
 export type VEPhase = 'Pending' | 'Creating' | 'Running' | 'Stopped' | 'Suspended' | 'Migrating' | 'Failed' | 'Terminating';
 
@@ -224,3 +224,62 @@ export interface VETemplate extends KubeObject {
 export const VET_RESOURCE = { group: GROUP, version: VERSION, plural: 'vetemplates', kind: 'VETemplate' } as const;
 /** Annotation `kvz template build` sets (a fresh token) to ask every node to build the template now. */
 export const TEMPLATE_BUILD_ANNOTATION = 'kubevz.io/build-request';
+
+// --- VEMigration (crds/vemigrations.yaml) ---
+
+export type MigrationPhase =
+  | 'Pending'
+  | 'Scheduling'
+  | 'PreparingTarget'
+  | 'TargetReady'
+  | 'Checkpointing'
+  | 'Transferring'
+  | 'Restoring'
+  | 'Succeeded'
+  | 'Failed';
+
+export interface VEMigrationSpec {
+  /** Name of the VE (same namespace). */
+  ve: string;
+  targetNode?: string;
+  mode?: 'live' | 'offline';
+  maxDowntimeMs?: number;
+  allowDowntimeOverrun?: boolean;
+  timeoutSeconds?: number;
+  dryRun?: boolean;
+}
+
+export interface VEMigrationStatus {
+  phase?: MigrationPhase;
+  sourceNode?: string;
+  targetNode?: string;
+  veUid?: string;
+  method?: string;
+  transitions?: { phase: string; time: string; message?: string }[];
+  timings?: Record<string, number>;
+  downtimeMs?: number;
+  estimatedDowntimeMs?: number;
+  bytesTransferred?: number;
+  transfer?: { address?: string; port?: number };
+  credentialSecret?: string;
+  message?: string;
+  reason?: string;
+  criuLog?: string;
+  startTime?: string;
+  completionTime?: string;
+  observedGeneration?: number;
+  conditions?: Condition[];
+}
+
+export interface VEMigration extends KubeObject {
+  metadata: ObjectMeta & { name: string; namespace: string };
+  spec: VEMigrationSpec;
+  status?: VEMigrationStatus;
+}
+
+export const VEM_RESOURCE = { group: GROUP, version: VERSION, plural: 'vemigrations', kind: 'VEMigration' } as const;
+
+/** Set on a VE while a migration moves it: its agents leave it to the migration (value: the VEMigration's name). */
+export const MIGRATION_ANNOTATION = 'kubevz.io/migration';
+/** Key in the credential Secret that holds the data channel's one-time token. */
+export const MIGRATION_TOKEN_KEY = 'token';

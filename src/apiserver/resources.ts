@@ -1,4 +1,4 @@
-// What the server serves: built-in kinds (core/v1 events and namespaces, coordination.k8s.io/v1
+// What the server serves: built-in kinds (core/v1 events, secrets and namespaces, coordination.k8s.io/v1
 // leases, apiextensions.k8s.io/v1 CRDs) plus one entry per CustomResourceDefinition, loaded from
 // crds/ or created through the API. Discovery, routing, tables and validation all read from here.
 
@@ -82,6 +82,12 @@ export const LEASE_RESOURCE = builtin({
   columns: [{ name: 'Holder', type: 'string', jsonPath: '.spec.holderIdentity' }, AGE],
 });
 
+/** Secrets: the one-time credential of a migration's data channel lives in one (the embedded server stores them as given). */
+export const SECRET_RESOURCE = builtin({
+  group: '', versions: ['v1'], plural: 'secrets', singular: 'secret', kind: 'Secret', namespaced: true,
+  columns: [{ name: 'Type', type: 'string', jsonPath: '.type' }, AGE],
+});
+
 /** A ResourceDef for a CRD, or an error message if the CRD cannot be served. */
 export function resourceFromCrd(crd: CustomResourceDefinition): ResourceDef {
   const { group, names, scope } = crd.spec;
@@ -120,7 +126,7 @@ export class ResourceTable {
   private readonly byKey = new Map<string, ResourceDef>();
 
   constructor() {
-    for (const r of [CRD_RESOURCE, NAMESPACE_RESOURCE, EVENT_RESOURCE, LEASE_RESOURCE]) this.byKey.set(r.key, r);
+    for (const r of [CRD_RESOURCE, NAMESPACE_RESOURCE, EVENT_RESOURCE, LEASE_RESOURCE, SECRET_RESOURCE]) this.byKey.set(r.key, r);
   }
 
   /** Serve (or re-serve) a CRD's resource. Built-ins cannot be overridden. */

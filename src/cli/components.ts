@@ -5,8 +5,8 @@
 import type * as k8s from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { VE_RESOURCE, VENODE_RESOURCE, VET_RESOURCE, type VENode, type VETemplate, type VirtualEnvironment } from '../api/types.js';
-import { Controller } from '../controller/index.js';
+import { VE_RESOURCE, VEM_RESOURCE, VENODE_RESOURCE, VET_RESOURCE, type VEMigration, type VENode, type VETemplate, type VirtualEnvironment } from '../api/types.js';
+import { Controller, SECRET_REF, type Secret } from '../controller/index.js';
 import { errorMessage } from '../core/errors.js';
 import { KubeEventRecorder, kubeEventsApi } from '../core/events.js';
 import { makeResourceClient } from '../core/kube-client.js';
@@ -31,6 +31,14 @@ export function templateClient(kc: k8s.KubeConfig, log: Logger): ResourceClient<
 
 export function nodeClient(kc: k8s.KubeConfig, log: Logger): ResourceClient<VENode> {
   return makeResourceClient<VENode>(kc, { ...VENODE_RESOURCE, namespaced: false }, log);
+}
+
+export function migrationClient(kc: k8s.KubeConfig, log: Logger): ResourceClient<VEMigration> {
+  return makeResourceClient<VEMigration>(kc, { ...VEM_RESOURCE, namespaced: true }, log);
+}
+
+export function secretClient(kc: k8s.KubeConfig, log: Logger): ResourceClient<Secret> {
+  return makeResourceClient<Secret>(kc, SECRET_REF, log);
 }
 
 /** client-go's identity convention: `<host>_<random>`. */
@@ -84,7 +92,15 @@ export function startLeaderElectedController(o: ControllerComponentOptions): Con
         {
           onStartedLeading: async (signal) => {
             leading = true;
-            const controller = new Controller({ client: veClient(o.kc, log), nodes: nodeClient(o.kc, log), events, log, nodeGraceMs: o.nodeGraceMs });
+            const controller = new Controller({
+              client: veClient(o.kc, log),
+              nodes: nodeClient(o.kc, log),
+              migrations: migrationClient(o.kc, log),
+              secrets: secretClient(o.kc, log),
+              events,
+              log,
+              nodeGraceMs: o.nodeGraceMs,
+            });
             try {
               await controller.start();
               await new Promise<void>((r) => (signal.aborted ? r() : signal.addEventListener('abort', () => r(), { once: true })));
@@ -130,6 +146,8 @@ export interface AgentComponentOptions {
   ves?: ResourceClient<VirtualEnvironment>;
   /** Prometheus gauges for the beancounters (served by --metrics-listen). */
   metrics?: BeancounterMetrics;
+  /** Migration source/target roles; `listen` (HOST:PORT) serves the data channel, `advertise` is how other nodes reach it. */
+  migration?: { listen?: string; advertise?: string };
 }
 
 /** A node agent that registers its VENode, heartbeats and records Events. */
@@ -146,6 +164,7 @@ export async function startNodeAgent(o: AgentComponentOptions): Promise<NodeAgen
     events,
     metrics: o.metrics,
     templates: templateClient(o.kc, o.log),
+    ...(o.migration ? { migrations: { client: migrationClient(o.kc, o.log), secrets: secretClient(o.kc, o.log), listen: o.migration.listen, advertise: o.migration.advertise } } : {}),
     registration: {
       nodes: nodeClient(o.kc, o.log),
       probe: o.probe ?? hostProbe(o.stateDir),

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
-import { VE_RESOURCE, VET_RESOURCE, type VETemplate, type VirtualEnvironment } from '../api/types.js';
+import { VE_RESOURCE, VEM_RESOURCE, VET_RESOURCE, type VEMigration, type VETemplate, type VirtualEnvironment } from '../api/types.js';
 import { KvzError } from '../core/errors.js';
 import { DEFAULT_STATE_DIR, loadKubeConfig, makeResourceClient, resolveKubeconfigPath, serverOf } from '../core/kube-client.js';
 import type { Logger } from '../core/logger.js';
@@ -14,6 +14,7 @@ import { kubeApplyTarget, type ApplyTarget } from '../sources/index.js';
 import type { VERuntime } from '../runtime/index.js';
 
 export const VE_REF: ResourceRef = { ...VE_RESOURCE, namespaced: true };
+export const VEM_REF: ResourceRef = { ...VEM_RESOURCE, namespaced: true };
 
 export interface Connection {
   kubeconfigPath: string;
@@ -22,6 +23,8 @@ export interface Connection {
   ves: ResourceClient<VirtualEnvironment>;
   /** VETemplates (cluster-scoped); optional so older test fakes need not provide it. */
   templates?: ResourceClient<VETemplate>;
+  /** VEMigrations; optional so older test fakes need not provide it. */
+  migrations?: ResourceClient<VEMigration>;
 }
 
 export interface ConnectOptions {
@@ -76,6 +79,7 @@ export function realConnect(log: Logger, env: NodeJS.ProcessEnv): (opts: Connect
       target: kubeApplyTarget(kc, log),
       ves: makeResourceClient<VirtualEnvironment>(kc, VE_REF, log),
       templates: makeResourceClient<VETemplate>(kc, { ...VET_RESOURCE, namespaced: false }, log),
+      migrations: makeResourceClient<VEMigration>(kc, VEM_REF, log),
     };
   };
 }

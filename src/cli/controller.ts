@@ -5,7 +5,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
-import { DEFAULT_STATE_DIR, loadKubeConfig } from '../core/kube-client.js';
+import { DEFAULT_STATE_DIR, loadKubeConfig, withKeepAlive } from '../core/kube-client.js';
 import type { Logger } from '../core/logger.js';
 import { createRuntime, nodeBridgeAttachment } from '../runtime/index.js';
 import { CONNECTION_FLAGS, UsageError, listFlag, parseArgs, parseDuration, stringFlag, type FlagSpec, type ParsedArgs } from './args.js';
@@ -18,7 +18,7 @@ function kubeConfigFor(args: ParsedArgs): { kc: k8s.KubeConfig; where: string } 
   if (!explicit && !process.env.KUBECONFIG && process.env.KUBERNETES_SERVICE_HOST) {
     const kc = new k8s.KubeConfig();
     kc.loadFromCluster();
-    return { kc, where: 'in-cluster service account' };
+    return { kc: withKeepAlive(kc), where: 'in-cluster service account' };
   }
   const path = findKubeconfig({ kubeconfig: explicit, stateDir: stringFlag(args, 'state-dir') }, process.env);
   return { kc: loadKubeConfig(path), where: path };
@@ -94,6 +94,8 @@ const AGENT_FLAGS: FlagSpec[] = [
   { name: 'subnet6', type: 'string' },
   { name: 'node-label', type: 'string', multiple: true },
   { name: 'heartbeat', type: 'string' },
+  { name: 'migration-listen', type: 'string' },
+  { name: 'migration-address', type: 'string' },
 ];
 
 export async function runNodeAgent(argv: string[]): Promise<number> {
@@ -122,7 +124,7 @@ export async function runNodeAgent(argv: string[]): Promise<number> {
   log.info({ kubeconfig: where, server: kc.getCurrentCluster()?.server, stateDir, bridge, subnet }, 'kvz node-agent starting');
   await logBridge(log, { name: bridge, subnet, gateway });
   const runtime = createRuntime({ stateDir, bridge: { name: bridge, subnet, gateway, subnet6 }, log: log.child({ component: 'runtime' }) });
-  const agent = await startNodeAgent({ kc, log, nodeName, runtime, stateDir, bridge, subnet, subnet6, nodeLabels: labels, heartbeatMs: heartbeat ? parseDuration(heartbeat, '--heartbeat') : undefined });
+  const agent = await startNodeAgent({ kc, log, nodeName, runtime, stateDir, bridge, subnet, subnet6, nodeLabels: labels, heartbeatMs: heartbeat ? parseDuration(heartbeat, '--heartbeat') : undefined, migration: { listen: stringFlag(args, 'migration-listen'), advertise: stringFlag(args, 'migration-address') } });
   const sig = untilSignal(log);
   await sig.promise;
   sig.dispose();

@@ -1,12 +1,12 @@
-// `kvz get ve [NAME]`: a kubectl-like table, or the objects as YAML/JSON/names.
+// `kvz get ve|vem [NAME]`: a kubectl-like table, or the objects as YAML/JSON/names.
 
 import { stringify } from 'yaml';
-import type { VirtualEnvironment } from '../api/types.js';
+import type { KubeObject, VEMigration, VirtualEnvironment } from '../api/types.js';
 import { KvzError } from '../core/errors.js';
 import { CONNECTION_FLAGS, UsageError, boolFlag, parseArgs, stringFlag, type FlagSpec } from './args.js';
-import type { CliIO } from './context.js';
+import type { CliIO, Connection as CliConnection } from './context.js';
 import { parseResource, veNotFound } from './resources.js';
-import { veTable } from './table.js';
+import { ageOf, renderTable, veTable } from './table.js';
 
 const FLAGS: FlagSpec[] = [
   ...CONNECTION_FLAGS,
@@ -19,7 +19,7 @@ const FORMATS = ['yaml', 'json', 'wide', 'name'];
 
 export async function runGet(argv: string[], io: CliIO): Promise<number> {
   const args = parseArgs(argv, FLAGS, 'get');
-  const { name: slashName } = parseResource(args.positionals[0], 'get');
+  const { kind, name: slashName } = parseResource(args.positionals[0], 'get', ['ve', 'vem']);
   const names = [...(slashName ? [slashName] : []), ...args.positionals.slice(1)];
   if (names.length > 1) throw new UsageError('get takes at most one name', 'get');
   const name = names[0];
@@ -29,6 +29,7 @@ export async function runGet(argv: string[], io: CliIO): Promise<number> {
   if (all && name) throw new UsageError('a name cannot be combined with --all-namespaces', 'get');
   const namespace = stringFlag(args, 'namespace') ?? 'default';
   const conn = io.connect({ kubeconfig: stringFlag(args, 'kubeconfig'), stateDir: stringFlag(args, 'state-dir') });
+  if (kind === 'vem') return getMigrations(io, conn.migrations, { name, namespace, all, output });
 
   let ves: VirtualEnvironment[];
   if (name) {
@@ -54,5 +55,43 @@ export async function runGet(argv: string[], io: CliIO): Promise<number> {
     return 0;
   }
   io.stdout(veTable(ves, { wide: output === 'wide', allNamespaces: all, now: io.now() }));
+  return 0;
+}
+
+async function getMigrations(io: CliIO, client: CliConnection['migrations'], o: { name?: string; namespace: string; all: boolean; output?: string }): Promise<number> {
+  if (!client) throw new KvzError('Unavailable', 'this connection has no client for VEMigrations');
+  let items: VEMigration[];
+  if (o.name) {
+    const m = await client.get(o.name, o.namespace);
+    if (!m) throw new KvzError('NotFound', `vemigration "${o.name}" not found in namespace "${o.namespace}"`);
+    items = [m];
+  } else {
+    items = await client.list(o.all ? {} : { namespace: o.namespace });
+    items.sort((a, b) => `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`));
+  }
+  if (o.output === 'yaml' || o.output === 'json') {
+    const doc: KubeObject | undefined = o.name ? items[0] : { apiVersion: 'v1', kind: 'List', items, metadata: { resourceVersion: '' } };
+    io.stdout(o.output === 'yaml' ? stringify(doc) : `${JSON.stringify(doc, null, 4)}\n`);
+    return 0;
+  }
+  if (o.output === 'name') {
+    for (const m of items) io.stdout(`vemigration.kubevz.io/${m.metadata.name}\n`);
+    return 0;
+  }
+  if (items.length === 0) {
+    io.stderr(o.all ? 'No resources found\n' : `No resources found in ${o.namespace} namespace.\n`);
+    return 0;
+  }
+  const header = ['NAME', 'VE', 'MODE', 'SOURCE', 'TARGET', 'PHASE', 'DOWNTIME', 'AGE'];
+  if (o.output === 'wide') header.push('METHOD', 'BYTES', 'REASON');
+  if (o.all) header.unshift('NAMESPACE');
+  const rows = items.map((m) => {
+    const s = m.status ?? {};
+    const row = [m.metadata.name, m.spec.ve, m.spec.mode ?? 'live', s.sourceNode ?? '<none>', s.targetNode ?? m.spec.targetNode ?? '<none>', s.phase ?? '<none>', s.downtimeMs !== undefined ? `${s.downtimeMs}ms` : '<none>', ageOf(m.metadata.creationTimestamp, io.now())];
+    if (o.output === 'wide') row.push(s.method ?? '<none>', s.bytesTransferred !== undefined ? String(s.bytesTransferred) : '<none>', s.reason ?? '<none>');
+    if (o.all) row.unshift(m.metadata.namespace);
+    return row;
+  });
+  io.stdout(renderTable(header, rows));
   return 0;
 }

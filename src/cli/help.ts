@@ -1,6 +1,6 @@
 // Usage text for every kvz command (`kvz help`, `kvz help CMD`, `kvz CMD --help`).
 
-export const COMMANDS = ['up', 'apply', 'get', 'delete', 'exec', 'enter', 'create', 'start', 'stop', 'restart', 'destroy', 'status', 'list', 'clone', 'template', 'set', 'beancounters', 'top', 'controller', 'node-agent', 'version', 'help'] as const;
+export const COMMANDS = ['up', 'apply', 'get', 'delete', 'exec', 'enter', 'create', 'start', 'stop', 'restart', 'suspend', 'resume', 'migrate', 'destroy', 'status', 'list', 'clone', 'template', 'set', 'beancounters', 'top', 'controller', 'node-agent', 'version', 'help'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 const CONNECTION = `  --kubeconfig FILE   kubeconfig to use [--kubeconfig, $KUBECONFIG, /var/lib/kubevz/kubeconfig, ~/.kube/config]
@@ -32,9 +32,10 @@ Flags:
   --field-manager NAME  apply as another field manager [kvz]
 ${CONNECTION}
 `,
-  get: `Usage: kvz get ve [NAME] [-o yaml|json|wide|name] [-n NAMESPACE | -A]
+  get: `Usage: kvz get ve|vem [NAME] [-o yaml|json|wide|name] [-n NAMESPACE | -A]
 
-Lists virtual environments (NAME PHASE NODE IP READY AGE), or shows one.
+Lists virtual environments (NAME PHASE NODE IP READY AGE), or shows one; \`kvz get vem\` lists
+migrations (NAME VE MODE SOURCE TARGET PHASE DOWNTIME AGE).
 
 Flags:
   -o, --output FORMAT    yaml, json, wide (adds TEMPLATE, HOSTNAME) or name
@@ -114,6 +115,45 @@ kubevz.io/restart-requested, and waits until it runs again. A stopped VE is star
 
 Flags:
 ${VERB_COMMON}
+${CONNECTION}
+`,
+  suspend: `Usage: kvz suspend NAME [flags]
+
+Sets spec.powerState to Suspended: the node agent checkpoints the VE (processes, memory, open
+connections) to its state directory and stops it; \`kvz resume\` restores it. With --wait, waits
+until the VE is Suspended.
+
+Flags:
+${VERB_COMMON}
+${CONNECTION}
+`,
+  resume: `Usage: kvz resume NAME [flags]
+
+Sets spec.powerState back to Running: a suspended VE is restored from its checkpoint. With
+--wait, waits until the VE is Running and Ready.
+
+Flags:
+${VERB_COMMON}
+${CONNECTION}
+`,
+  migrate: `Usage: kvz migrate NAME [--to NODE] [--offline] [--dry-run] [--max-downtime MS] [--timeout S] [--no-wait]
+
+Moves a VE to another node by creating a VEMigration (like vzmigrate --online), then follows it:
+every phase as it happens with the time since the start, the stage timings, and at the end the
+downtime, the method and the bytes moved. Exit code 0 when it Succeeded, 1 when it Failed (the
+reason, message and the tail of CRIU's log are printed; the VE keeps running on its source).
+Live (default): checkpoint, transfer, restore — processes, memory and TCP connections are kept.
+
+Flags:
+  --to NODE            target node [the controller picks a Ready node with room]
+  --offline            stop, move the disk, start (for VEs that cannot be checkpointed)
+  --dry-run            run every pre-flight check and change nothing
+  --max-downtime MS    fail early when the downtime estimate exceeds this [5000]
+  --allow-downtime-overrun  go ahead even when the estimate exceeds --max-downtime
+  --timeout S          the whole migration must end within S seconds [600]
+  --no-wait            create the migration and return
+  -n, --namespace NS   namespace [default]
+  -o, --output FORMAT  print the final VEMigration as json or yaml
 ${CONNECTION}
 `,
   destroy: `Usage: kvz destroy NAME [flags]
@@ -305,6 +345,8 @@ vzctl-style verbs (each edits the declared state, then waits for the node to get
   create    declare a new VE (--template T --memory --cpus --disk --ip ...)
   start     start a VE            stop      stop a VE
   restart   restart a VE          destroy   delete a VE and its host state
+  suspend   checkpoint a VE to disk       resume    restore a suspended VE
+  migrate   move a VE to another node (live by default: --to NODE)
   status    show one VE           list      table of VEs, like vzlist
   clone     a new VE from another VE's disk (the source keeps running)
 

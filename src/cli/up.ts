@@ -34,6 +34,8 @@ Flags:
                       from it too, and IPv6 addresses are accepted only with it  [none]
   --node-label K=V    label of this node's VENode, for spec.nodeSelector (repeatable)
   --metrics-listen HOST:PORT  Prometheus endpoint (/metrics) of the node agent [off]
+  --migration-listen HOST:PORT  the agent's migration data channel [127.0.0.1:0, a free port]
+  --migration-address IP  address other nodes reach the channel at  [the bound address]
 ${UP_GIT_USAGE}`;
 
 export interface UpOptions {
@@ -53,6 +55,9 @@ export interface UpOptions {
   nodeLabels?: Record<string, string>;
   /** Where the node agent serves /metrics; undefined = no endpoint. */
   metrics?: { host: string; port: number };
+  /** The node agent's migration data channel (HOST:PORT) and the address it advertises. */
+  migrationListen?: string;
+  migrationAddress?: string;
 }
 
 export function parseUpArgs(argv: string[]): UpOptions {
@@ -69,6 +74,8 @@ export function parseUpArgs(argv: string[]): UpOptions {
       subnet6: { type: 'string' },
       'node-label': { type: 'string', multiple: true },
       'metrics-listen': { type: 'string' },
+      'migration-listen': { type: 'string', default: '127.0.0.1:0' },
+      'migration-address': { type: 'string' },
       ...UP_GIT_OPTIONS,
     },
     strict: true,
@@ -90,6 +97,8 @@ export function parseUpArgs(argv: string[]): UpOptions {
     subnet6: values.subnet6,
     nodeLabels: parseLabels(values['node-label'] ?? [], '--node-label'),
     metrics: values['metrics-listen'] === undefined ? undefined : parseHostPort(values['metrics-listen'], '--metrics-listen'),
+    migrationListen: values['migration-listen'],
+    migrationAddress: values['migration-address'],
   };
 }
 
@@ -134,7 +143,7 @@ export async function startStack(o: UpOptions, log: Logger): Promise<RunningStac
       stops.push(() => ms.close());
       metricsUrl = ms.url;
     }
-    const agent = await startNodeAgent({ kc, log, nodeName: o.nodeName, runtime, stateDir: o.stateDir, bridge: o.bridge, subnet: o.subnet, subnet6: o.subnet6, nodeLabels: o.nodeLabels, metrics });
+    const agent = await startNodeAgent({ kc, log, nodeName: o.nodeName, runtime, stateDir: o.stateDir, bridge: o.bridge, subnet: o.subnet, subnet6: o.subnet6, nodeLabels: o.nodeLabels, metrics, migration: { listen: o.migrationListen ?? '127.0.0.1:0', advertise: o.migrationAddress } });
     stops.push(() => agent.stop());
 
     // Each source keeps its inventory (what each file applied) under <state-dir>/sources.

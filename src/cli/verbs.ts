@@ -1,9 +1,10 @@
-// vzctl-style verbs: `kvz create|start|stop|restart|destroy|status|list`. Each is an edit of the
+// vzctl-style verbs: `kvz create|start|stop|restart|suspend|resume|destroy|status|list`. Each is an edit of the
 // declared state (the VE resource) followed, by default, by waiting until the node agent
 // reports that the host got there — so the user sees the outcome, or the reason it is not
 // there yet, as with vzctl. `-o json|yaml` prints the resulting object instead of prose.
 // restart = powerState Running + a new value of the kubevz.io/restart-requested annotation;
 // the agent restarts the VE once per value and echoes it in kubevz.io/restarted.
+// suspend = powerState Suspended (the agent checkpoints the VE to disk); resume = Running again.
 
 import { stringify } from 'yaml';
 import { parseBytes, parseCpuLimit } from '../api/quantity.js';
@@ -46,7 +47,7 @@ const LIST_FLAGS: FlagSpec[] = [...CONNECTION_FLAGS, { name: 'namespace', short:
 const DEFAULT_TIMEOUT_MS = 120_000;
 const POLL_MS = 250;
 
-type Verb = 'create' | 'start' | 'stop' | 'restart' | 'destroy' | 'status' | 'list';
+type Verb = 'create' | 'start' | 'stop' | 'restart' | 'suspend' | 'resume' | 'destroy' | 'status' | 'list';
 
 interface Common {
   conn: Connection;
@@ -214,7 +215,12 @@ export async function runCreate(argv: string[], io: CliIO): Promise<number> {
   return 0;
 }
 
-async function powerVerb(argv: string[], io: CliIO, verb: 'start' | 'stop' | 'restart'): Promise<number> {
+const isSuspended = (ve: VirtualEnvironment) => ve.status?.phase === 'Suspended';
+
+const DESIRED: Record<'start' | 'stop' | 'suspend' | 'resume', 'Running' | 'Stopped' | 'Suspended'> = { start: 'Running', stop: 'Stopped', suspend: 'Suspended', resume: 'Running' };
+const PROGRESS: Record<'start' | 'stop' | 'restart' | 'suspend' | 'resume', string> = { start: 'starting', stop: 'stopping', restart: 'restarting', suspend: 'suspending', resume: 'resuming' };
+
+async function powerVerb(argv: string[], io: CliIO, verb: 'start' | 'stop' | 'restart' | 'suspend' | 'resume'): Promise<number> {
   const args = parseArgs(argv, COMMON, verb);
   const name = oneName(args, verb);
   const c = common(args, io, verb);
@@ -224,13 +230,14 @@ async function powerVerb(argv: string[], io: CliIO, verb: 'start' | 'stop' | 're
     token = io.now().toISOString();
     await c.conn.ves.mergePatch(name, c.namespace, { metadata: { annotations: { [RESTART_REQUESTED_ANNOTATION]: token } }, spec: { powerState: 'Running' } });
   } else {
-    await c.conn.ves.mergePatch(name, c.namespace, { spec: { powerState: verb === 'start' ? 'Running' : 'Stopped' } });
+    await c.conn.ves.mergePatch(name, c.namespace, { spec: { powerState: DESIRED[verb] } });
   }
-  if (!c.output) io.stdout(`virtualenvironment "${name}" ${verb === 'stop' ? 'stopping' : verb === 'start' ? 'starting' : 'restarting'}\n`);
+  if (!c.output) io.stdout(`virtualenvironment "${name}" ${PROGRESS[verb]}\n`);
   let final: VirtualEnvironment;
   if (!c.wait) final = await mustGet(c, name);
   else if (verb === 'stop') final = await waitUntil(io, c, name, 'Stopped', isStopped);
-  else if (verb === 'start') final = await waitUntil(io, c, name, 'Ready', isReady);
+  else if (verb === 'suspend') final = await waitUntil(io, c, name, 'Suspended', isSuspended);
+  else if (verb === 'start' || verb === 'resume') final = await waitUntil(io, c, name, 'Ready', isReady);
   else final = await waitUntil(io, c, name, 'restarted', (ve) => ve.metadata.annotations?.[RESTARTED_ANNOTATION] === token && isReady(ve));
   if (c.output) print(io, c, final);
   else if (c.wait) io.stdout(`virtualenvironment "${name}" is ${summary(final)}\n`);
@@ -240,6 +247,8 @@ async function powerVerb(argv: string[], io: CliIO, verb: 'start' | 'stop' | 're
 export const runStart = (argv: string[], io: CliIO) => powerVerb(argv, io, 'start');
 export const runStop = (argv: string[], io: CliIO) => powerVerb(argv, io, 'stop');
 export const runRestart = (argv: string[], io: CliIO) => powerVerb(argv, io, 'restart');
+export const runSuspend = (argv: string[], io: CliIO) => powerVerb(argv, io, 'suspend');
+export const runResume = (argv: string[], io: CliIO) => powerVerb(argv, io, 'resume');
 
 export async function runDestroy(argv: string[], io: CliIO): Promise<number> {
   const args = parseArgs(argv, COMMON, 'destroy');

@@ -1,20 +1,26 @@
-// The cluster-side controller process: informers on VEs and VENodes feed two loops — the
-// scheduler (keyed by VE) and node health/bookkeeping (keyed by node). Only the leader runs it
+// The cluster-side controller process: informers on VEs, VENodes and VEMigrations feed the loops —
+// the scheduler (keyed by VE), node health/bookkeeping (keyed by node), and, when given the
+// VEMigration and Secret clients, migration orchestration (keyed by VEMigration; a VE event wakes
+// the migrations that name the VE) and pinned moves (keyed by VE). Only the leader runs it
 // (see core/leader-election.ts and cli/components.ts); start/stop are idempotent.
 
-import type { VENode, VirtualEnvironment } from '../api/types.js';
+import type { VEMigration, VENode, VirtualEnvironment } from '../api/types.js';
 import { ControllerLoop } from '../core/controller-loop.js';
 import type { EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import { objectKey } from '../core/reconcile.js';
 import type { InformerHandle, ResourceClient } from '../core/resource-client.js';
 import { boundNode } from './capacity.js';
+import { MigrationController, PinnedMove, type Secret } from './migration.js';
 import { NodeHealth } from './node-health.js';
 import { Scheduler } from './scheduler.js';
 
 export interface ControllerOptions {
   client: ResourceClient<VirtualEnvironment>;
   nodes: ResourceClient<VENode>;
+  /** VEMigrations and core/v1 Secrets: both given = migrations are orchestrated. */
+  migrations?: ResourceClient<VEMigration>;
+  secrets?: ResourceClient<Secret>;
   events?: EventRecorder;
   log: Logger;
   now?: () => number;
@@ -29,6 +35,9 @@ export class Controller {
   private nodeLoop: ControllerLoop | undefined;
   private veInformer: InformerHandle<VirtualEnvironment> | undefined;
   private nodeInformer: InformerHandle<VENode> | undefined;
+  private migLoop: ControllerLoop | undefined;
+  private pinLoop: ControllerLoop | undefined;
+  private migInformer: InformerHandle<VEMigration> | undefined;
 
   constructor(private readonly o: ControllerOptions) {}
 
@@ -56,6 +65,28 @@ export class Controller {
     this.nodeLoop = new ControllerLoop({ reconciler: health, log, workers: 2 });
     const sq = this.schedLoop.queue;
     const nq = this.nodeLoop.queue;
+    const { migrations, secrets } = this.o;
+    if (migrations && secrets) {
+      const mig = new MigrationController({
+        ...common,
+        migrations,
+        ves: this.o.client,
+        secrets,
+        nodes: () => this.nodeInformer?.list() ?? [],
+        allocated: () => scheduler.allocated(),
+        log: log.child({ controller: 'migration' }),
+      });
+      this.migLoop = new ControllerLoop({ reconciler: mig, log, workers: 2 });
+      this.pinLoop = new ControllerLoop({ reconciler: new PinnedMove({ ves: this.o.client, migrations, events: this.o.events, log: log.child({ controller: 'pinned-move' }) }), log, workers: 1 });
+      const mq = this.migLoop.queue;
+      this.migInformer = await migrations.inform({}, (type, m) => {
+        if (type !== 'DELETED') mq.add(objectKey(m));
+        // A migration ending may free a pinned VE to move again.
+        else this.pinLoop?.queue.add(`${m.metadata.namespace}/${m.spec.ve}`);
+      });
+    }
+    const mq = this.migLoop?.queue;
+    const pq = this.pinLoop?.queue;
     const lastNode = new Map<string, string>();
     this.nodeInformer = await this.o.nodes.inform({}, (type, node) => {
       nq.add(node.metadata.name);
@@ -65,6 +96,12 @@ export class Controller {
     this.veInformer = await this.o.client.inform({}, (type, ve) => {
       const key = objectKey(ve);
       if (type !== 'DELETED') sq.add(key);
+      if (type !== 'DELETED') pq?.add(key);
+      if (mq) {
+        for (const m of this.migInformer?.list() ?? []) {
+          if (m.metadata.namespace === ve.metadata.namespace && m.spec.ve === ve.metadata.name) mq.add(objectKey(m));
+        }
+      }
       const node = boundNode(ve);
       const before = lastNode.get(key);
       if (node) nq.add(node);
@@ -74,6 +111,9 @@ export class Controller {
     });
     this.schedLoop.start();
     this.nodeLoop.start();
+    this.migLoop?.start();
+    this.pinLoop?.start();
+    for (const m of this.migInformer?.list() ?? []) mq?.add(objectKey(m));
     for (const ve of this.veInformer.list()) sq.add(objectKey(ve));
     for (const node of this.nodeInformer.list()) nq.add(node.metadata.name);
     log.info({ ves: this.veInformer.list().length, nodes: this.nodeInformer.list().length }, 'controller started');
@@ -82,9 +122,13 @@ export class Controller {
   async stop(): Promise<void> {
     await this.veInformer?.stop();
     await this.nodeInformer?.stop();
+    await this.migInformer?.stop();
     await this.schedLoop?.stop();
     await this.nodeLoop?.stop();
-    this.schedLoop = this.nodeLoop = undefined;
+    await this.migLoop?.stop();
+    await this.pinLoop?.stop();
+    this.schedLoop = this.nodeLoop = this.migLoop = this.pinLoop = undefined;
     this.veInformer = this.nodeInformer = undefined;
+    this.migInformer = undefined;
   }
 }

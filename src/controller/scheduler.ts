@@ -6,7 +6,9 @@
 // name. A VE that names a node (spec.nodeName) goes there unchecked, as a pod with nodeName.
 // Binding = label kubevz.io/node (agents select on it) + status.nodeName + Scheduled=True.
 // Unschedulable = Scheduled=False with the reasons; it is retried when nodes change and every
-// `retryMs`. Once bound a VE stays where it is: moving it is a migration.
+// `retryMs`. Once bound a VE stays where it is: moving it is a migration. That holds when
+// spec.nodeName later names another node too — rebinding would cold-restart the VE on the new
+// node; instead PinnedMove (migration.ts) creates a live VEMigration for a running VE.
 
 import { NODE_LABEL, type VENode, type VirtualEnvironment } from '../api/types.js';
 import { findCondition, setCondition } from '../core/conditions.js';

@@ -3,6 +3,8 @@
 
 import * as k8s from '@kubernetes/client-node';
 import { existsSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { KubeObject } from '../api/types.js';
@@ -31,6 +33,32 @@ export function loadKubeConfig(path: string): k8s.KubeConfig {
   } catch (err) {
     throw new KvzError('Invalid', `cannot read kubeconfig ${path}: ${(err as Error).message}`, { cause: err });
   }
+  return withKeepAlive(kc);
+}
+
+type AgentFactory = (cluster: k8s.Cluster | null, options: https.AgentOptions) => http.Agent;
+
+/**
+ * client-node makes a new https.Agent for every request, so every request pays a TCP and TLS
+ * handshake (measured: most of the controller's and agent's CPU with many VEs). Requests with
+ * the same TLS settings share one keep-alive agent instead; proxies keep client-node's own.
+ */
+export function withKeepAlive(kc: k8s.KubeConfig): k8s.KubeConfig {
+  const target = kc as unknown as { createAgent: AgentFactory };
+  const original = target.createAgent.bind(kc);
+  const agents = new Map<string, http.Agent>();
+  target.createAgent = (cluster, options) => {
+    if (cluster?.proxyUrl) return original(cluster, options);
+    const key = JSON.stringify([cluster?.server, options.ca, options.cert, options.key, options.pfx, options.rejectUnauthorized, options.servername].map((v) => (Buffer.isBuffer(v) ? v.toString('base64') : v)));
+    let agent = agents.get(key);
+    if (!agent) {
+      const plain = cluster?.server.startsWith('http:');
+      agent = plain ? new http.Agent({ keepAlive: true }) : new https.Agent({ ...options, keepAlive: true });
+      if (plain && !cluster?.skipTLSVerify) return original(cluster, options); // client-node's own refusal
+      agents.set(key, agent);
+    }
+    return agent;
+  };
   return kc;
 }
 
@@ -67,6 +95,18 @@ export function toKvzError(err: unknown, what: string, server?: string): KvzErro
   return new KvzError('Internal', `${what}: ${e?.message ?? String(err)}`, { cause: err });
 }
 
+/**
+ * A JSON patch whose `test` op failed comes back as 422 (the patch "cannot be applied"); callers
+ * that guard a write with a test of resourceVersion treat it as what it means: a conflict.
+ */
+function testFailedAsConflict(err: unknown, ops: JsonPatchOp[]): unknown {
+  const e = err as KvzError;
+  if (e instanceof KvzError && e.code === 'Invalid' && ops.some((o) => o.op === 'test') && /test/i.test(e.message)) {
+    return new KvzError('Conflict', `${e.message} (the object changed since it was read)`, { cause: err, details: { status: 409, reason: 'Conflict' } });
+  }
+  return err;
+}
+
 interface KubeList<T> {
   items: T[];
   metadata?: { resourceVersion?: string };
@@ -74,6 +114,8 @@ interface KubeList<T> {
 
 export class KubeResourceClient<T extends KubeObject> implements ResourceClient<T> {
   private readonly api: k8s.CustomObjectsApi;
+  /** Core-group kinds (group '', e.g. Secrets) live under /api/v1, which CustomObjectsApi cannot address. */
+  private readonly core: k8s.KubernetesObjectApi | undefined;
   private readonly server: string;
 
   constructor(
@@ -82,7 +124,16 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
     private readonly log: Logger,
   ) {
     this.api = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.core = ref.group === '' ? k8s.KubernetesObjectApi.makeApiClient(kc) : undefined;
     this.server = serverOf(kc);
+  }
+
+  private apiVersion(): string {
+    return this.ref.group ? `${this.ref.group}/${this.ref.version}` : this.ref.version;
+  }
+
+  private header(name: string, namespace?: string): { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } } {
+    return { apiVersion: this.apiVersion(), kind: this.ref.kind, metadata: { name, ...(this.ref.namespaced ? { namespace: namespace ?? 'default' } : {}) } };
   }
 
   private base() {
@@ -104,7 +155,9 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
   async get(name: string, namespace?: string): Promise<T | undefined> {
     try {
       return await this.call(`get ${this.describe(name, namespace)}`, () =>
-        this.ref.namespaced
+        this.core
+          ? (this.core.read(this.header(name, namespace)) as Promise<T>)
+          : this.ref.namespaced
           ? this.api.getNamespacedCustomObject({ ...this.base(), namespace: namespace ?? 'default', name })
           : this.api.getClusterCustomObject({ ...this.base(), name }),
       );
@@ -116,7 +169,9 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
 
   private async listRaw(opts: ListOptions = {}): Promise<KubeList<T>> {
     return this.call(`list ${this.ref.plural}.${this.ref.group}`, () =>
-      this.ref.namespaced && opts.namespace
+      this.core
+        ? (this.core.list(this.apiVersion(), this.ref.kind, this.ref.namespaced ? opts.namespace : undefined, undefined, undefined, undefined, undefined, opts.labelSelector) as unknown as Promise<KubeList<T>>)
+        : this.ref.namespaced && opts.namespace
         ? this.api.listNamespacedCustomObject({ ...this.base(), namespace: opts.namespace, labelSelector: opts.labelSelector })
         : this.api.listClusterCustomObject({ ...this.base(), labelSelector: opts.labelSelector }),
     );
@@ -129,7 +184,9 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
   async create(obj: T): Promise<T> {
     const namespace = obj.metadata?.namespace ?? 'default';
     return this.call(`create ${this.describe(obj.metadata?.name ?? '', namespace)}`, () =>
-      this.ref.namespaced
+      this.core
+        ? (this.core.create({ apiVersion: this.apiVersion(), kind: this.ref.kind, ...obj, metadata: { ...obj.metadata, ...(this.ref.namespaced ? { namespace } : {}) } } as k8s.KubernetesObject) as Promise<T>)
+        : this.ref.namespaced
         ? this.api.createNamespacedCustomObject({ ...this.base(), namespace, body: obj })
         : this.api.createClusterCustomObject({ ...this.base(), body: obj }),
     );
@@ -145,6 +202,15 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
   ): Promise<T> {
     const what = `${query.fieldManager ? 'apply' : 'patch'} ${this.describe(name, namespace)}${status ? ' status' : ''}`;
     return this.call(what, () => {
+      if (this.core) {
+        // KubernetesObjectApi takes the address from the body, so only object-shaped patches work here.
+        if (status || options !== PATCH_MERGE || Array.isArray(body)) {
+          throw new KvzError('Invalid', `${what}: only merge patches of the main resource are supported for core-group ${this.ref.plural}`);
+        }
+        const h = this.header(name, namespace);
+        const b = body as KubeObject;
+        return this.core.patch({ ...b, ...h, metadata: { ...(b.metadata ?? {}), ...h.metadata } } as k8s.KubernetesObject, undefined, undefined, undefined, undefined, k8s.PatchStrategy.MergePatch) as Promise<T>;
+      }
       if (this.ref.namespaced) {
         const req = { ...this.base(), namespace: namespace ?? 'default', name, body, ...query };
         return status ? this.api.patchNamespacedCustomObjectStatus(req, options) : this.api.patchNamespacedCustomObject(req, options);
@@ -171,10 +237,20 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
     return this.patchWith(name, namespace, { status }, PATCH_MERGE, true);
   }
 
+  async jsonPatchStatus(name: string, namespace: string | undefined, ops: JsonPatchOp[]): Promise<T> {
+    try {
+      return await this.patchWith(name, namespace, ops, PATCH_JSON, true);
+    } catch (err) {
+      throw testFailedAsConflict(err, ops);
+    }
+  }
+
   async delete(name: string, namespace?: string): Promise<boolean> {
     try {
       await this.call(`delete ${this.describe(name, namespace)}`, () =>
-        this.ref.namespaced
+        this.core
+          ? this.core.delete(this.header(name, namespace))
+          : this.ref.namespaced
           ? this.api.deleteNamespacedCustomObject({ ...this.base(), namespace: namespace ?? 'default', name })
           : this.api.deleteClusterCustomObject({ ...this.base(), name }),
       );
@@ -186,10 +262,8 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
   }
 
   async inform(opts: ListOptions, onEvent: (type: WatchEventType, obj: T) => void): Promise<InformerHandle<T>> {
-    const path =
-      this.ref.namespaced && opts.namespace
-        ? `/apis/${this.ref.group}/${this.ref.version}/namespaces/${opts.namespace}/${this.ref.plural}`
-        : `/apis/${this.ref.group}/${this.ref.version}/${this.ref.plural}`;
+    const prefix = this.ref.group ? `/apis/${this.ref.group}/${this.ref.version}` : `/api/${this.ref.version}`;
+    const path = this.ref.namespaced && opts.namespace ? `${prefix}/namespaces/${opts.namespace}/${this.ref.plural}` : `${prefix}/${this.ref.plural}`;
     // listFn must apply the same label selector as the watch (client-node only adds it to the watch).
     const listFn = async () => (await this.listRaw(opts)) as unknown as k8s.KubernetesListObject<k8s.KubernetesObject>;
     const informer = new k8s.ListWatch<k8s.KubernetesObject>(path, new k8s.Watch(this.kc), listFn, false, opts.labelSelector);

@@ -62,6 +62,12 @@ export interface ResourceClient<T extends KubeObject = KubeObject> {
   applyPatch(obj: T, opts: ApplyPatchOptions): Promise<T>;
   /** Merge patch of the status subresource. */
   patchStatus(name: string, namespace: string | undefined, status: object): Promise<T>;
+  /**
+   * RFC 6902 JSON patch of the status subresource (paths are of the whole object, e.g.
+   * `/status/phase`). A failed `test` op — typically `{op:'test', path:'/metadata/resourceVersion'}`
+   * guarding a write against a concurrent one — rejects with code Conflict.
+   */
+  jsonPatchStatus(name: string, namespace: string | undefined, ops: JsonPatchOp[]): Promise<T>;
   /** Deletes; resolves to false when the object was already gone. */
   delete(name: string, namespace?: string): Promise<boolean>;
   /**

@@ -2,9 +2,9 @@
 // through one ControllerLoop, notices dead inits, and removes host leftovers whose resource is
 // gone. It adopts running VEs on start without restarting them: the host is the truth.
 
-import { NODE_LABEL, type VENode, type VETemplate, type VirtualEnvironment } from '../api/types.js';
+import { MIGRATION_ANNOTATION, NODE_LABEL, type KubeObject, type VEMigration, type VENode, type VETemplate, type VirtualEnvironment } from '../api/types.js';
 import { ControllerLoop } from '../core/controller-loop.js';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, KvzError } from '../core/errors.js';
 import type { EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import { objectKey } from '../core/reconcile.js';
@@ -15,6 +15,7 @@ import { ExitWatcher } from './exit-watcher.js';
 import { detectReboot, type RestartBackoff } from './lifecycle.js';
 import type { BeancounterMetrics } from './metrics.js';
 import { NodeRegistration, type HostProbe, type NodeRegistrationOptions } from './node-registration.js';
+import { MigrationAgent } from './migration-agent.js';
 import { TemplateAgent } from './template-reconciler.js';
 import { VEReconciler } from './ve-reconciler.js';
 
@@ -46,6 +47,12 @@ export interface NodeAgentOptions {
   registration?: { nodes: ResourceClient<VENode>; probe: HostProbe } & Partial<Pick<NodeRegistrationOptions, 'labels' | 'reserved' | 'nodeInfo' | 'heartbeatMs'>>;
   /** VETemplates: when given, the agent builds templates from their recipes and reports per-node status. */
   templates?: ResourceClient<VETemplate>;
+  /**
+   * VEMigrations (ADR 004): when given (and stateDir is set), the agent acts as migration source
+   * and target. `listen` (HOST:PORT, port 0 = free) serves the data channel; `advertise` is the
+   * address other nodes reach it at.
+   */
+  migrations?: { client: ResourceClient<VEMigration>; secrets: ResourceClient<KubeObject>; listen?: string; advertise?: string };
 }
 
 export class NodeAgent {
@@ -56,6 +63,7 @@ export class NodeAgent {
   private beancounters: BeancounterRefresher | undefined;
   private registration: NodeRegistration | undefined;
   private templateAgent: TemplateAgent | undefined;
+  private migrationAgent: MigrationAgent | undefined;
   private readonly log: Logger;
 
   constructor(private readonly o: NodeAgentOptions) {
@@ -78,7 +86,21 @@ export class NodeAgent {
     // A host reboot since the last run: VEs with onBoot: false stay Stopped (lifecycle.ts).
     const boot = this.o.stateDir ? await detectReboot({ stateDir: this.o.stateDir, bootIdPath: this.o.bootIdPath }) : undefined;
     if (boot?.rebooted) this.log.info({ bootId: boot.bootId, previous: boot.previous }, 'host rebooted since the agent last ran; starting only VEs with onBoot');
+    if (this.o.migrations) {
+      if (!this.o.stateDir) throw new KvzError('Invalid', 'migrations need the agent\'s state dir (NodeAgentOptions.stateDir) for checkpoint images and crash markers');
+      this.migrationAgent = new MigrationAgent({
+        nodeName: this.o.nodeName, migrations: this.o.migrations.client, secrets: this.o.migrations.secrets, ves: this.o.client, runtime: this.o.runtime,
+        stateDir: this.o.stateDir, subnet: this.o.subnet, subnet6: this.o.subnet6, listen: this.o.migrations.listen, advertise: this.o.migrations.advertise,
+        templates: this.templateAgent?.builds, stopTimeoutMs: this.o.stopTimeoutMs ?? 10_000, events: this.o.events, log: this.log,
+        onEnded: (veKey) => this.loop?.queue.add(veKey),
+      });
+      // Before the VE loop: interrupted moves are settled first, so no VE reconcile races a rollback.
+      await this.migrationAgent.start();
+    }
+    const migrationHold = this.migrationAgent ? (uid: string) => this.migrationAgent!.holds(uid) : undefined;
     const reconciler = new VEReconciler({
+      migrationHold,
+      keepsMigrationCopy: this.migrationAgent ? (ve) => this.migrationAgent!.keepsCopy(ve) : undefined,
       subnet6: this.o.subnet6,
       rebooted: boot?.rebooted ?? false,
       backoff: this.o.backoff,
@@ -125,16 +147,31 @@ export class NodeAgent {
     this.log.info({ ves: this.informer.list().length }, 'node agent started');
   }
 
-  /** Host VEs whose resource no longer exists (deleted while the agent was down, or recreated under a new uid). */
+  /** The migration data channel's address (when listening). */
+  get migrationAddress(): { address: string; port: number } | undefined {
+    return this.migrationAgent?.address;
+  }
+
+  /**
+   * Host VEs whose resource no longer exists (deleted while the agent was down, or recreated
+   * under a new uid), or that moved to another node while the agent was down. Never the
+   * incoming copy of an active migration, nor a VE a migration of this node is moving.
+   */
   async scanOrphans(): Promise<void> {
     try {
       const known = new Set((this.informer?.list() ?? []).map((ve) => ve.metadata.uid));
       for (const host of await this.o.runtime.list()) {
         if (known.has(host.uid)) continue;
+        if (this.migrationAgent?.holds(host.uid)) continue;
         const [namespace, name] = (host.config?.name ?? '').split('/');
         if (!namespace || !name) continue;
         const ve = await this.o.client.get(name, namespace);
-        if (ve && ve.metadata.uid === host.uid) continue; // exists, just not (yet) bound here
+        if (ve && ve.metadata.uid === host.uid) {
+          const boundTo = ve.metadata.labels?.[NODE_LABEL];
+          // Exists, just not (yet) bound here; or a migration's copy (annotated): leave it.
+          if (!boundTo || boundTo === this.o.nodeName || ve.metadata.annotations?.[MIGRATION_ANNOTATION] !== undefined || !this.migrationAgent) continue;
+          // Bound to another node after a finished migration: the copy left here goes (below).
+        }
         await this.o.runtime.destroy(host.uid, { timeoutMs: this.o.stopTimeoutMs ?? 10_000 });
         this.log.info({ ve: host.config?.name, uid: host.uid }, 'removed a leftover VE that has no resource');
       }
@@ -150,6 +187,7 @@ export class NodeAgent {
     await this.beancounters?.stop();
     if (this.orphanTimer) clearInterval(this.orphanTimer);
     await this.templateAgent?.stop();
+    await this.migrationAgent?.stop();
     await this.informer?.stop();
     await this.loop?.stop();
     this.log.info('node agent stopped; VEs keep running');

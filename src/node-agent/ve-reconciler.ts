@@ -2,9 +2,10 @@
 // live limits, and a status that says what the host really has. Level-based: it reads the
 // object and the host afresh every time and never depends on which event woke it.
 
-import { NODE_LABEL, RESTART_REQUESTED_ANNOTATION, RESTARTED_ANNOTATION, VE_FINALIZER, type VirtualEnvironment } from '../api/types.js';
+import { MIGRATION_ANNOTATION, NODE_LABEL, RESTART_REQUESTED_ANNOTATION, RESTARTED_ANNOTATION, VE_FINALIZER, type VirtualEnvironment } from '../api/types.js';
 import { errorCode, errorMessage, isTerminal, KvzError } from '../core/errors.js';
 import { nullRecorder, type EventRecorder } from '../core/events.js';
+import { setCondition } from '../core/conditions.js';
 import { withFinalizer } from '../core/finalizer.js';
 import type { Logger } from '../core/logger.js';
 import { splitKey, type Reconciler, type ReconcileResult } from '../core/reconcile.js';
@@ -38,8 +39,17 @@ export interface VEReconcilerOptions {
   events?: EventRecorder;
   /** Builds a VE's template from its VETemplate (template-reconciler.ts); without it, the runtime's cache alone. */
   templates?: { ensure(name: string, signal: AbortSignal): Promise<unknown> };
+  /** Whether a migration on this node holds the VE (moving it, rolling it back, or receiving it): then it is left alone. */
+  migrationHold?: (uid: string) => boolean;
+  /** Whether this node's copy of a VE bound to another node must stay (a migration's incoming copy). */
+  keepsMigrationCopy?: (ve: VirtualEnvironment) => boolean;
+  /** Back-off after a refused suspend; a fake clock in tests. */
+  suspendBackoff?: { initialMs: number; maxMs: number; now?: () => number };
   log: Logger;
 }
+
+/** How soon a VE held by a migration is looked at again (the migration's end also wakes it). */
+const MIGRATION_HOLD_REQUEUE_MS = 10_000;
 
 /** How soon a VE whose VETemplate does not exist is looked at again (the template informer also wakes it). */
 const TEMPLATE_MISSING_REQUEUE_MS = 30_000;
@@ -68,13 +78,26 @@ export class VEReconciler implements Reconciler {
       return {};
     }
     const boundTo = ve.metadata.labels?.[NODE_LABEL];
+    const held = this.o.migrationHold?.(ve.metadata.uid ?? '') ?? false;
     if (boundTo !== this.o.nodeName && !ve.metadata.deletionTimestamp) {
-      // Bound to another node: whatever we still hold for it must go. Not bound at all: wait
-      // for the controller, and never remove a VE only because its label went missing.
-      if (boundTo) await this.cleanupByName(key, ve.metadata.uid);
+      // Bound to another node: whatever we still hold for it must go (after a migration: the
+      // source's dumped copy) — except the incoming copy of a migration to this node. Not bound
+      // at all: wait for the controller, and never remove a VE only because its label went missing.
+      if (!boundTo || this.o.keepsMigrationCopy?.(ve)) return {};
+      // Still held by a migration flow here: look again soon (its end wakes us too).
+      if (held) return { requeueAfterMs: MIGRATION_HOLD_REQUEUE_MS };
+      await this.cleanupByName(key, ve.metadata.uid);
       return {};
     }
     const log = this.o.log.child({ ve: key, uid: ve.metadata.uid });
+    // A migration owns the VE while the annotation is set (ADR 004): no restart of a dumped VE on
+    // the source, no adoption on the target. A VE deleted mid-migration waits for the migration
+    // to end (the controller fails it on deletion before Restoring), then the finalizer runs on
+    // whichever node the VE is bound to: one copy is removed, never a copy in flight.
+    if (ve.metadata.annotations?.[MIGRATION_ANNOTATION] !== undefined || held) {
+      log.debug({ migration: ve.metadata.annotations?.[MIGRATION_ANNOTATION] }, 'a migration holds the VE; leaving it alone');
+      return { requeueAfterMs: MIGRATION_HOLD_REQUEUE_MS };
+    }
     try {
       const out = await withFinalizer(this.o.client, VE_FINALIZER, ve, async (ev) => {
         if (ev.kind === 'cleanup') {
@@ -97,7 +120,7 @@ export class VEReconciler implements Reconciler {
 
   private async converge(ve: VirtualEnvironment, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
     const uid = ve.metadata.uid!;
-    const host = await this.o.runtime.inspect(uid);
+    let host = await this.o.runtime.inspect(uid);
     const addresses = this.addressesFor(ve, host);
     const config = configFromSpec(ve, addresses);
     const want = ve.spec.powerState ?? 'Running';
@@ -105,9 +128,13 @@ export class VEReconciler implements Reconciler {
     const firstLook = !this.seen.has(uid);
     this.seen.add(uid);
 
+    if (want !== 'Suspended') this.suspendFailures.delete(uid);
+    if (want === 'Suspended') return this.suspend(ve, host, addresses, log, signal);
+
     if (want === 'Stopped') {
       this.backoff.forget(key);
-      if (host.state !== 'absent' && host.state !== 'stopped') {
+      // A suspended VE has no processes to stop: ensureStopped only discards its checkpoint.
+      if (host.state !== 'absent' && host.state !== 'stopped' && host.state !== 'suspended') {
         await this.writeStatus(ve, { ...this.base(ve, addresses, host), phase: 'Running', ready: { status: 'False', reason: 'Stopping', message: 'stopping the VE' } });
       }
       const res = await this.o.runtime.ensureStopped(uid, { timeoutMs: this.stopTimeoutMs(ve), signal });
@@ -119,6 +146,18 @@ export class VEReconciler implements Reconciler {
       return {};
     }
 
+    if (host.state === 'suspended') {
+      // Resume restores the checkpoint (memory, processes) rather than booting afresh.
+      await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Creating', ready: { status: 'False', reason: 'Resuming', message: 'restoring the VE from its suspend checkpoint' } });
+      try {
+        await this.o.runtime.resume(config, signal);
+      } catch (err) {
+        throw new KvzError(errorCode(err) ?? 'Internal', `resuming the VE from its checkpoint failed: ${errorMessage(err)}; the checkpoint is kept — set spec.powerState: Stopped to discard it, then Running to boot the VE afresh`, { cause: err, details: (err as KvzError).details });
+      }
+      log.info('resumed from the suspend checkpoint');
+      this.events.event(ve, 'Normal', 'Resumed', `resumed the VE from its suspend checkpoint on node ${this.o.nodeName}`);
+      host = await this.o.runtime.inspect(uid);
+    }
     if (host.state === 'running' && host.config && needsRestart(host.config, config)) {
       log.info({ from: describe(host.config), to: describe(config) }, 'identity changed; restarting the VE');
       await this.o.runtime.ensureStopped(uid, { timeoutMs: this.stopTimeoutMs(ve), signal });
@@ -183,6 +222,72 @@ export class VEReconciler implements Reconciler {
     // Acknowledged only after the status shows the new init, so a waiting `kvz restart` reads it.
     if (restart) await this.o.client.mergePatch(ve.metadata.name, ve.metadata.namespace, { metadata: { annotations: { [RESTARTED_ANNOTATION]: restartWanted } } });
     return { requeueAfterMs: this.o.resyncMs };
+  }
+
+  /** Refused suspends by VE uid: a refusal is retried with back-off, not in a hot loop. */
+  private readonly suspendFailures = new Map<string, { generation: number; failures: number; retryAt: number; reason: string; message: string }>();
+
+  /**
+   * spec.powerState Suspended: checkpoint the running VE to its state dir. A VE that cannot be
+   * checkpointed (CheckpointFailed, e.g. a user namespace) keeps running: Ready stays True and
+   * the Suspended condition (False) carries the runtime's reason, retried with back-off.
+   */
+  private async suspend(ve: VirtualEnvironment, host: VEHostState, addresses: string[], log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
+    const uid = ve.metadata.uid!;
+    const generation = ve.metadata.generation ?? 1;
+    if (host.state === 'suspended') {
+      this.suspendFailures.delete(uid);
+      await this.writeSuspendStatus(ve, { ...this.base(ve, addresses), phase: 'Suspended', ready: { status: 'False', reason: 'Suspended', message: 'checkpointed to disk (spec.powerState is Suspended)' } }, { status: 'True', reason: 'Checkpointed', message: '' });
+      return {};
+    }
+    if (host.state !== 'running') {
+      // Nothing runs, so there is nothing to checkpoint; it stays as it is.
+      const message = 'the VE is not running, so there is nothing to suspend; set spec.powerState: Running to start it';
+      await this.writeSuspendStatus(ve, { ...this.base(ve, addresses), phase: 'Stopped', ready: { status: 'False', reason: 'NotRunning', message } }, { status: 'False', reason: 'NotRunning', message });
+      return {};
+    }
+    const now = this.suspendClock();
+    const prev = this.suspendFailures.get(uid);
+    const failed = prev && prev.generation === generation ? prev : undefined;
+    if (failed && now < failed.retryAt) return { requeueAfterMs: failed.retryAt - now };
+    try {
+      await this.o.runtime.suspend(uid, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const failures = (failed?.failures ?? 0) + 1;
+      const b = this.o.suspendBackoff ?? { initialMs: 30_000, maxMs: 600_000 };
+      const delay = Math.min(b.maxMs, b.initialMs * 2 ** (failures - 1));
+      const details = (err as KvzError).details ?? {};
+      const tail = typeof details.criuLog === 'string' ? details.criuLog : typeof details.log === 'string' ? details.log : '';
+      const reason = errorCode(err) === 'CommandFailed' || errorCode(err) === undefined ? 'CheckpointFailed' : String(details.reason ?? errorCode(err) ?? 'CheckpointFailed');
+      const message = `the VE could not be suspended and keeps running: ${errorMessage(err)}${tail && !errorMessage(err).includes(tail) ? `\n${tail}` : ''}`;
+      this.suspendFailures.set(uid, { generation, failures, retryAt: now + delay, reason, message });
+      log.warn({ err: errorMessage(err), failures, retryInMs: delay }, 'suspend refused; the VE keeps running');
+      if (failures === 1) this.events.event(ve, 'Warning', 'SuspendFailed', message);
+      const after = await this.o.runtime.inspect(uid);
+      const running = after.state === 'running';
+      await this.writeSuspendStatus(ve, { ...this.base(ve, addresses, after), phase: running ? 'Running' : 'Failed', ready: running ? { status: 'True', reason: 'Running', message: '' } : { status: 'False', reason, message } }, { status: 'False', reason: 'CheckpointFailed', message });
+      return { requeueAfterMs: delay };
+    }
+    this.suspendFailures.delete(uid);
+    log.info('suspended (checkpointed to disk)');
+    this.events.event(ve, 'Normal', 'Suspended', `suspended the VE on node ${this.o.nodeName}: its memory and processes are checkpointed to disk`);
+    await this.writeSuspendStatus(ve, { ...this.base(ve, addresses), phase: 'Suspended', ready: { status: 'False', reason: 'Suspended', message: 'checkpointed to disk (spec.powerState is Suspended)' } }, { status: 'True', reason: 'Checkpointed', message: '' });
+    return {};
+  }
+
+  private suspendClock(): number {
+    return this.o.suspendBackoff?.now?.() ?? Date.now();
+  }
+
+  /** The status plus a `Suspended` condition (True: checkpointed; False: why not). */
+  private async writeSuspendStatus(ve: VirtualEnvironment, input: StatusInput, suspended: { status: 'True' | 'False'; reason: string; message: string }): Promise<void> {
+    let next = buildStatus(ve, input);
+    next = { ...next, conditions: setCondition(next.conditions, { type: 'Suspended', ...suspended, observedGeneration: ve.metadata.generation ?? 1 }) };
+    const patch = statusPatch(ve.status, next);
+    if (!patch) return;
+    const updated = await this.o.client.patchStatus(ve.metadata.name, ve.metadata.namespace, patch);
+    ve.status = updated.status;
   }
 
   /** The VE's template on this node; a VETemplate that does not exist is a condition and a slow requeue, not a crash loop. */
@@ -312,6 +417,8 @@ export class VEReconciler implements Reconciler {
 
   private async writeStatus(ve: VirtualEnvironment, input: StatusInput, resources?: ResourcesReport, disk?: DiskReport): Promise<void> {
     let next = buildStatus(ve, input);
+    // Suspended speaks only while spec.powerState is Suspended (writeSuspendStatus); a resumed or stopped VE drops it.
+    if (next.conditions?.some((c) => c.type === 'Suspended')) next = { ...next, conditions: next.conditions.filter((c) => c.type !== 'Suspended') };
     if (resources) next = withResources(next, resources, ve.metadata.generation ?? 1);
     if (disk) next = withDisk(next, disk, ve.metadata.generation ?? 1);
     const patch = statusPatch(ve.status, next);

@@ -71,6 +71,34 @@ export async function imageInodes(image: string): Promise<number> {
 }
 
 /**
+ * Filesystem size in bytes from an ext4 superblock (blocks count × block size), or undefined when
+ * the file holds no ext4 (yet): an incoming migrated image is sized by its file, but its
+ * filesystem is the sender's, which may be smaller until it is grown.
+ */
+export async function imageFsBytes(image: string): Promise<number | undefined> {
+  const fh = await open(image, 'r');
+  try {
+    const sb = Buffer.alloc(1024);
+    await fh.read(sb, 0, 1024, 1024);
+    if (sb.readUInt16LE(0x38) !== 0xef53) return undefined;
+    const blockSize = 1024 << sb.readUInt32LE(24);
+    const is64 = (sb.readUInt32LE(0x60) & 0x80) !== 0;
+    const blocks = sb.readUInt32LE(4) + (is64 ? sb.readUInt32LE(0x150) * 2 ** 32 : 0);
+    return blocks * blockSize;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** An empty sparse file of `sizeBytes` (no filesystem): an incoming migration's image, filled block by block by the sender. */
+export async function createEmptyImage(p: DiskPaths, sizeBytes: number): Promise<void> {
+  const size = roundToBlock(sizeBytes);
+  await (await open(p.image, 'a')).close();
+  const have = (await stat(p.image)).size;
+  if (have < size) await truncate(p.image, size);
+}
+
+/**
  * Makes a fresh sparse image: written under a temporary name and renamed, so a crash never
  * leaves a half-made image that a later run would mount. No blocks are written but metadata
  * (lazy inode table and journal init), so it costs ~0 disk until the VE writes.

@@ -37,3 +37,13 @@ export function macAddress(uid: string): string {
 export function cgroupPath(uid: string, parent = '/kubevz'): string {
   return `${parent}/${containerId(uid)}`;
 }
+
+/**
+ * Names of a VE's netns and host veth for a runtime other than the first to hold this uid on the
+ * host (two agents on one host during a migration, each with its own state dir): the primary
+ * names are derived from the uid alone, these also from the runtime's state dir.
+ */
+export function scopedNetNames(uid: string, stateDir: string): { netns: string; veth: string } {
+  const h = createHash('sha256').update(`kubevz-scope:${stateDir}:${uid}`).digest('hex');
+  return { netns: `${containerId(uid)}-${h.slice(0, 8)}`, veth: `kvs${h.slice(0, 12)}` };
+}

@@ -42,7 +42,12 @@ export interface OciSpecInput {
   userns?: { path: string; range: IdRange };
   /** Host devices granted to the VE (devices.ts, already checked exclusive). */
   devices?: ResolvedDevice[];
+  /** The VE's own CRIU config file (checkpoint.ts); runc reads it on checkpoint and restore. */
+  criuConfig?: string;
 }
+
+/** runc's per-container CRIU config file annotation (instead of the host-wide /etc/criu/runc.conf). */
+export const CRIU_CONFIG_ANNOTATION = 'org.criu.config';
 
 /** The template's init as the bundle sees it. */
 export interface BootProfile {
@@ -166,6 +171,7 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
       'io.kubevz.uid': config.uid,
       'io.kubevz.name': config.name,
       'io.kubevz.template': config.template,
+      ...(input.criuConfig ? { [CRIU_CONFIG_ANNOTATION]: input.criuConfig } : {}),
     },
     linux: {
       namespaces: [

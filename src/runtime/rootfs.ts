@@ -15,6 +15,7 @@ import {
   diskPaths,
   growOffline,
   growOnline,
+  imageFsBytes,
   imageInodes,
   isImageMounted,
   mountImage,
@@ -125,8 +126,9 @@ export async function ensureRootfs(o: EnsureRootfsOptions): Promise<{ disk: Disk
     }
   }
   if (!rec) {
-    // Crash between the image's rename and its record: recover the record from the image.
-    rec = { sizeBytes: (await stat(d.image)).size, inodes: await imageInodes(d.image) };
+    // Crash between the image's rename and its record, or an image that came from another node
+    // (migration): recover the record from the image's filesystem.
+    rec = { sizeBytes: (await imageFsBytes(d.image)) ?? (await stat(d.image)).size, inodes: await imageInodes(d.image) };
     await writeDiskRecord(d, rec);
   }
   if (want > rec.sizeBytes) {

@@ -26,7 +26,42 @@ export class Runc {
   constructor(
     readonly root: string,
     readonly binary = 'runc',
+    /** CRIU for checkpoint/restore (`runc --criu`); undefined = runc's default lookup. */
+    readonly criu?: string,
   ) {}
+
+  private criuArgs(args: string[]): string[] {
+    return this.criu ? ['--root', this.root, '--criu', this.criu, ...args] : this.args(args);
+  }
+
+  /**
+   * `runc checkpoint` (CRIU dump) with established TCP connections. Without leaveRunning runc
+   * removes the container after a successful dump. CRIU's own log is dump.log in workPath.
+   */
+  async checkpoint(id: string, o: { imagePath: string; workPath: string; leaveRunning?: boolean; signal?: AbortSignal }): Promise<void> {
+    const args = this.criuArgs(['checkpoint', '--image-path', o.imagePath, '--work-path', o.workPath, '--tcp-established', ...(o.leaveRunning ? ['--leave-running'] : []), id]);
+    await run(this.binary, args, { signal: o.signal });
+  }
+
+  /**
+   * `runc restore -d` from a bundle: like create, detached with /dev/null stdio in its own
+   * session (the restored processes keep what they had); errors come from runc's log file and
+   * CRIU's restore.log in workPath.
+   */
+  async restore(id: string, bundle: string, o: { imagePath: string; workPath: string; signal?: AbortSignal }): Promise<void> {
+    const log = join(o.workPath, 'runc-restore.log');
+    await rm(log, { force: true });
+    const args = this.criuArgs(['--log', log, '--log-format', 'json', 'restore', '-d', '--bundle', bundle, '--image-path', o.imagePath, '--work-path', o.workPath, '--tcp-established', id]);
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn(this.binary, args, { stdio: 'ignore', detached: true, signal: o.signal });
+      child.once('error', reject);
+      child.once('exit', (c, sig) => resolve(c ?? (sig ? 128 : -1)));
+    });
+    if (code !== 0) {
+      const text = await readFile(log, 'utf8').catch(() => '');
+      throw commandFailed(this.binary, args, code, lastRuncError(text));
+    }
+  }
 
   private args(args: string[]): string[] {
     return ['--root', this.root, ...args];

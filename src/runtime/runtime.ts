@@ -19,14 +19,18 @@ import { hostInfo } from './host-info.js';
 import { blockDeviceOf } from './block-device.js';
 import { limitsEqual, ociResources, parseCpuset, runcUpdateJson, sameLimits, type BlockDevice } from './limits.js';
 import { UsageReader } from './usage.js';
-import { cgroupPath, containerId, hostVethName, macAddress, netnsName } from './names.js';
+import { cgroupPath, containerId, macAddress } from './names.js';
+import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
+import { VEMigration } from './migration.js';
+import { SuspendCheckpoints, checkpointFeature, findCriu, usernsRefusal, writeCriuConfig } from './checkpoint.js';
 import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
 import { Isolation, usernsPin } from './isolation.js';
 import { DEFAULT_IDMAP_HELPER } from './idmap-mount.js';
 import { cloneImage } from './clone.js';
-import { diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
+import { diskPaths, diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
 import { ensureRootfs, growRunning, isMounted, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
+import { run } from './command.js';
 import { Runc, type RuncState } from './runc.js';
 import { TemplateCache, type EnsureTemplateOptions, type TemplateInfo } from './templates.js';
 import type { InitProfile, TemplateRecipe } from './template-recipe.js';
@@ -152,7 +156,15 @@ export interface HostRuntimeOptions extends RuntimeOptions {
   cniPluginDir?: string;
   busybox?: string;
   cgroupRoot?: string;
+  /** CRIU binary; default /usr/local/sbin/criu, else PATH. */
+  criuBinary?: string;
 }
+
+/** What a bring-up does after the bundle: boot init, or restore CRIU images. */
+type BringUp = { kind: 'boot' } | { kind: 'restore'; imageDir: string };
+
+/** Suspend checkpoints kept per VE (the newest is what resume restores). */
+const SUSPEND_RETENTION = 2;
 
 export class HostRuntime implements VERuntime {
   readonly runc: Runc;
@@ -164,11 +176,13 @@ export class HostRuntime implements VERuntime {
   private readonly mutex = new KeyedMutex();
   private readonly vesDir: string;
   private readonly isolation: Isolation;
+  readonly migration: VEMigration;
 
   constructor(private readonly opts: HostRuntimeOptions) {
     this.log = opts.log;
     this.vesDir = join(opts.stateDir, 'ves');
-    this.runc = new Runc(join(opts.stateDir, 'runc'), opts.runcBinary ?? 'runc');
+    this.runc = new Runc(join(opts.stateDir, 'runc'), opts.runcBinary ?? 'runc', opts.criuBinary ?? findCriu());
+    this.migration = new VEMigration(this);
     this.cni = new Cni(opts.cniPluginDir ?? '/usr/lib/cni');
     this.cgroup = createCgroupReader(opts.cgroupRoot ?? '/sys/fs/cgroup');
     this.usage = new UsageReader(this.cgroup);
@@ -192,8 +206,43 @@ export class HostRuntime implements VERuntime {
   private networkFile(uid: string): string {
     return join(this.veDir(uid), 'network.json');
   }
-  private bundleDir(uid: string): string {
+  bundleDir(uid: string): string {
     return join(this.veDir(uid), 'bundle');
+  }
+  /** Where CRIU writes its logs and work files for one operation ('dump', 'restore'). */
+  criuWorkDir(uid: string, what: string): string {
+    return join(this.veDir(uid), 'criu-work', what);
+  }
+  suspendCheckpoints(uid: string): SuspendCheckpoints {
+    return new SuspendCheckpoints(this.veDir(uid));
+  }
+  /** The VE's netns and host veth names (recorded); undefined when this runtime has none for it. */
+  netNames(uid: string): Promise<VENetNames | undefined> {
+    return readNetNames(this.veDir(uid), uid);
+  }
+  get stateDir(): string {
+    return this.opts.stateDir;
+  }
+  get busybox(): string {
+    return this.opts.busybox ?? '/bin/busybox';
+  }
+  /** Serialises host operations on one VE (shared with the migration verbs). */
+  withVE<T>(uid: string, fn: () => Promise<T>): Promise<T> {
+    return this.mutex.run(uid, fn);
+  }
+  /** The VE's recorded isolation. */
+  securityOf(uid: string) {
+    return this.isolation.state(uid);
+  }
+  /** Decides (or reads) the VE's isolation before anything else exists: for an incoming migration. */
+  resolveSecurity(config: VEConfig, log: Logger) {
+    return this.isolation.resolve(config, false, log);
+  }
+  appliedConfig(uid: string): Promise<VEConfig | undefined> {
+    return readJson<VEConfig>(this.configFile(uid));
+  }
+  veLogger(uid: string, name?: string): Logger {
+    return this.veLog(uid, name);
   }
 
   private veLog(uid: string, name?: string): Logger {
@@ -269,8 +318,25 @@ export class HostRuntime implements VERuntime {
     if (st) {
       // Running with another identity, or a dead/half-created container: stop and recreate.
       await this.stopAndDelete(id, RECREATE_STOP_TIMEOUT_MS, signal);
+    } else {
+      // `powerState: Running` after Suspended means resume: never cold-boot over a checkpoint.
+      const cp = await this.suspendCheckpoints(uid).newest();
+      if (cp) {
+        await this.restoreSuspended(config, applied, signal);
+        return 'updated';
+      }
     }
+    return this.bringUp(config, applied, { kind: 'boot' }, signal);
+  }
 
+  /**
+   * Root fs, network, bundle, then `runc create` + `start` (boot) or `runc restore` (restore),
+   * all under one Revert. The container must not exist.
+   */
+  async bringUp(config: VEConfig, applied: VEConfig | undefined, how: BringUp, signal?: AbortSignal): Promise<EnsureResult> {
+    const { uid } = config;
+    const id = containerId(uid);
+    const log = this.veLog(uid, config.name);
     const existedBefore = existsSync(this.veDir(uid));
     const { timings, lap } = stopwatch();
     await Revert.run(log, async (revert) => {
@@ -304,6 +370,8 @@ export class HostRuntime implements VERuntime {
             signal,
           });
           lap(`disk${disk.disk === 'unchanged' ? '' : `:${disk.disk}`}`);
+          // Restored processes may hold these files open: CRIU checks them as they were dumped.
+          if (how.kind === 'restore') return;
           if (disk.disk === 'cloned' && config.disk?.cloneFrom) await this.isolation.shiftClone(paths.upper, config.disk.cloneFrom, security);
           await writeIdentity(paths, config.hostname, config.addresses);
           await writeResolvConf(paths.target, config.network);
@@ -314,11 +382,15 @@ export class HostRuntime implements VERuntime {
       lap('rootfsAndNetwork');
 
       await this.checkCpuset(config.limits);
+      const names = await this.netNames(uid);
+      if (!names) throw new KvzError('Internal', `VE ${uid} has no network names after its network was set up`);
+      const criuConfig = await writeCriuConfig(this.veDir(uid), template.init.flavor);
       const spec = buildOciSpec({
+        criuConfig,
         resourceOptions: { device: blockDeviceOf(paths.upper) },
         config,
         rootfs: paths.target,
-        netnsPath: netnsPath(netnsName(uid)),
+        netnsPath: netnsPath(names.netns),
         cgroupsPath: cgroupPath(uid),
         init: template.init.command,
         boot: this.bootProfile(template.init),
@@ -330,21 +402,90 @@ export class HostRuntime implements VERuntime {
 
       revert.add('delete container', () => this.forceDelete(id));
       lap('bundle');
-      await this.runc.create(id, this.bundleDir(uid), { signal });
-      lap('runcCreate');
-      await this.runc.start(id, signal);
-      lap('runcStart');
+      if (how.kind === 'restore') {
+        await this.migration.runRestore(config, how.imageDir, signal);
+        lap('runcRestore');
+      } else {
+        await this.runc.create(id, this.bundleDir(uid), { signal });
+        lap('runcCreate');
+        await this.runc.start(id, signal);
+        lap('runcStart');
+      }
       await writeJsonAtomic(this.configFile(uid), config);
     });
-    log.info({ hostname: config.hostname, addresses: config.addresses, ms: timings }, existedBefore ? 'VE started' : 'VE created and started');
+    const what = how.kind === 'restore' ? 'VE restored' : existedBefore ? 'VE started' : 'VE created and started';
+    log.info({ hostname: config.hostname, addresses: config.addresses, ms: timings }, what);
     return existedBefore ? 'updated' : 'created';
+  }
+
+  // ---- suspend / resume ----
+
+  async suspend(uid: string, signal?: AbortSignal): Promise<EnsureResult> {
+    return this.mutex.run(uid, async () => {
+      const id = containerId(uid);
+      const st = await this.runc.state(id, signal);
+      const applied = await readJson<VEConfig>(this.configFile(uid));
+      const log = this.veLog(uid, applied?.name);
+      if (!st || st.status === 'stopped') {
+        if (!st && (await this.suspendCheckpoints(uid).newest())) return 'unchanged';
+        throw new KvzError('Conflict', `VE ${applied?.name ?? uid} is not running (state ${runState(st)}); only a running VE can be suspended`);
+      }
+      if ((await this.isolation.state(uid))?.userNamespace) throw usernsRefusal(applied?.name ?? uid);
+      if (st.status === 'paused') await this.runc.resume(id, signal);
+      const store = this.suspendCheckpoints(uid);
+      const { name, path } = await store.create();
+      try {
+        const res = await this.migration.dump(uid, { imageDir: path, signal }, applied?.name);
+        await store.complete({ name, path, createdAt: new Date().toISOString(), bytes: res.bytes, ms: res.ms });
+        await store.prune(SUSPEND_RETENTION);
+        log.info({ checkpoint: name, bytes: res.bytes, ms: res.ms }, 'VE suspended');
+      } catch (err) {
+        await rm(path, { recursive: true, force: true });
+        throw err;
+      }
+      return 'updated';
+    });
+  }
+
+  async resume(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult> {
+    validate(config);
+    return this.mutex.run(config.uid, async () => {
+      const st = await this.runc.state(containerId(config.uid), signal);
+      if (st?.status === 'running') return 'unchanged';
+      if (st?.status === 'paused') {
+        await this.runc.resume(st.id, signal);
+        return 'updated';
+      }
+      if (!(await this.suspendCheckpoints(config.uid).newest())) {
+        throw new KvzError('NotFound', `VE ${config.name} has no suspend checkpoint on this node; start it instead (powerState: Running)`);
+      }
+      if (st) await this.deleteStopped(st.id, signal);
+      await this.restoreSuspended(config, await readJson<VEConfig>(this.configFile(config.uid)), signal);
+      return 'updated';
+    });
+  }
+
+  /** Restores the newest suspend checkpoint; on success every suspend checkpoint is dropped (the VE has moved on). */
+  private async restoreSuspended(config: VEConfig, applied: VEConfig | undefined, signal?: AbortSignal): Promise<void> {
+    const store = this.suspendCheckpoints(config.uid);
+    const cp = await store.newest();
+    if (!cp) throw new KvzError('NotFound', `VE ${config.name} has no suspend checkpoint`);
+    if ((await this.isolation.state(config.uid))?.userNamespace) throw usernsRefusal(config.name);
+    await this.bringUp(config, applied, { kind: 'restore', imageDir: cp.path }, signal);
+    await store.removeAll();
+    this.veLog(config.uid, config.name).info({ checkpoint: cp.name }, 'VE resumed from its suspend checkpoint');
   }
 
   async ensureStopped(uid: string, opts: StopOptions): Promise<EnsureResult> {
     return this.mutex.run(uid, async () => {
       const id = containerId(uid);
       const st = await this.runc.state(id, opts.signal);
-      if (!st) return 'unchanged';
+      if (!st) {
+        // A suspended VE asked to stop: its checkpoint is discarded (the next start boots).
+        const dropped = await this.suspendCheckpoints(uid).removeAll();
+        if (dropped) this.veLog(uid).info('suspend checkpoint discarded: VE stopped');
+        return dropped ? 'updated' : 'unchanged';
+      }
       const how = await this.stopAndDelete(id, opts.timeoutMs, opts.signal);
       this.veLog(uid).info({ how }, 'VE stopped');
       return 'updated';
@@ -375,7 +516,7 @@ export class HostRuntime implements VERuntime {
       const dir = this.veDir(uid);
       const st = await this.runc.state(id, opts.signal);
       const cgroupLeft = await this.cgroup.exists(cgroupPath(uid));
-      const anything = st !== undefined || existsSync(dir) || netnsExists(netnsName(uid)) || linkExists(hostVethName(uid)) || cgroupLeft;
+      const anything = st !== undefined || existsSync(dir) || cgroupLeft;
       if (!anything) return 'unchanged';
       const { timings, lap } = stopwatch();
       if (st) await this.stopAndDelete(id, opts.timeoutMs, opts.signal);
@@ -396,18 +537,20 @@ export class HostRuntime implements VERuntime {
 
   async inspect(uid: string): Promise<VEHostState> {
     const id = containerId(uid);
-    const [config, st, addresses, mounted] = await Promise.all([
+    const names = await this.netNames(uid);
+    const [config, st, addresses, mounted, suspended] = await Promise.all([
       readJson<VEConfig>(this.configFile(uid)),
       this.runc.state(id),
-      netnsAddresses(netnsName(uid)),
+      names ? netnsAddresses(names.netns) : Promise.resolve([]),
       isMounted(rootfsPaths(this.veDir(uid)).target),
+      this.suspendCheckpoints(uid).newest(),
     ]);
-    const state = runState(st);
+    const state = !st && suspended ? 'suspended' : runState(st);
     const out: VEHostState = {
       uid,
       state,
       addresses,
-      prepared: mounted && netnsExists(netnsName(uid)) && existsSync(join(this.bundleDir(uid), 'config.json')),
+      prepared: mounted && names !== undefined && netnsExists(names.netns) && existsSync(join(this.bundleDir(uid), 'config.json')),
     };
     if (st && st.pid > 0 && state !== 'stopped') out.pid = st.pid;
     if (config) out.config = config;
@@ -478,7 +621,12 @@ export class HostRuntime implements VERuntime {
 
   /** Detected once per process: capabilities and kernel config do not change under a running agent. */
   private features(): Record<string, NodeFeature> {
-    this.featureCache ??= { diskOnlineGrow: onlineGrowFeature(), diskQuotaUgid: quotaFeature(), userNamespace: this.isolation.feature() };
+    this.featureCache ??= {
+      diskOnlineGrow: onlineGrowFeature(),
+      diskQuotaUgid: quotaFeature(),
+      userNamespace: this.isolation.feature(),
+      checkpoint: checkpointFeature(this.runc.criu),
+    };
     return this.featureCache;
   }
 
@@ -591,7 +739,7 @@ export class HostRuntime implements VERuntime {
   }
 
   /** `runc delete`, retried briefly: runc may not have noticed the exit yet. */
-  private async deleteStopped(id: string, signal?: AbortSignal): Promise<void> {
+  async deleteStopped(id: string, signal?: AbortSignal): Promise<void> {
     for (let i = 0; ; i++) {
       try {
         await this.runc.delete(id, signal);
@@ -614,10 +762,22 @@ export class HostRuntime implements VERuntime {
     await this.deleteStopped(id);
   }
 
+  /**
+   * After a dump the VE's netns still holds its addresses and MAC: on a shared LAN it would answer
+   * ARP and steal the VE's traffic from the node it was restored on. Its host veth goes down
+   * (bridged mode; routed mode's host routes would go with it) until a restore brings it up.
+   */
+  async setHostLink(uid: string, up: boolean, signal?: AbortSignal): Promise<void> {
+    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    if (!stored || (stored.mode ?? 'bridged') !== 'bridged' || !linkExists(stored.hostVeth)) return;
+    await run('ip', ['link', 'set', 'dev', stored.hostVeth, up ? 'up' : 'down'], { signal });
+  }
+
   private async networkIntact(uid: string): Promise<boolean> {
     // Routed mode keeps the ptp plugin's host veth name (renaming needs the link down, which drops its routes).
     const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
-    return netnsExists(netnsName(uid)) && stored !== undefined && linkExists(stored.hostVeth);
+    const names = await this.netNames(uid);
+    return names !== undefined && netnsExists(names.netns) && stored !== undefined && linkExists(stored.hostVeth);
   }
 
   /**
@@ -626,11 +786,11 @@ export class HostRuntime implements VERuntime {
    */
   private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal): Promise<void> {
     const { uid } = config;
-    const ns = netnsName(uid);
-    const veth = hostVethName(uid);
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
     if (stored && (await this.networkIntact(uid)) && stored.addresses.join(',') === config.addresses.join(',') && (stored.mode ?? 'bridged') === modeOf(config)) return;
-    if (applied || stored || netnsExists(ns) || linkExists(veth)) await this.teardownNetwork(uid, signal);
+    if (applied || stored || (await this.netNames(uid))) await this.teardownNetwork(uid, signal);
+    // Names chosen (and recorded) now: another runtime on this host may hold the primary ones.
+    const { netns: ns, veth } = await chooseNetNames(this.veDir(uid), uid, this.opts.stateDir);
 
     await this.isolation.addNetns(uid, ns, revert, signal);
     revert.add('delete netns', () => deleteNetns(ns));
@@ -674,9 +834,12 @@ export class HostRuntime implements VERuntime {
   }
 
   /** CNI DEL (with the stored ADD result), the host veth deleted synchronously, then the netns. */
-  private async teardownNetwork(uid: string, signal?: AbortSignal): Promise<void> {
-    const ns = netnsName(uid);
+  async teardownNetwork(uid: string, signal?: AbortSignal): Promise<void> {
+    const names = await this.netNames(uid);
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
+    // Nothing recorded: nothing of ours (the primary names may be another runtime's).
+    if (!names) return;
+    const ns = names.netns;
     if (netnsExists(ns)) {
       const netConfig = stored?.mode === 'routed'
         ? networkConfig('routed', { bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6, addresses: [], mac: macAddress(uid) })
@@ -691,8 +854,8 @@ export class HostRuntime implements VERuntime {
         this.veLog(uid).warn({ err: (err as Error).message }, 'CNI DEL failed; removing links directly');
       }
     }
-    await deleteLink(hostVethName(uid), signal);
-    if (stored?.hostVeth && stored.hostVeth !== hostVethName(uid)) await deleteLink(stored.hostVeth, signal);
+    await deleteLink(names.veth, signal);
+    if (stored?.hostVeth && stored.hostVeth !== names.veth) await deleteLink(stored.hostVeth, signal);
     await deleteNetns(ns, signal);
     await rm(this.networkFile(uid), { force: true });
   }

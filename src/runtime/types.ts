@@ -147,7 +147,8 @@ export interface NodeFeature {
   reason: string;
 }
 
-export type VERunState = 'running' | 'stopped' | 'created' | 'paused' | 'absent';
+/** 'suspended': no container, a suspend checkpoint on disk (resume restores it). */
+export type VERunState = 'running' | 'stopped' | 'created' | 'paused' | 'suspended' | 'absent';
 
 /** What the host says about one VE, read fresh from runc state, netns and mounts. */
 export interface VEHostState {
@@ -185,6 +186,50 @@ export interface ExecOptions {
 }
 
 export type EnsureResult = 'unchanged' | 'created' | 'updated' | 'deleted';
+
+/** One CRIU dump of a VE. */
+export interface CheckpointResult {
+  /** Absolute directory holding CRIU's images (0700, root only). */
+  imageDir: string;
+  /** Total size of the images. */
+  bytes: number;
+  /** Freeze + dump time as runc reported it back to us (wall clock of `runc checkpoint`). */
+  ms: number;
+}
+
+export interface CheckpointOptions {
+  /** Where the images go (created, must not exist or be empty). */
+  imageDir: string;
+  /** Keep the VE running after the dump (a copy); default false: the VE's processes end with the dump. */
+  leaveRunning?: boolean;
+  signal?: AbortSignal;
+}
+
+/**
+ * What migration needs from a runtime beyond the VE lifecycle. The data channel between nodes is
+ * the node agent's; the runtime only reads and writes local files and host state.
+ */
+export interface VEMigrationRuntime {
+  /** CRIU dump through runc. On failure the VE keeps running and the KvzError ('CheckpointFailed') carries CRIU's log tail. */
+  checkpoint(uid: string, opts: CheckpointOptions): Promise<CheckpointResult>;
+  /**
+   * Restores a VE from `imageDir` under the same identity: netns with the same addresses and MAC,
+   * disk mounted, bundle written from `config`, then `runc restore`. After restore an unsolicited
+   * ARP / NA announces the addresses. A failure undoes what it set up except the disk image.
+   */
+  restore(config: VEConfig, imageDir: string, signal?: AbortSignal): Promise<{ ms: number }>;
+  /** The VE's disk image file (sparse ext4); exists once the VE was created or an incoming one was prepared. */
+  diskImagePath(uid: string): string;
+  /** Unmounts the VE's root (overlay and its image) after a dump, so the image file is consistent to copy. Idempotent. */
+  releaseDisk(uid: string): Promise<void>;
+  /**
+   * Makes this node ready to receive VE `config`: its dir, the same uid range (config.security.uidRange),
+   * the template cache, and an empty sparse disk image of the config's size at diskImagePath(uid) for
+   * the sender to fill. Idempotent; `abortIncoming` removes all of it.
+   */
+  prepareIncoming(config: VEConfig, signal?: AbortSignal): Promise<void>;
+  abortIncoming(uid: string): Promise<void>;
+}
 
 /**
  * One node's VE runtime. Every method is idempotent and safe to repeat after a crash; a
@@ -227,8 +272,17 @@ export interface VERuntime {
   readUsage(uid: string, pid?: number): Promise<VEUsage>;
   /** The VE's disk: applied size/inodes and, while mounted, usage (statfs, cheap). undefined = no disk yet. */
   diskUsage(uid: string): Promise<VEDiskUsage | undefined>;
-  /** What this node can do, by feature name (e.g. diskOnlineGrow, diskQuotaUgid), for the agent to publish. */
+  /** What this node can do, by feature name (e.g. diskOnlineGrow, diskQuotaUgid, checkpoint), for the agent to publish. */
   nodeFeatures(): Promise<Record<string, NodeFeature>>;
+  /**
+   * Checkpoints a running VE into its state dir (ves/<uid>/checkpoints/, a retention count kept) and
+   * removes its container; disk and netns stay. inspect() then says 'suspended'. A VE that cannot be
+   * checkpointed keeps running and the error ('CheckpointFailed') says why (CRIU's reason).
+   */
+  suspend(uid: string, signal?: AbortSignal): Promise<EnsureResult>;
+  /** Restores the newest suspend checkpoint ('unchanged' when already running). A failed restore leaves the checkpoint. */
+  resume(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult>;
+  readonly migration: VEMigrationRuntime;
 }
 
 export interface RuntimeOptions {

@@ -577,6 +577,19 @@ export class FakeResourceClient<T extends KubeObject = KubeObject> implements Re
     return this.update(name, namespace, what, 'status', (live) => mergePatch(live, { status }) as KubeObject);
   }
 
+  async jsonPatchStatus(name: string, namespace: string | undefined, ops: JsonPatchOp[]): Promise<T> {
+    const what = `patch ${this.describe(name, namespace)} status`;
+    try {
+      return this.update(name, namespace, what, 'status', (live) => jsonPatch(live, ops, what) as KubeObject);
+    } catch (err) {
+      // As the real client: a failed `test` (the resourceVersion guard) is a conflict.
+      if (err instanceof KvzError && err.code === 'Invalid' && /testing value/.test(err.message)) {
+        throw new KvzError('Conflict', `${err.message} (the object changed since it was read)`, { details: { status: 409, reason: 'Conflict' } });
+      }
+      throw err;
+    }
+  }
+
   async delete(name: string, namespace?: string): Promise<boolean> {
     const key = this.api.key(this.ref, namespace, name);
     const live = this.api.read(key);

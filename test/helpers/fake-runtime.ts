@@ -2,13 +2,13 @@
 // (test/helpers/runtime-contract.ts) as the real runtime, so it cannot drift from it.
 
 import { initProfile, templateDigest, type EnsureTemplateOptions, type TemplateInfo, type TemplateRecipe } from '../../src/runtime/index.js';
-import type { EnsureResult, ExecOptions, NodeFeature, StopOptions, VEConfig, VEDiskUsage, VEHostState, VELimits, VERuntime, VEUsage } from '../../src/runtime/index.js';
+import type { CheckpointOptions, CheckpointResult, EnsureResult, ExecOptions, NodeFeature, StopOptions, VEConfig, VEDiskUsage, VEHostState, VELimits, VEMigrationRuntime, VERuntime, VEUsage } from '../../src/runtime/index.js';
 
 interface FakeVE {
   config: VEConfig;
   /** Applied disk: grown online only when onlineGrow is set, else at the next start; never shrunk. */
   disk: VEDiskUsage;
-  state: 'running' | 'stopped';
+  state: 'running' | 'stopped' | 'suspended';
   pid?: number;
   /** RLIMIT_NOFILE init started with: like the kernel, a live update does not change it. */
   nofile?: number;
@@ -23,7 +23,15 @@ export class FakeRuntime implements VERuntime {
   features: Record<string, NodeFeature> = {
     diskOnlineGrow: { available: false, reason: 'fake: no CAP_SYS_RESOURCE' },
     diskQuotaUgid: { available: false, reason: 'fake: kernel lacks CONFIG_QFMT_V2' },
+    checkpoint: { available: true, reason: 'fake: CRIU 4.2.1; VEs with a user namespace cannot be checkpointed' },
   };
+  /** Set to make the next checkpoint (suspend or migration) fail (once); the VE keeps running. */
+  failNextCheckpoint: Error | undefined;
+  /** Set to make the next restore (resume or migration) fail (once). */
+  failNextRestore: Error | undefined;
+  /** Incoming VEs prepared by migration.prepareIncoming and not yet restored/started (uid → config). */
+  readonly incoming = new Map<string, VEConfig>();
+  readonly migration: VEMigrationRuntime = new FakeMigration(this);
   /** Usage readUsage reports, by uid; tests set it (default: one process, 1 MiB, nothing failed). */
   readonly usage = new Map<string, VEUsage>();
   /** Set to make the next ensureRunning fail (once). */
@@ -94,6 +102,9 @@ export class FakeRuntime implements VERuntime {
     }
     const ve = this.ves.get(config.uid);
     const want = config.disk?.sizeBytes ?? 2 * 1024 ** 3;
+    // Like the host: a suspended VE asked to run is resumed, never cold-booted over its checkpoint.
+    if (ve?.state === 'suspended') return this.resume(config);
+    this.incoming.delete(config.uid);
     if (ve?.state === 'running') {
       if (want > ve.disk.sizeBytes && this.features.diskOnlineGrow?.available) {
         ve.disk.sizeBytes = want;
@@ -116,6 +127,7 @@ export class FakeRuntime implements VERuntime {
     this.calls.push(`ensureStopped ${uid}`);
     const ve = this.ves.get(uid);
     if (!ve || ve.state === 'stopped') return 'unchanged';
+    // A suspended VE's checkpoint is discarded.
     ve.state = 'stopped';
     delete ve.pid;
     return 'updated';
@@ -132,7 +144,8 @@ export class FakeRuntime implements VERuntime {
 
   async destroy(uid: string, _opts: StopOptions): Promise<EnsureResult> {
     this.calls.push(`destroy ${uid}`);
-    return this.ves.delete(uid) ? 'deleted' : 'unchanged';
+    const had = this.incoming.delete(uid);
+    return this.ves.delete(uid) || had ? 'deleted' : 'unchanged';
   }
 
   async inspect(uid: string): Promise<VEHostState> {
@@ -195,6 +208,53 @@ export class FakeRuntime implements VERuntime {
     return { ...this.features };
   }
 
+  private takeFailure(which: 'failNextCheckpoint' | 'failNextRestore'): void {
+    const err = this[which];
+    if (err) {
+      this[which] = undefined;
+      throw err;
+    }
+  }
+
+  /** Like the host: CRIU cannot restore a VE with a user namespace, so it is refused up front. */
+  checkCheckpointable(ve: FakeVE): void {
+    if (ve.config.security?.userNamespace ?? true) {
+      throw Object.assign(new Error(`VE ${ve.config.name} has a user namespace and cannot be checkpointed; set spec.security.userNamespace: false`), { code: 'Unavailable', details: { reason: 'CheckpointFailed', refused: true } });
+    }
+    this.takeFailure('failNextCheckpoint');
+  }
+
+  async suspend(uid: string): Promise<EnsureResult> {
+    this.calls.push(`suspend ${uid}`);
+    const ve = this.ves.get(uid);
+    if (ve?.state === 'suspended') return 'unchanged';
+    if (!ve || ve.state !== 'running') throw Object.assign(new Error(`VE ${uid} is not running`), { code: 'Conflict' });
+    this.checkCheckpointable(ve);
+    ve.state = 'suspended';
+    delete ve.pid;
+    return 'updated';
+  }
+
+  async resume(config: VEConfig): Promise<EnsureResult> {
+    this.calls.push(`resume ${config.uid}`);
+    const ve = this.ves.get(config.uid);
+    if (ve?.state === 'running') return 'unchanged';
+    if (ve?.state !== 'suspended') throw Object.assign(new Error(`VE ${config.uid} has no suspend checkpoint`), { code: 'NotFound' });
+    this.takeFailure('failNextRestore');
+    ve.state = 'running';
+    ve.pid = this.nextPid++;
+    ve.config = { ...config, limits: { ...config.limits } };
+    return 'updated';
+  }
+
+  /** A VE restored from a checkpoint (resume or migration): running, with a fresh host pid. */
+  restoreVE(config: VEConfig): void {
+    const ve = this.ves.get(config.uid);
+    const want = config.disk?.sizeBytes ?? 2 * 1024 ** 3;
+    const disk = ve?.disk ?? { sizeBytes: want, inodes: config.disk?.inodes ?? Math.floor(want / 16384), mounted: true, usedBytes: 0, inodesUsed: 11 };
+    this.ves.set(config.uid, { config: { ...config, limits: { ...config.limits } }, disk: { ...disk, mounted: true }, state: 'running', pid: this.nextPid++, nofile: config.limits.openFiles ?? 1024 });
+  }
+
   /** Simulates an init killed by hand. */
   kill(uid: string): void {
     const ve = this.ves.get(uid);
@@ -202,5 +262,62 @@ export class FakeRuntime implements VERuntime {
       ve.state = 'stopped';
       delete ve.pid;
     }
+  }
+}
+
+/** The migration verbs of the fake: images and disk images are names only; state moves like on a host. */
+class FakeMigration implements VEMigrationRuntime {
+  constructor(private readonly rt: FakeRuntime) {}
+
+  async checkpoint(uid: string, opts: CheckpointOptions): Promise<CheckpointResult> {
+    this.rt.calls.push(`checkpoint ${uid}`);
+    const ve = this.rt.ves.get(uid);
+    if (!ve || ve.state !== 'running') throw Object.assign(new Error(`VE ${uid} is not running`), { code: 'Conflict' });
+    this.rt.checkCheckpointable(ve);
+    if (!opts.leaveRunning) {
+      ve.state = 'stopped';
+      delete ve.pid;
+    }
+    return { imageDir: opts.imageDir, bytes: 250_000, ms: 1 };
+  }
+
+  async restore(config: VEConfig, imageDir: string): Promise<{ ms: number }> {
+    this.rt.calls.push(`restore ${config.uid} ${imageDir}`);
+    const ve = this.rt.ves.get(config.uid);
+    if (ve?.state === 'running') throw Object.assign(new Error(`VE ${config.name} already runs here`), { code: 'Conflict' });
+    if ((config.security?.userNamespace ?? true)) throw Object.assign(new Error(`VE ${config.name} has a user namespace and cannot be restored`), { code: 'Unavailable' });
+    const failure = this.rt.failNextRestore;
+    if (failure) {
+      this.rt.failNextRestore = undefined;
+      throw failure;
+    }
+    this.rt.incoming.delete(config.uid);
+    this.rt.restoreVE(config);
+    return { ms: 1 };
+  }
+
+  diskImagePath(uid: string): string {
+    return `/fake/ves/${uid}/disk.img`;
+  }
+
+  async releaseDisk(uid: string): Promise<void> {
+    this.rt.calls.push(`releaseDisk ${uid}`);
+    const ve = this.rt.ves.get(uid);
+    if (ve?.state === 'running') throw Object.assign(new Error(`VE ${uid} still runs`), { code: 'Conflict' });
+    if (ve) ve.disk.mounted = false;
+  }
+
+  async prepareIncoming(config: VEConfig): Promise<void> {
+    this.rt.calls.push(`prepareIncoming ${config.uid}`);
+    if (this.rt.ves.get(config.uid)?.state === 'running') throw Object.assign(new Error(`VE ${config.name} already runs here`), { code: 'Conflict' });
+    await this.rt.ensureTemplate(config.template);
+    this.rt.incoming.set(config.uid, { ...config });
+  }
+
+  async abortIncoming(uid: string): Promise<void> {
+    this.rt.calls.push(`abortIncoming ${uid}`);
+    if (this.rt.ves.get(uid)?.state === 'running') throw Object.assign(new Error(`VE ${uid} runs here`), { code: 'Conflict' });
+    this.rt.incoming.delete(uid);
+    this.rt.ves.delete(uid);
   }
 }

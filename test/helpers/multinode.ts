@@ -6,6 +6,20 @@
 // address, and every node routes the others' subnets the same way, so every VE is reachable
 // from the root namespace (and from every other node) at its address.
 //
+// Shared-L2 mode (`sharedSubnet: true`, `serve --shared`), for live migration (a migrated VE keeps
+// its address): every node's uplink is enslaved to its node bridge, so all node bridges and the
+// fabric bridge form one L2 segment with ONE VE subnet. The fabric bridge's address (root ns) is
+// the VEs' gateway (`--gateway`); each node bridge has its own address in the subnet — the node's
+// own address, through which its agent reaches the API server and the other agents (migration
+// channel: `--migration-listen 0.0.0.0:PORT --migration-address NODE_ADDR`). The agent has no
+// pool range, so VEs in this mode should declare their addresses (automatic allocation would
+// hand the same address out on two nodes); node addresses are .200+i, above what tests use.
+// A migrated VE's netns has the same name (/run/netns/kvz-<uid>) on both nodes, so in this mode
+// each agent also gets a persistent mount namespace (bound at DIR/mntns/NODE) that differs from
+// the host's in one place only: /run/netns is the node's own directory (DIR/nodes/NODE/netns; its
+// files, one per VE netns, are visible from the host there). DIR is made a shared bind mount
+// first, so the VE mounts agents make under it (loop, overlay) still show on the host.
+//
 // Agents run under `nsenter --net=/run/netns/NODE` — network namespace only, the host's mount
 // namespace kept. `ip netns exec` would give each agent a private mount namespace with a fresh
 // /sys (hiding /sys/fs/cgroup, which runc needs) and make every mount the agent makes (VE netns
@@ -16,7 +30,7 @@
 // it is made, so `teardownCluster(DIR)` (hack/multinode.sh down) removes it all, even after a crash.
 //
 // Also a CLI (used by hack/multinode.sh):
-//   node dist/test/helpers/multinode.js serve --nodes N --dir DIR   runs in the foreground until SIGTERM
+//   node dist/test/helpers/multinode.js serve --nodes N --dir DIR [--shared]   runs in the foreground until SIGTERM
 //   node dist/test/helpers/multinode.js down --dir DIR              stops and removes everything
 //   node dist/test/helpers/multinode.js destroy-node ...            (internal: run inside a node netns)
 
@@ -35,19 +49,26 @@ const execFileP = promisify(execFile);
 
 export interface NodeHost {
   name: string;
+  /** Routed: its own VE subnet behind its uplink address. Shared: one L2 segment and subnet for all. */
+  mode?: 'routed' | 'shared';
   /** The node's "host": a network namespace. */
   netns: string;
   stateDir: string;
   /** The node bridge inside the netns (made by the harness: the agent attaches to it as it is). */
   bridge: string;
   subnet: string;
-  /** The node bridge's address: the VEs' gateway. */
+  /** The VEs' gateway: the node bridge's address (routed), the fabric bridge's (shared). */
   gateway: string;
   /** Root-ns end of the uplink veth (a port of the fabric bridge). */
   uplinkRoot: string;
-  /** The node's address on the fabric (its uplink, inside the netns). */
+  /** The node's own address: its uplink's (routed) or its node bridge's (shared). */
   uplinkAddress: string;
+  /** Migration listener port (inside the node netns), when the agent was given one. */
+  migrationPort?: number;
   logFile: string;
+  /** Shared mode: the node's persistent mount namespace (a bind of the ns file) and its /run/netns directory. */
+  mountNs?: string;
+  netnsDir?: string;
   /** PID of the running agent (the node process itself: nsenter execs it). */
   agentPid?: number;
 }
@@ -55,6 +76,9 @@ export interface NodeHost {
 export interface ClusterState {
   id: string;
   dir: string;
+  mode?: 'routed' | 'shared';
+  /** Shared mode: host mounts made (DIR bound on itself, shared; DIR/mntns private), removed last. */
+  hostMounts?: string[];
   fabric: { bridge: string; subnet: string; address: string };
   kubeconfig?: string;
   controllerPid?: number;
@@ -82,6 +106,13 @@ export interface ClusterOptions {
   heartbeat?: string;
   nodeGrace?: string;
   logLevel?: string;
+  /** One L2 segment and one VE subnet for all nodes (live migration); default: routed, one subnet per node. */
+  sharedSubnet?: boolean;
+  /**
+   * Port of each agent's migration listener (`--migration-listen 0.0.0.0:PORT`, in the node's own
+   * netns, so every node may use the same one). Default: 7650 in shared mode, none routed; 0: none.
+   */
+  migrationPort?: number;
 }
 
 async function sh(cmd: string, args: string[], opts: { allowFail?: boolean } = {}): Promise<string> {
@@ -136,6 +167,61 @@ async function stopPid(pid: number | undefined, timeoutMs = 10_000): Promise<voi
   while (alive(pid)) await new Promise((r) => setTimeout(r, 20));
 }
 
+function nodeNames(id: string, dir: string, i: number): Pick<NodeHost, 'name' | 'netns' | 'stateDir' | 'bridge' | 'uplinkRoot' | 'logFile'> {
+  return {
+    name: `node-${i}-${id}`,
+    netns: `kvzh${id}n${i}`,
+    stateDir: join(dir, 'nodes', `node-${i}`),
+    bridge: 'kvzbr0',
+    uplinkRoot: `kvzu${id}${i}`.slice(0, 15),
+    logFile: join(dir, 'nodes', `node-${i}`, 'agent.log'),
+  };
+}
+
+/** A fabric subnet 10.212.f.0/24 and one routed VE subnet 10.213.x.0/24 per node. */
+async function routedLayout(id: string, dir: string, count: number, migrationPort: number): Promise<ClusterState> {
+  const f = await freeOctets('10.212', 1);
+  const base = await freeOctets('10.213', count);
+  return {
+    id, dir, mode: 'routed',
+    fabric: { bridge: `kvzf${id}`, subnet: `10.212.${f}.0/24`, address: `10.212.${f}.1` },
+    nodes: Array.from({ length: count }, (_, i) => ({
+      ...nodeNames(id, dir, i),
+      mode: 'routed' as const,
+      subnet: `10.213.${base + i}.0/24`,
+      gateway: `10.213.${base + i}.1`,
+      uplinkAddress: `10.212.${f}.${10 + i}`,
+      ...(migrationPort ? { migrationPort } : {}),
+    })),
+  };
+}
+
+/** One VE subnet 10.213.x.0/24 for all: .1 the fabric (VE gateway, API server), .200+i node i. */
+async function sharedLayout(id: string, dir: string, count: number, migrationPort: number): Promise<ClusterState> {
+  const x = await freeOctets('10.213', 1);
+  const subnet = `10.213.${x}.0/24`;
+  return {
+    id, dir, mode: 'shared',
+    fabric: { bridge: `kvzf${id}`, subnet, address: `10.213.${x}.1` },
+    nodes: Array.from({ length: count }, (_, i) => ({
+      ...nodeNames(id, dir, i),
+      mode: 'shared' as const,
+      mountNs: join(dir, 'mntns', `node-${i}`),
+      netnsDir: join(dir, 'nodes', `node-${i}`, 'netns'),
+      subnet,
+      gateway: `10.213.${x}.1`,
+      uplinkAddress: `10.213.${x}.${200 + i}`,
+      ...(migrationPort ? { migrationPort } : {}),
+    })),
+  };
+}
+
+/** An address in the shared subnet for tests: host number n (keep 2..199; nodes are .200+). */
+export function sharedAddress(state: ClusterState, n: number): string {
+  if (state.mode !== 'shared') throw new Error('sharedAddress: the cluster runs in routed mode; start it with sharedSubnet: true');
+  return `${state.fabric.subnet.replace(/0\/24$/, '')}${n}`;
+}
+
 export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   if (o.nodes < 1 || o.nodes > 20) throw new Error(`--nodes ${o.nodes}: give 1 to 20`);
   const dir = resolve(o.dir);
@@ -143,23 +229,8 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   // VEs run in user namespaces: their mapped root must be able to walk down to the VE roots.
   chmodSync(dir, 0o711);
   const id = uniqueSuffix().slice(0, 7);
-  const f = await freeOctets('10.212', 1);
-  const base = await freeOctets('10.213', o.nodes);
-  const state: ClusterState = {
-    id, dir,
-    fabric: { bridge: `kvzf${id}`, subnet: `10.212.${f}.0/24`, address: `10.212.${f}.1` },
-    nodes: Array.from({ length: o.nodes }, (_, i) => ({
-      name: `node-${i}-${id}`,
-      netns: `kvzh${id}n${i}`,
-      stateDir: join(dir, 'nodes', `node-${i}`),
-      bridge: 'kvzbr0',
-      subnet: `10.213.${base + i}.0/24`,
-      gateway: `10.213.${base + i}.1`,
-      uplinkRoot: `kvzu${id}${i}`.slice(0, 15),
-      uplinkAddress: `10.212.${f}.${10 + i}`,
-      logFile: join(dir, 'nodes', `node-${i}`, 'agent.log'),
-    })),
-  };
+  const migrationPort = o.migrationPort ?? (o.sharedSubnet ? 7650 : 0);
+  const state = o.sharedSubnet ? await sharedLayout(id, dir, o.nodes, migrationPort) : await routedLayout(id, dir, o.nodes, migrationPort);
   save(state);
   let server: RunningApiServer | undefined;
   try {
@@ -167,11 +238,24 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     await sh('ip', ['link', 'add', state.fabric.bridge, 'type', 'bridge']);
     await sh('ip', ['addr', 'add', `${state.fabric.address}/24`, 'dev', state.fabric.bridge]);
     await sh('ip', ['link', 'set', state.fabric.bridge, 'up']);
+    if (state.mode === 'shared') await makeNodeMountNamespaces(state);
     for (const n of state.nodes) {
       mkdirSync(n.stateDir, { recursive: true });
       await sh('ip', ['netns', 'add', n.netns]);
       await sh('ip', ['link', 'add', n.uplinkRoot, 'type', 'veth', 'peer', 'name', 'uplink0', 'netns', n.netns]);
       await sh('ip', ['link', 'set', n.uplinkRoot, 'master', state.fabric.bridge, 'up']);
+      if (state.mode === 'shared') {
+        // Layer 2: the uplink is a port of the node bridge, which carries the node's own address.
+        await ipBatch(['-n', n.netns], [
+          `link set lo up`,
+          `link add ${n.bridge} type bridge`,
+          `addr add ${n.uplinkAddress}/24 dev ${n.bridge}`,
+          `link set uplink0 master ${n.bridge}`,
+          `link set uplink0 up`,
+          `link set ${n.bridge} up`,
+        ]);
+        continue;
+      }
       const batch = [
         `link set lo up`,
         `addr add ${n.uplinkAddress}/24 dev uplink0`,
@@ -206,8 +290,11 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       const out = openSync(n.logFile, 'a');
       const p = spawn(
         'nsenter',
-        [`--net=/run/netns/${n.netns}`, '--', process.execPath, kvzBin, 'node-agent', '--kubeconfig', kubeconfig, '--node-name', n.name,
-          '--state-dir', n.stateDir, '--bridge', n.bridge, '--subnet', n.subnet, '--heartbeat', o.heartbeat ?? '10s', '--node-label', `kubevz.io/harness=${id}`],
+        [...nodeNsenterArgs(n), '--', process.execPath, kvzBin, 'node-agent', '--kubeconfig', kubeconfig, '--node-name', n.name,
+          '--state-dir', n.stateDir, '--bridge', n.bridge, '--subnet', n.subnet, '--heartbeat', o.heartbeat ?? '10s', '--node-label', `kubevz.io/harness=${id}`,
+          // Shared L2: the gateway is the fabric's address, not the node bridge's own one.
+          ...(state.mode === 'shared' ? ['--gateway', n.gateway] : []),
+          ...(n.migrationPort ? ['--migration-listen', `0.0.0.0:${n.migrationPort}`, '--migration-address', n.uplinkAddress] : [])],
         { stdio: ['ignore', out, out], env, detached: true },
       );
       p.unref();
@@ -265,7 +352,7 @@ export async function teardownCluster(dir: string, o: { server?: RunningApiServe
   const errors: string[] = [];
   for (const n of state.nodes) {
     if (!existsSync(n.stateDir)) continue;
-    const inNs = existsSync(`/run/netns/${n.netns}`) ? ['nsenter', `--net=/run/netns/${n.netns}`, '--'] : [];
+    const inNs = existsSync(`/run/netns/${n.netns}`) ? ['nsenter', ...nodeNsenterArgs(n), '--'] : [];
     const argv = [...inNs, process.execPath, helperPath(), 'destroy-node', '--state-dir', n.stateDir, '--bridge', n.bridge, '--subnet', n.subnet];
     try {
       await sh(argv[0]!, argv.slice(1));
@@ -276,12 +363,63 @@ export async function teardownCluster(dir: string, o: { server?: RunningApiServe
   for (const n of state.nodes) {
     // The root end first, synchronously: `ip netns del` destroys the veth asynchronously.
     await sh('ip', ['link', 'delete', 'dev', n.uplinkRoot], { allowFail: true });
-    await sh('ip', ['route', 'del', n.subnet, 'via', n.uplinkAddress], { allowFail: true });
+    // Shared mode has no per-node route (the subnet is the fabric's own, gone with the bridge).
+    if (n.mode !== 'shared') await sh('ip', ['route', 'del', n.subnet, 'via', n.uplinkAddress], { allowFail: true });
     if (existsSync(`/run/netns/${n.netns}`)) await sh('ip', ['netns', 'delete', n.netns], { allowFail: true });
   }
   await sh('ip', ['link', 'delete', 'dev', state.fabric.bridge], { allowFail: true });
+  // Mount namespaces: each lives while its bind (and any later node's copy of it) exists.
+  for (const n of [...state.nodes].reverse()) if (n.mountNs && isMountPoint(n.mountNs)) await sh('umount', [n.mountNs], { allowFail: true });
+  for (const m of [...(state.hostMounts ?? [])].reverse()) {
+    // A freed node mount namespace still holds its copy (a peer) for a moment: retry, then detach.
+    for (let i = 0; i < 50 && isMountPoint(m); i++) {
+      await sh('umount', [m], { allowFail: true });
+      if (isMountPoint(m)) await new Promise((r) => setTimeout(r, 100));
+    }
+    if (isMountPoint(m)) await sh('umount', ['-l', m], { allowFail: true });
+    if (isMountPoint(m)) errors.push(`${m} is still mounted (busy?)`);
+  }
   if (errors.length) throw new Error(`tearing down ${dir}: ${errors.join('\n')}\n(host objects are named with ${state.id}; DIR kept for inspection)`);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** nsenter flags that put a process on node `n` (its netns; in shared mode also its mount ns). */
+export function nodeNsenterArgs(n: NodeHost): string[] {
+  return [...(n.mountNs ? [`--mount=${n.mountNs}`] : []), `--net=/run/netns/${n.netns}`];
+}
+
+function isMountPoint(path: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
+}
+
+/**
+ * Shared mode: DIR becomes a shared bind mount of itself (so mounts the agents make below it
+ * propagate to the host: `/` is private here), DIR/mntns a private one (a mount namespace file
+ * can only be bound onto a non-shared mount), and each node gets a persistent mount namespace
+ * whose /run/netns is covered by the node's own directory, made privately so that nothing of it
+ * propagates back to the host's /run/netns.
+ */
+async function makeNodeMountNamespaces(state: ClusterState): Promise<void> {
+  const nsDir = join(state.dir, 'mntns');
+  state.hostMounts = [state.dir, nsDir];
+  save(state);
+  await sh('mount', ['--bind', state.dir, state.dir]);
+  await sh('mount', ['--make-shared', state.dir]);
+  mkdirSync(nsDir, { recursive: true });
+  await sh('mount', ['--bind', nsDir, nsDir]);
+  await sh('mount', ['--make-private', nsDir]);
+  mkdirSync('/run/netns', { recursive: true });
+  for (const n of state.nodes) {
+    mkdirSync(n.netnsDir!, { recursive: true });
+    writeFileSync(n.mountNs!, '');
+    // /run/netns is made a mount point in the new namespace if it is not one, then privately covered.
+    const script = `set -e
+mountpoint -q /run/netns || mount --bind /run/netns /run/netns
+mount --make-private /run/netns
+mount --bind ${n.netnsDir} /run/netns
+mount --make-private /run/netns`;
+    await sh('unshare', [`--mount=${n.mountNs}`, '--propagation', 'unchanged', '--', 'sh', '-c', script]);
+  }
 }
 
 function helperPath(): string {
@@ -312,7 +450,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (!dir) {
-    process.stderr.write('usage: multinode.js serve --nodes N --dir DIR | down --dir DIR\n');
+    process.stderr.write('usage: multinode.js serve --nodes N --dir DIR [--shared] | down --dir DIR\n');
     return 2;
   }
   if (cmd === 'down') {
@@ -324,7 +462,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${dir} already holds a cluster; run: hack/multinode.sh down ${dir}\n`);
       return 1;
     }
-    const cluster = await startCluster({ nodes: Number(flag(rest, 'nodes') ?? 3), dir, heartbeat: flag(rest, 'heartbeat'), nodeGrace: flag(rest, 'node-grace') });
+    const cluster = await startCluster({ nodes: Number(flag(rest, 'nodes') ?? 3), dir, heartbeat: flag(rest, 'heartbeat'), nodeGrace: flag(rest, 'node-grace'), sharedSubnet: rest.includes('--shared') });
     cluster.state.servePid = process.pid;
     save(cluster.state);
     writeFileSync(join(cluster.state.dir, 'ready'), `${cluster.kubeconfig}\n`);

@@ -68,4 +68,63 @@ export function runtimeContract(name: string, make: () => Promise<ContractSubjec
     assert.ok(!(await runtime.list()).some((v) => v.uid === config.uid));
     assert.equal(await runtime.diskUsage(config.uid), undefined, 'destroy removes the disk');
   });
+
+  test(`${name}: suspend and resume follow the contract`, async (t) => {
+    subject ??= await make();
+    if (!subject) return t.skip('runtime not available');
+    const { runtime } = subject;
+    const stop = { timeoutMs: 5000 };
+    const feature = (await runtime.nodeFeatures()).checkpoint;
+    assert.ok(feature, 'nodeFeatures() reports checkpoint');
+    if (!feature.available) return t.skip(`checkpoint unavailable: ${feature.reason}`);
+    await runtime.ensureTemplate(subject.config.template);
+
+    // A VE with a user namespace (the default) is refused up front and keeps running.
+    const userns = { ...subject.config, security: undefined };
+    await runtime.ensureRunning(userns);
+    const before = await runtime.inspect(userns.uid);
+    await assert.rejects(runtime.suspend(userns.uid), (err: Error & { code?: string }) => {
+      assert.ok(err.code === 'Unavailable' || err.code === 'CommandFailed', `code ${err.code}`);
+      assert.match(err.message, /userNamespace: false/, 'the refusal says the way out');
+      return true;
+    });
+    const after = await runtime.inspect(userns.uid);
+    assert.equal(after.state, 'running', 'a refused VE keeps running');
+    assert.equal(after.pid, before.pid, 'with the same init');
+    assert.equal(await runtime.destroy(userns.uid, stop), 'deleted');
+
+    const config = { ...subject.config, security: { userNamespace: false } };
+    await runtime.ensureRunning(config);
+    assert.equal(await runtime.suspend(config.uid), 'updated');
+    const suspended = await runtime.inspect(config.uid);
+    assert.equal(suspended.state, 'suspended');
+    assert.equal(suspended.pid, undefined, 'a suspended VE has no init');
+    assert.equal((await runtime.list()).find((v) => v.uid === config.uid)?.state, 'suspended');
+    assert.equal(await runtime.suspend(config.uid), 'unchanged');
+    assert.notEqual(await runtime.exec(config.uid, ['true'], { tty: false }).catch(() => -1), 0, 'nothing runs in a suspended VE');
+
+    assert.equal(await runtime.resume(config), 'updated');
+    const resumed = await runtime.inspect(config.uid);
+    assert.equal(resumed.state, 'running');
+    assert.deepEqual(resumed.addresses, config.addresses, 'the resumed VE has its addresses');
+    assert.equal(await runtime.resume(config), 'unchanged');
+    assert.equal(await runtime.exec(config.uid, ['true'], { tty: false }), 0);
+
+    // Running is asked of a suspended VE: it resumes (never a cold boot over its checkpoint).
+    assert.equal(await runtime.suspend(config.uid), 'updated');
+    assert.notEqual(await runtime.ensureRunning(config), 'unchanged');
+    assert.equal((await runtime.inspect(config.uid)).state, 'running');
+    assert.equal(await runtime.ensureRunning(config), 'unchanged');
+
+    // Stopping a suspended VE discards its checkpoint.
+    assert.equal(await runtime.suspend(config.uid), 'updated');
+    assert.equal(await runtime.ensureStopped(config.uid, stop), 'updated');
+    const stopped = await runtime.inspect(config.uid);
+    assert.ok(stopped.state !== 'suspended' && stopped.state !== 'running', `state ${stopped.state}`);
+    assert.equal(await runtime.ensureStopped(config.uid, stop), 'unchanged');
+    await assert.rejects(runtime.resume(config), { code: 'NotFound' });
+
+    assert.equal(await runtime.destroy(config.uid, stop), 'deleted');
+    assert.equal((await runtime.inspect(config.uid)).state, 'absent', 'destroy removes the checkpoint too');
+  });
 }

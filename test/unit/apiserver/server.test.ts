@@ -59,7 +59,7 @@ describe('api server', () => {
     assert.match(v.gitVersion, /^v1\.32\./);
     assert.deepEqual((await call(s, '/api')).json().versions, ['v1']);
     const core = (await call(s, '/api/v1')).json();
-    assert.deepEqual(core.resources.map((r: { name: string }) => r.name).sort(), ['events', 'namespaces']);
+    assert.deepEqual(core.resources.map((r: { name: string }) => r.name).sort(), ['events', 'namespaces', 'secrets']);
     const groups = (await call(s, '/apis')).json();
     assert.deepEqual(groups.groups.map((g: { name: string }) => g.name), ['apiextensions.k8s.io', 'coordination.k8s.io', 'kubevz.io']);
     const kvz = (await call(s, '/apis/kubevz.io/v1alpha1')).json();

@@ -1,0 +1,331 @@
+// The source agent's part of a migration (ADR 004). On TargetReady it moves the VE:
+//
+//   live:    pre-copy the disk while the VE runs → Checkpointing (freeze: downtime starts) → CRIU
+//            dump → release the disk → Transferring (disk delta + images) → Restoring (guarded:
+//            from here the controller can no longer fail it) → target restores → Succeeded.
+//   offline: Checkpointing (stop the VE) → Transferring (disk) → Restoring → Succeeded; the
+//            target's VE reconciler boots it from the moved disk once the controller rebinds it.
+//
+// Any failure before the target runs the VE rolls back: the target is told to drop its copy,
+// the VE runs here again (restored from the dump when there was one), and the migration becomes
+// Failed with the reason — written only after the VE runs again, so the controller's clean-up
+// (annotation removal) never wakes the VE reconciler on a VE that is still being restored.
+//
+// A marker file (<stateDir>/migrations/<ns>_<name>.json) outlives an agent crash; recover()
+// finishes or rolls back what a previous agent left.
+
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { KubeObject, MigrationPhase, VEMigration, VirtualEnvironment } from '../api/types.js';
+import { errorCode, errorMessage, KvzError } from '../core/errors.js';
+import type { EventRecorder } from '../core/events.js';
+import type { Logger } from '../core/logger.js';
+import type { ResourceClient } from '../core/resource-client.js';
+import type { VEConfig, VERuntime } from '../runtime/index.js';
+import { blockDigests, readBlocks } from '../runtime/disk-sync.js';
+import { MigrationChannelClient, readToken, type ImageFile } from './migration-channel.js';
+import { BLOCK_SIZE } from './migration-frames.js';
+import { advance, isMigrationGone, markerDir, readMarkers, removeMarker, writeMarker, type SourceMarker } from './migration-status.js';
+
+export interface MigrationSourceOptions {
+  nodeName: string;
+  migrations: ResourceClient<VEMigration>;
+  secrets: ResourceClient<KubeObject>;
+  ves: ResourceClient<VirtualEnvironment>;
+  runtime: VERuntime;
+  stateDir: string;
+  /** Builds the VE's config when the host has no record of it (should not happen for a running VE). */
+  configFor: (ve: VirtualEnvironment) => VEConfig;
+  stopTimeoutMs: number;
+  events?: EventRecorder;
+  log: Logger;
+  /** Called with the VE's key when this agent stops holding it (flow or recovery done). */
+  onReleased?: (veKey: string) => void;
+}
+
+/** Phases the source may fail a migration from (all but the terminal ones). */
+const ACTIVE: readonly MigrationPhase[] = ['Pending', 'Scheduling', 'PreparingTarget', 'TargetReady', 'Checkpointing', 'Transferring', 'Restoring'];
+
+class Failure extends KvzError {
+  constructor(readonly reason: string, message: string, readonly criuLog?: string) {
+    super('Internal', message);
+  }
+}
+
+interface Flow {
+  abort: AbortController;
+  /** Set once Restoring is written: the controller's abort no longer applies. */
+  committed: boolean;
+  done: Promise<void>;
+}
+
+export class MigrationSource {
+  private readonly flows = new Map<string, Flow>();
+  /** VE uids this agent is moving or rolling back (the VE reconciler leaves them alone). */
+  private readonly busy = new Set<string>();
+
+  constructor(private readonly o: MigrationSourceOptions) {}
+
+  holds(veUid: string): boolean {
+    return this.busy.has(veUid);
+  }
+
+  /** Starts the move when the migration is TargetReady with this node as source; aborts it when it fails or goes. */
+  onMigration(key: string, mig: VEMigration | undefined): void {
+    const flow = this.flows.get(key);
+    if (flow && !flow.committed && (!mig || mig.metadata.deletionTimestamp || mig.status?.phase === 'Failed')) {
+      flow.abort.abort(new Failure('Aborted', mig?.status?.phase === 'Failed' ? `the migration was failed: ${mig.status.message ?? mig.status.reason ?? ''}` : 'the migration was deleted'));
+      return;
+    }
+    if (!mig || flow || mig.status?.sourceNode !== this.o.nodeName || mig.status.phase !== 'TargetReady' || mig.metadata.deletionTimestamp) return;
+    const abort = new AbortController();
+    const f: Flow = { abort, committed: false, done: Promise.resolve() };
+    this.flows.set(key, f);
+    f.done = this.run(mig, f)
+      .catch((err: unknown) => this.o.log.error({ migration: key, err: errorMessage(err) }, 'migration source flow failed unexpectedly'))
+      .finally(() => this.flows.delete(key));
+  }
+
+  /** Waits for flows in progress (tests, agent stop). */
+  async settle(): Promise<void> {
+    await Promise.all([...this.flows.values()].map((f) => f.done));
+  }
+
+  async stop(): Promise<void> {
+    // A stopping agent does not abort a move mid-way: the marker lets the next agent finish or roll back.
+    await this.settle();
+  }
+
+  private async run(mig: VEMigration, flow: Flow): Promise<void> {
+    const { namespace, name } = mig.metadata;
+    const key = `${namespace}/${name}`;
+    const log = this.o.log.child({ migration: key, role: 'source' });
+    const veUid = mig.status!.veUid!;
+    const mode = mig.spec.mode ?? 'live';
+    const signal = flow.abort.signal;
+    const startedAt = mig.status?.startTime ? Date.parse(mig.status.startTime) : Date.now();
+    const deadline = startedAt + (mig.spec.timeoutSeconds ?? 600) * 1000;
+    const timer = setTimeout(() => flow.abort.abort(new Failure('Timeout', `the migration passed spec.timeoutSeconds (${mig.spec.timeoutSeconds ?? 600}s)`)), Math.max(0, deadline - Date.now()));
+    timer.unref();
+    this.busy.add(veUid);
+    const check = () => {
+      if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Failure('Aborted', 'the migration was aborted');
+    };
+    const host = await this.o.runtime.inspect(veUid);
+    const ve = await this.o.ves.get(mig.spec.ve, namespace);
+    const config = host.config ?? (ve ? this.o.configFor(ve) : undefined);
+    const marker: SourceMarker = { namespace, name, migrationUid: mig.metadata.uid, veUid, mode, config };
+    let client: MigrationChannelClient | undefined;
+    let bytes = 0;
+    const timings: Record<string, number> = {};
+    try {
+      if (!config || !ve) throw new Failure('VENotFound', `VE ${namespace}/${mig.spec.ve} is not on node ${this.o.nodeName}`);
+      if (host.state !== 'running' && mode === 'live') throw new Failure('VENotRunning', `VE ${namespace}/${mig.spec.ve} is ${host.state} on node ${this.o.nodeName}; a live migration needs it running (use mode: offline)`);
+      await writeMarker(this.o.stateDir, marker);
+      const transfer = mig.status?.transfer;
+      const token = mig.status?.credentialSecret ? await readToken(this.o.secrets, mig.status.credentialSecret, namespace) : undefined;
+      if (!transfer?.address || !transfer.port) throw new Failure('NoTransferEndpoint', 'the target did not publish status.transfer');
+      if (!token) throw new Failure('NoCredential', `the migration's credential Secret ${mig.status?.credentialSecret ?? '(none)'} has no ${'token'}`);
+      client = new MigrationChannelClient(transfer.address, transfer.port, namespace, name, token, signal);
+      const disk = this.o.runtime.migration.diskImagePath(veUid);
+      // What the target's image holds, block by block, kept current as we send.
+      const remote = (await client.digests()).digests;
+
+      if (mode === 'live') {
+        const t = Date.now();
+        bytes += await this.sendDelta(client, disk, remote);
+        timings.diskPrecopy = Date.now() - t;
+        check();
+      }
+      await advance(this.o.migrations, namespace, name, ['TargetReady'], 'Checkpointing', { message: mode === 'live' ? 'freezing and dumping the VE' : 'stopping the VE' });
+      check();
+      const t0 = Date.now();
+      if (mode === 'live') {
+        marker.imageDir = join(markerDir(this.o.stateDir), 'outgoing', mig.metadata.uid ?? name, 'images');
+        await rm(marker.imageDir, { recursive: true, force: true });
+        marker.dumped = true; // before the dump: a crash in it must look for images, not cold-boot blindly
+        await writeMarker(this.o.stateDir, marker);
+        try {
+          const cp = await this.o.runtime.migration.checkpoint(veUid, { imageDir: marker.imageDir, signal });
+          timings.checkpoint = cp.ms;
+        } catch (err) {
+          const d = (err as KvzError).details ?? {};
+          const still = (await this.o.runtime.inspect(veUid)).state === 'running';
+          if (still) marker.dumped = false; // the dump failed and the VE kept running: nothing to restore
+          throw new Failure('CheckpointFailed', `checkpoint of the VE failed: ${errorMessage(err)}`, typeof d.criuLog === 'string' ? d.criuLog : typeof d.log === 'string' ? d.log : undefined);
+        }
+      } else {
+        await this.o.runtime.ensureStopped(veUid, { timeoutMs: this.o.stopTimeoutMs, signal });
+      }
+      await this.o.runtime.migration.releaseDisk(veUid);
+      await advance(this.o.migrations, namespace, name, ['Checkpointing'], 'Transferring', { message: 'sending the disk delta and the checkpoint' });
+      check();
+      const tx = Date.now();
+      bytes += await this.sendDelta(client, disk, remote);
+      if (marker.imageDir) bytes += await client.putCheckpoint(await imageFiles(marker.imageDir));
+      timings.transfer = Date.now() - tx;
+      check();
+      // The point of no return for the controller: a conflict here means it failed or aborted the migration.
+      await advance(this.o.migrations, namespace, name, ['Transferring'], 'Restoring', { message: mode === 'live' ? 'restoring on the target' : 'handing the VE over to the target' });
+      flow.committed = true;
+      clearTimeout(timer);
+      const tr = Date.now();
+      if (mode === 'live') {
+        const committed = new MigrationChannelClient(transfer.address, transfer.port, namespace, name, token);
+        try {
+          await committed.restore();
+        } catch (err) {
+          // The answer may be lost while the restore worked: ask before rolling back (one copy only).
+          const running = await committed.state().then((s) => s.running).catch(() => false);
+          if (!running) {
+            const d = (err as KvzError).details ?? {};
+            throw new Failure(typeof d.reason === 'string' ? d.reason : 'RestoreFailed', `restore on node ${mig.status?.targetNode} failed: ${errorMessage(err)}`, typeof d.criuLog === 'string' ? d.criuLog : undefined);
+          }
+        }
+        timings.restore = Date.now() - tr;
+      }
+      const downtimeMs = Date.now() - t0;
+      timings.total = Date.now() - startedAt;
+      await advance(this.o.migrations, namespace, name, ['Restoring'], 'Succeeded', {
+        message: `the VE runs on node ${mig.status?.targetNode}`,
+        status: { timings, downtimeMs, bytesTransferred: bytes, method: mode === 'live' ? 'stop-and-copy' : 'offline' },
+      });
+      log.info({ downtimeMs, bytes, timings }, 'migration succeeded');
+      await this.finish(marker);
+    } catch (err) {
+      const failure = err instanceof Failure ? err : isMigrationGone(err) ? new Failure('Aborted', errorMessage(err)) : new Failure(errorCode(err) === 'Unavailable' ? 'TransferFailed' : 'SourceError', errorMessage(err));
+      log.warn({ reason: failure.reason, err: failure.message }, 'migration failed; rolling back on the source');
+      await this.rollback(marker, failure, client);
+    } finally {
+      clearTimeout(timer);
+      this.busy.delete(veUid);
+      this.o.onReleased?.(`${namespace}/${mig.spec.ve}`);
+    }
+  }
+
+  /** Sends the blocks whose digest differs from what the target holds; returns the bytes sent. */
+  private async sendDelta(client: MigrationChannelClient, disk: string, remote: string[]): Promise<number> {
+    const local = await blockDigests(disk, BLOCK_SIZE);
+    const want = local.map((d: string, i: number) => (d !== remote[i] ? i : -1)).filter((i: number) => i >= 0);
+    if (!want.length) return 0;
+    return client.putBlocks((async function* () {
+      for await (const b of readBlocks(disk, want, BLOCK_SIZE)) {
+        // Recorded from the data sent (the block may change between digest and read while the VE runs).
+        remote[b.index] = createHash('sha256').update(b.data).digest('hex');
+        yield b;
+      }
+    })());
+  }
+
+  /** The VE runs here again; the target drops its copy; the migration says Failed (unless it already ended). */
+  private async rollback(marker: SourceMarker, failure: Failure, client?: MigrationChannelClient): Promise<void> {
+    const { namespace, name } = marker;
+    const key = `${namespace}/${name}`;
+    if (client) await client.abortUnsigned().catch(() => undefined);
+    else await this.abortTarget(marker).catch(() => undefined);
+    await this.runLocally(marker);
+    try {
+      await advance(this.o.migrations, namespace, name, ACTIVE, 'Failed', { message: failure.message, status: { reason: failure.reason, message: failure.message, ...(failure.criuLog ? { criuLog: failure.criuLog } : {}) } });
+    } catch (err) {
+      if (!isMigrationGone(err)) throw err;
+    }
+    const ve = (await this.o.ves.list({ namespace }).catch(() => [])).find((v) => v.metadata.uid === marker.veUid);
+    if (ve) this.o.events?.event(ve, 'Warning', 'MigrationRolledBack', `migration ${key} failed (${failure.reason}): ${failure.message}; the VE runs on node ${this.o.nodeName} again`);
+    await this.finish(marker);
+  }
+
+  /** Brings the VE back up here: from the dump when there was one, else a normal start. */
+  private async runLocally(marker: SourceMarker): Promise<void> {
+    const host = await this.o.runtime.inspect(marker.veUid);
+    if (host.state === 'running') return;
+    const config = marker.config ?? host.config;
+    if (!config) throw new KvzError('Internal', `cannot bring VE ${marker.veUid} back: no record of its config`);
+    if (marker.dumped && marker.imageDir) {
+      try {
+        await this.o.runtime.migration.restore(config, marker.imageDir);
+        this.o.log.info({ uid: marker.veUid }, 'restored the VE on the source from its checkpoint');
+        return;
+      } catch (err) {
+        // Never lose the VE: a cold boot from its (still local) disk beats no VE at all.
+        this.o.log.error({ uid: marker.veUid, err: errorMessage(err) }, 'restoring the VE from its checkpoint failed; booting it afresh');
+      }
+    }
+    await this.o.runtime.ensureRunning(config);
+  }
+
+  private async abortTarget(marker: SourceMarker): Promise<void> {
+    const c = await this.clientFor(marker);
+    await c?.abortUnsigned();
+  }
+
+  private async clientFor(marker: SourceMarker): Promise<MigrationChannelClient | undefined> {
+    const mig = await this.o.migrations.get(marker.name, marker.namespace);
+    const t = mig?.status?.transfer;
+    if (!mig || !t?.address || !t.port || !mig.status?.credentialSecret) return undefined;
+    const token = await readToken(this.o.secrets, mig.status.credentialSecret, marker.namespace);
+    return token ? new MigrationChannelClient(t.address, t.port, marker.namespace, marker.name, token) : undefined;
+  }
+
+  private async finish(marker: SourceMarker): Promise<void> {
+    if (marker.imageDir) await rm(join(marker.imageDir, '..'), { recursive: true, force: true });
+    await removeMarker(this.o.stateDir, marker.namespace, marker.name);
+  }
+
+  /**
+   * After an agent restart: a marker means a move was in progress. Succeeded → done; Restoring →
+   * ask the target whether it runs the VE (yes: Succeeded, no: roll back; unreachable: try again
+   * later, since guessing could run the VE twice); anything else → roll back.
+   * Resolves to the number of markers left for a later try.
+   */
+  async recover(): Promise<number> {
+    let left = 0;
+    for (const marker of await readMarkers(this.o.stateDir)) {
+      const key = `${marker.namespace}/${marker.name}`;
+      if (this.flows.has(key)) continue;
+      this.busy.add(marker.veUid);
+      try {
+        let mig = await this.o.migrations.get(marker.name, marker.namespace);
+        if (mig && marker.migrationUid && mig.metadata.uid !== marker.migrationUid) mig = undefined;
+        const phase = mig?.status?.phase;
+        if (phase === 'Succeeded') {
+          await this.finish(marker);
+          continue;
+        }
+        if (phase === 'Restoring') {
+          const c = await this.clientFor(marker);
+          const s = await c?.state().catch(() => undefined);
+          if (!s) {
+            left++;
+            this.o.log.warn({ migration: key }, 'cannot reach the migration target to learn whether it runs the VE; will ask again');
+            continue;
+          }
+          if (s.running) {
+            await advance(this.o.migrations, marker.namespace, marker.name, ['Restoring'], 'Succeeded', { message: `the VE runs on node ${mig?.status?.targetNode} (completed after the source agent restarted)`, status: { method: marker.mode === 'live' ? 'stop-and-copy' : 'offline' } });
+            await this.finish(marker);
+            continue;
+          }
+        }
+        await this.rollback(marker, new Failure('SourceAgentRestarted', `the source agent on node ${this.o.nodeName} restarted during the migration (phase ${phase ?? 'unknown'}); rolled back`));
+      } catch (err) {
+        left++;
+        this.o.log.warn({ migration: key, err: errorMessage(err) }, 'could not recover an interrupted migration; will try again');
+      } finally {
+        this.busy.delete(marker.veUid);
+      }
+    }
+    return left;
+  }
+}
+
+async function imageFiles(dir: string): Promise<ImageFile[]> {
+  const out: ImageFile[] = [];
+  for (const name of (await readdir(dir)).sort()) {
+    const p = join(dir, name);
+    const st = await stat(p);
+    if (!st.isFile()) throw new KvzError('Internal', `unexpected non-file ${p} in the checkpoint images`);
+    out.push({ name, size: st.size, open: () => createReadStream(p) });
+  }
+  return out;
+}

@@ -1,0 +1,235 @@
+// CRIU checkpoints of a VE through runc: the node feature (CRIU ≥ 4.2 present), the per-VE CRIU
+// config file runc is pointed at by the bundle annotation `org.criu.config` (never the host-wide
+// /etc/criu/runc.conf), image directories (0700, root only), CRIU log tails for errors, the
+// suspend checkpoints kept in a VE's state dir, and the unsolicited ARP that announces a
+// restored VE's addresses from its netns.
+
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+import { KvzError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { run } from './command.js';
+import type { InitFlavor } from './template-recipe.js';
+import type { NodeFeature } from './types.js';
+
+/** Where hack/setup.sh installs the CRIU kubevz needs (distributions ship older ones). */
+export const CRIU_PATH = '/usr/local/sbin/criu';
+export const MIN_CRIU: readonly [number, number] = [4, 2];
+
+/** Why a VE with a user namespace is refused (PLATFORM-NOTES, ADR 004). */
+export const USERNS_CHECKPOINT_REASON =
+  'CRIU 4.2 restores a user namespace as a new one and then cannot join the VE\'s network namespace, which its pinned user namespace owns';
+
+/** The CRIU binary: /usr/local/sbin/criu, else the first `criu` on PATH. */
+export function findCriu(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const candidates = [CRIU_PATH, ...(env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'criu'))];
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+/** "Version: 4.2.1" (criu --version) → [4, 2, 1]. */
+export function parseCriuVersion(text: string): number[] | undefined {
+  const m = /Version:\s*(\d+)\.(\d+)(?:\.(\d+))?/.exec(text);
+  if (!m) return undefined;
+  return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
+}
+
+export function versionAtLeast(v: number[], min: readonly number[]): boolean {
+  for (let i = 0; i < min.length; i++) {
+    const a = v[i] ?? 0;
+    const b = min[i] ?? 0;
+    if (a !== b) return a > b;
+  }
+  return true;
+}
+
+/** Whether this node can checkpoint VEs: a CRIU new enough for this kernel. */
+export function checkpointFeature(criu = findCriu()): NodeFeature {
+  const limit = `; VEs with a user namespace cannot be checkpointed (${USERNS_CHECKPOINT_REASON}): run them with spec.security.userNamespace: false to suspend or live-migrate them`;
+  if (!criu) return { available: false, reason: `CRIU is not installed (looked at ${CRIU_PATH} and PATH): run hack/setup.sh, which builds CRIU ${MIN_CRIU.join('.')}+` };
+  const res = spawnSync(criu, ['--version'], { encoding: 'utf8', timeout: 5_000 });
+  const v = parseCriuVersion(`${res.stdout ?? ''}${res.stderr ?? ''}`);
+  if (!v) return { available: false, reason: `${criu} --version did not report a version (${(res.error?.message ?? res.stderr ?? '').trim() || `exit ${res.status}`})` };
+  if (!versionAtLeast(v, MIN_CRIU)) {
+    return { available: false, reason: `${criu} is CRIU ${v.join('.')}; this kernel needs ${MIN_CRIU.join('.')} or newer (older ones fail on the vDSO and on TCP sockets): run hack/setup.sh` };
+  }
+  return { available: true, reason: `CRIU ${v.join('.')} at ${criu}${limit}` };
+}
+
+/** The refusal for a VE that has a user namespace; it keeps running. */
+export function usernsRefusal(name: string): KvzError {
+  return checkpointError(
+    `VE ${name} has a user namespace and cannot be checkpointed: ${USERNS_CHECKPOINT_REASON}. It keeps running; to suspend or live-migrate it, recreate it with spec.security.userNamespace: false (or migrate it offline)`,
+    { refused: true },
+    'Unavailable',
+  );
+}
+
+/**
+ * A failed checkpoint or restore. The contract calls it 'CheckpointFailed'; until core's ErrorCode
+ * has that code it is 'CommandFailed' with details.reason = 'CheckpointFailed'.
+ */
+export function checkpointError(message: string, details: Record<string, unknown> = {}, code: 'CommandFailed' | 'Unavailable' = 'CommandFailed', cause?: unknown): KvzError {
+  return new KvzError(code, message, { cause, details: { reason: 'CheckpointFailed', ...details } });
+}
+
+// ---- per-VE CRIU config ----
+
+export function criuConfigPath(veDir: string): string {
+  return join(veDir, 'criu.conf');
+}
+
+/**
+ * CRIU options a VE needs, by its init. systemd watches files through inotify on the overlay:
+ * CRIU must resolve those handles by scanning (force-irmap), limited to where they are.
+ */
+export function criuConfigText(flavor: InitFlavor): string {
+  const lines = ['# kubevz: CRIU options for this VE (runc reads this file through the org.criu.config annotation)'];
+  if (flavor === 'systemd') lines.push('force-irmap', 'irmap-scan-path /usr/share/dbus-1');
+  return `${lines.join('\n')}\n`;
+}
+
+export async function writeCriuConfig(veDir: string, flavor: InitFlavor): Promise<string> {
+  const path = criuConfigPath(veDir);
+  await writeFile(`${path}.tmp`, criuConfigText(flavor));
+  await rename(`${path}.tmp`, path);
+  return path;
+}
+
+// ---- images ----
+
+/** Creates `dir` (0700, root only); an existing one must be empty. */
+export async function prepareImageDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  const left = await readdir(dir);
+  if (left.length) throw new KvzError('Invalid', `checkpoint image dir ${dir} is not empty (${left.slice(0, 3).join(', ')}…): give a new or empty directory`);
+}
+
+/** Sum of the sizes of the regular files in `dir` (CRIU writes no subdirectories). */
+export async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isFile()) total += (await stat(p)).size;
+    else if (e.isDirectory()) total += await dirBytes(p);
+  }
+  return total;
+}
+
+/** The last lines of a CRIU log (dump.log / restore.log), errors first-class. */
+export async function criuLogTail(file: string, lines = 25): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** The most telling CRIU line of a log tail ("Error (…): …"), for the one-line message. */
+export function criuErrorLine(tail: string): string | undefined {
+  const errs = tail.split('\n').filter((l) => /Error|error|Can't|failed/.test(l));
+  return errs.at(0)?.replace(/^\(\d+\.\d+\)\s*/, '').trim();
+}
+
+// ---- suspend checkpoints in the VE's state dir ----
+
+export interface SuspendCheckpoint {
+  name: string;
+  /** The CRIU image dir. */
+  path: string;
+  createdAt: string;
+  bytes: number;
+  ms: number;
+}
+
+/**
+ * ves/<uid>/checkpoints/<name>/ with a record <name>.json written after the dump completed: a
+ * dir without its record is a dump that did not finish and never counts.
+ */
+export class SuspendCheckpoints {
+  readonly dir: string;
+  constructor(veDir: string) {
+    this.dir = join(veDir, 'checkpoints');
+  }
+
+  /** A fresh image dir (0700) under a sortable name. */
+  async create(): Promise<{ name: string; path: string }> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await chmod(this.dir, 0o700);
+    const name = `suspend-${Date.now().toString().padStart(15, '0')}`;
+    const path = join(this.dir, name);
+    await rm(path, { recursive: true, force: true });
+    await prepareImageDir(path);
+    return { name, path };
+  }
+
+  async complete(c: SuspendCheckpoint): Promise<void> {
+    const file = join(this.dir, `${c.name}.json`);
+    await writeFile(`${file}.tmp`, `${JSON.stringify(c)}\n`);
+    await rename(`${file}.tmp`, file);
+  }
+
+  /** Completed checkpoints, newest first. */
+  async list(): Promise<SuspendCheckpoint[]> {
+    if (!existsSync(this.dir)) return [];
+    const names = (await readdir(this.dir)).filter((n) => n.endsWith('.json')).sort().reverse();
+    const out: SuspendCheckpoint[] = [];
+    for (const n of names) {
+      const c = JSON.parse(await readFile(join(this.dir, n), 'utf8').catch(() => 'null')) as SuspendCheckpoint | null;
+      if (c && existsSync(c.path)) out.push(c);
+    }
+    return out;
+  }
+
+  async newest(): Promise<SuspendCheckpoint | undefined> {
+    return (await this.list())[0];
+  }
+
+  /** Keeps the newest `keep` completed checkpoints; removes older ones and unfinished dumps. */
+  async prune(keep: number): Promise<void> {
+    if (!existsSync(this.dir)) return;
+    const kept = new Set((await this.list()).slice(0, keep).map((c) => c.name));
+    for (const n of await readdir(this.dir)) {
+      const base = n.replace(/\.json(\.tmp)?$/, '');
+      if (!kept.has(base)) await rm(join(this.dir, n), { recursive: true, force: true });
+    }
+  }
+
+  async removeAll(): Promise<boolean> {
+    if (!existsSync(this.dir)) return false;
+    const had = (await this.list()).length > 0;
+    await rm(this.dir, { recursive: true, force: true });
+    return had;
+  }
+}
+
+// ---- announcing a restored VE ----
+
+/**
+ * Unsolicited ARP for each IPv4 address, sent from inside the VE's netns, so neighbours (the
+ * bridge, the host, peers) learn the VE's MAC on its new port at once. busybox's arping does it;
+ * IPv6 has no tool on the node for an unsolicited NA yet (the VE's own traffic updates peers).
+ * Never fails the restore: a missing announcement only delays the switch-over.
+ */
+export async function announceAddresses(o: { netnsPath: string; ifname: string; addresses: string[]; busybox: string; log: Logger; signal?: AbortSignal }): Promise<void> {
+  const v4 = o.addresses.map((a) => a.split('/')[0] ?? '').filter((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a));
+  const v6 = o.addresses.filter((a) => a.includes(':'));
+  if (v6.length) o.log.debug({ addresses: v6 }, 'no unsolicited NA for IPv6 addresses (no tool on the node); peers learn them from traffic');
+  if (!v4.length) return;
+  if (!existsSync(o.busybox)) {
+    o.log.warn({ busybox: o.busybox }, 'busybox is missing: restored VE addresses not announced (gratuitous ARP skipped)');
+    return;
+  }
+  await Promise.all(v4.map(async (ip) => {
+    const res = await run('nsenter', [`--net=${o.netnsPath}`, o.busybox, 'arping', '-U', '-q', '-c', '1', '-w', '1', '-I', o.ifname, '-s', ip, ip], { signal: o.signal, allowFailure: true, timeoutMs: 3_000 });
+    // arping -U exits 1 when nobody answers, which is normal for an unsolicited ARP.
+    if (res.exitCode > 1) o.log.warn({ address: ip, err: res.stderr.trim() }, 'gratuitous ARP failed');
+  }));
+}

@@ -1,0 +1,163 @@
+// The migration side of the host runtime (VEMigrationRuntime): CRIU dump and restore of a VE
+// through runc, the VE's disk image as a file to copy, and an incoming VE's place on a target
+// node. Lifecycle steps (root fs, network, bundle) are the HostRuntime's own bring-up, so a
+// restore sets up exactly what a boot does and undoes it the same way on failure.
+
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { KvzError } from '../core/errors.js';
+import {
+  announceAddresses,
+  checkpointError,
+  criuErrorLine,
+  criuLogTail,
+  dirBytes,
+  prepareImageDir,
+  usernsRefusal,
+} from './checkpoint.js';
+import { CNI_IFNAME } from './cni.js';
+import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, isImageMounted, unmountImage } from './disk-image.js';
+import { containerId } from './names.js';
+import { netnsPath } from './netns.js';
+import { rootfsPaths, unmountRootfs } from './rootfs.js';
+import type { HostRuntime } from './runtime.js';
+import type { CheckpointOptions, CheckpointResult, VEConfig, VEMigrationRuntime } from './types.js';
+
+export class VEMigration implements VEMigrationRuntime {
+  constructor(private readonly rt: HostRuntime) {}
+
+  checkpoint(uid: string, opts: CheckpointOptions): Promise<CheckpointResult> {
+    return this.rt.withVE(uid, async () => {
+      const st = await this.rt.runc.state(containerId(uid), opts.signal);
+      if (st?.status !== 'running') {
+        throw new KvzError('Conflict', `VE ${uid} is not running (runc state ${st?.status ?? 'absent'}); only a running VE can be checkpointed`);
+      }
+      return this.dump(uid, opts);
+    });
+  }
+
+  /** The dump itself; the caller holds the VE's lock and knows it runs. */
+  async dump(uid: string, opts: CheckpointOptions, name = uid): Promise<CheckpointResult> {
+    if ((await this.rt.securityOf(uid))?.userNamespace) throw usernsRefusal(name);
+    const id = containerId(uid);
+    await prepareImageDir(opts.imageDir);
+    const work = this.rt.criuWorkDir(uid, 'dump');
+    await rm(work, { recursive: true, force: true });
+    await mkdir(work, { recursive: true, mode: 0o700 });
+    const t0 = performance.now();
+    try {
+      await this.rt.runc.checkpoint(id, { imagePath: opts.imageDir, workPath: work, leaveRunning: opts.leaveRunning, signal: opts.signal });
+    } catch (err) {
+      const tail = await criuLogTail(join(work, 'dump.log'));
+      // Partial images must not look like a checkpoint to anyone.
+      for (const f of await readdir(opts.imageDir).catch(() => [])) await rm(join(opts.imageDir, f), { recursive: true, force: true });
+      const running = (await this.rt.runc.state(id).catch(() => undefined))?.status === 'running';
+      throw checkpointError(
+        `checkpoint of VE ${name} failed: ${criuErrorLine(tail) ?? (err as Error).message}${running ? '; the VE keeps running' : ''} (CRIU log: ${join(work, 'dump.log')})`,
+        { criuLog: tail, stderr: (err as KvzError).details?.stderr },
+        'CommandFailed',
+        err,
+      );
+    }
+    const ms = Math.round(performance.now() - t0);
+    if (!opts.leaveRunning) {
+      // runc removes the container after a dump; make sure (a stopped leftover blocks a restore).
+      const st = await this.rt.runc.state(id);
+      if (st) await this.rt.deleteStopped(id);
+      await this.rt.setHostLink(uid, false);
+    }
+    const bytes = await dirBytes(opts.imageDir);
+    await rm(work, { recursive: true, force: true });
+    this.rt.veLogger(uid, name).info({ imageDir: opts.imageDir, bytes, ms, leaveRunning: opts.leaveRunning ?? false }, 'VE checkpointed');
+    return { imageDir: opts.imageDir, bytes, ms };
+  }
+
+  restore(config: VEConfig, imageDir: string, signal?: AbortSignal): Promise<{ ms: number }> {
+    return this.rt.withVE(config.uid, async () => {
+      const id = containerId(config.uid);
+      const st = await this.rt.runc.state(id, signal);
+      if (st && st.status !== 'stopped') {
+        throw new KvzError('Conflict', `VE ${config.name} already has a container here (state ${st.status}); it cannot be restored over it`);
+      }
+      if ((await this.rt.securityOf(config.uid))?.userNamespace) throw usernsRefusal(config.name);
+      if (!existsSync(imageDir)) throw new KvzError('NotFound', `checkpoint images ${imageDir} do not exist`);
+      if (st) await this.rt.deleteStopped(id, signal);
+      const t0 = performance.now();
+      const applied = await this.rt.appliedConfig(config.uid);
+      await this.rt.bringUp(config, applied, { kind: 'restore', imageDir }, signal);
+      return { ms: Math.round(performance.now() - t0) };
+    });
+  }
+
+  /** `runc restore` from the written bundle, then the addresses announced; inside bringUp's Revert. */
+  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal): Promise<void> {
+    const { uid } = config;
+    const work = this.rt.criuWorkDir(uid, 'restore');
+    await rm(work, { recursive: true, force: true });
+    await mkdir(work, { recursive: true, mode: 0o700 });
+    await this.rt.setHostLink(uid, true, signal);
+    try {
+      await this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal });
+    } catch (err) {
+      const tail = await criuLogTail(join(work, 'restore.log'));
+      throw checkpointError(
+        `restore of VE ${config.name} failed: ${criuErrorLine(tail) ?? (err as Error).message} (CRIU log: ${join(work, 'restore.log')}); the checkpoint images are kept`,
+        { criuLog: tail, stderr: (err as KvzError).details?.stderr },
+        'CommandFailed',
+        err,
+      );
+    }
+    await rm(work, { recursive: true, force: true });
+    const names = await this.rt.netNames(uid);
+    if (names) {
+      await announceAddresses({ netnsPath: netnsPath(names.netns), ifname: CNI_IFNAME, addresses: config.addresses, busybox: this.rt.busybox, log: this.rt.veLogger(uid, config.name), signal });
+    }
+  }
+
+  diskImagePath(uid: string): string {
+    return diskPaths(this.rt.veDir(uid)).image;
+  }
+
+  releaseDisk(uid: string): Promise<void> {
+    return this.rt.withVE(uid, async () => {
+      const st = await this.rt.runc.state(containerId(uid));
+      if (st && st.status !== 'stopped') {
+        throw new KvzError('Conflict', `VE ${uid} still runs (state ${st.status}); its disk can only be released after a dump that stopped it`);
+      }
+      const paths = rootfsPaths(this.rt.veDir(uid));
+      await unmountRootfs(paths);
+      if (await isImageMounted(paths.disk)) await unmountImage(paths.disk);
+      else if (existsSync(paths.disk.image)) await unmountImage(paths.disk); // detaches a leftover loop device
+    });
+  }
+
+  prepareIncoming(config: VEConfig, signal?: AbortSignal): Promise<void> {
+    return this.rt.withVE(config.uid, async () => {
+      const { uid } = config;
+      const st = await this.rt.runc.state(containerId(uid), signal);
+      if (st) throw new KvzError('Conflict', `VE ${config.name} already has a container on this node (state ${st.status}); it cannot be received here`);
+      const dir = this.rt.veDir(uid);
+      const log = this.rt.veLogger(uid, config.name);
+      await mkdir(this.rt.bundleDir(uid), { recursive: true });
+      // The same uid range as on the source (its files are owned by it), before config.json exists.
+      await this.rt.resolveSecurity(config, log);
+      await this.rt.ensureTemplate(config.template, undefined, { signal });
+      const disk = diskPaths(dir);
+      if (await isImageMounted(disk)) throw new KvzError('Conflict', `VE ${config.name}'s disk is mounted on this node; it cannot be received here`);
+      await createEmptyImage(disk, config.disk?.sizeBytes ?? DEFAULT_DISK_BYTES);
+      const file = join(dir, 'config.json');
+      await writeFile(`${file}.tmp`, `${JSON.stringify(config, null, 2)}\n`);
+      await rename(`${file}.tmp`, file);
+      log.info({ image: disk.image }, 'incoming VE prepared');
+    });
+  }
+
+  async abortIncoming(uid: string): Promise<void> {
+    const st = await this.rt.runc.state(containerId(uid));
+    if (st && st.status !== 'stopped') {
+      throw new KvzError('Conflict', `VE ${uid} runs on this node (state ${st.status}): the incoming copy was restored; stop it first if it really must go`);
+    }
+    await this.rt.destroy(uid, { timeoutMs: 5_000 });
+  }
+}

@@ -1,0 +1,188 @@
+// Suspend/resume and live migration with real runc + CRIU: a counter kept by a service that the
+// VE's init started goes on after a restore, a TCP connection from the host survives, images are
+// root-only, a VE with a user namespace is refused and keeps running, and a VE moves between two
+// runtimes (two state dirs, one host, one bridge) with its disk copied block by block.
+
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { silentLogger } from '../../src/core/logger.js';
+import { blockDigests, changedBlocks, createRuntime, dirDigest, readBlocks, writeBlock, type VEConfig } from '../../src/runtime/index.js';
+import { execFileP, makeVEHost, type VEHost } from '../helpers/ve-host.js';
+import { missingPrereqs, inCI } from '../helpers/prereq.js';
+
+const missing = missingPrereqs({ root: true, binaries: ['runc', 'ip', '/usr/local/sbin/criu'] });
+if (missing.length && inCI) throw new Error(`prerequisite missing under CI: ${missing.join(', ')}`);
+const skip = missing.length ? `needs ${missing.join(', ')}` : false;
+
+const stop = { timeoutMs: 5_000 };
+let host: VEHost;
+let config: VEConfig;
+
+/** A service the VE's init starts: a counter in /tmp/c (its pid in /tmp/c.pid) and a TCP echo server on 7000. */
+const SERVICE = `#!/bin/sh
+case "$1" in
+start)
+  (i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done) </dev/null >/dev/null 2>&1 &
+  echo $! > /tmp/c.pid
+  nc -ll -p 7000 -e cat </dev/null >/dev/null 2>&1 &
+  ;;
+esac
+`;
+
+async function counter(uid: string): Promise<{ n: number; pid: string }> {
+  const c = await host.execOut(uid, ['cat', '/tmp/c', '/tmp/c.pid']).catch(() => ({ code: 1, out: '' }));
+  const [n, pid] = c.out.trim().split('\n');
+  return { n: Number(n), pid: pid ?? '' };
+}
+
+async function waitFor(what: string, fn: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function echo(sock: Socket, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      sock.off('error', reject);
+      resolve(d.toString('utf8'));
+    };
+    sock.once('data', onData);
+    sock.once('error', reject);
+    sock.write(line);
+  });
+}
+
+before(async () => {
+  if (skip) return;
+  host = makeVEHost('ckp', 219);
+  config = host.config('ckp', { security: { userNamespace: false } });
+  await host.rt.ensureRunning(config);
+  const w = await host.execOut(config.uid, ['sh', '-c', `cat > /etc/init.d/S50counter <<'EOF'\n${SERVICE}EOF\nchmod +x /etc/init.d/S50counter`]);
+  assert.equal(w.code, 0, w.out);
+  // Restarted so that init starts the service (processes from `exec` are not checkpointed).
+  await host.rt.ensureStopped(config.uid, stop);
+  await host.rt.ensureRunning(config);
+  await waitFor('the counter', async () => (await counter(config.uid)).n > 3);
+});
+
+after(async () => {
+  if (host) await host.close();
+});
+
+test('suspend and resume: the counter and a TCP connection go on; images are root-only', { skip }, async () => {
+  const { uid } = config;
+  const ip = config.addresses[0]!.split('/')[0]!;
+  const sock = connect(7000, ip);
+  await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+  try {
+    assert.equal(await echo(sock, 'one\n'), 'one\n');
+    const c1 = await counter(uid);
+    assert.equal(await host.rt.suspend(uid), 'updated');
+    assert.equal((await host.rt.inspect(uid)).state, 'suspended');
+    const cpDir = join(host.stateDir, 'ves', uid, 'checkpoints');
+    const dumps = readdirSync(cpDir).filter((n) => !n.endsWith('.json'));
+    assert.equal(dumps.length, 1);
+    assert.equal(statSync(join(cpDir, dumps[0]!)).mode & 0o777, 0o700, 'images are 0700');
+    assert.ok(readdirSync(join(cpDir, dumps[0]!)).some((f) => f.endsWith('.img')), 'CRIU images were written');
+
+    assert.equal(await host.rt.resume(config), 'updated');
+    assert.equal((await host.rt.inspect(uid)).state, 'running');
+    assert.ok(!existsSync(join(cpDir, dumps[0]!)), 'a used suspend checkpoint is removed');
+    await waitFor('the counter to go on', async () => (await counter(uid)).n > c1.n);
+    const c2 = await counter(uid);
+    assert.equal(c2.pid, c1.pid, 'the same counter process (restored, not restarted)');
+    assert.ok(c2.n > c1.n, `counter went on (${c1.n} → ${c2.n})`);
+    assert.equal(await echo(sock, 'two\n'), 'two\n', 'the same TCP connection works after resume');
+  } finally {
+    sock.destroy();
+  }
+});
+
+test('a VE with a user namespace is refused and keeps running', { skip }, async () => {
+  const userns = host.config('ckpu');
+  await host.rt.ensureRunning(userns);
+  const before = await host.rt.inspect(userns.uid);
+  await assert.rejects(host.rt.suspend(userns.uid), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'Unavailable');
+    assert.match(err.message, /user namespace.*userNamespace: false/s);
+    return true;
+  });
+  await assert.rejects(host.rt.migration.checkpoint(userns.uid, { imageDir: join(host.stateDir, 'x-images') }), { code: 'Unavailable' });
+  const after = await host.rt.inspect(userns.uid);
+  assert.equal(after.state, 'running');
+  assert.equal(after.pid, before.pid, 'same init');
+  assert.equal(await host.rt.destroy(userns.uid, stop), 'deleted');
+});
+
+test('destroy removes a suspended VE with its checkpoints', { skip }, async () => {
+  const other = host.config('ckpd', { security: { userNamespace: false } });
+  await host.rt.ensureRunning(other);
+  assert.equal(await host.rt.suspend(other.uid), 'updated');
+  assert.equal(await host.rt.destroy(other.uid, stop), 'deleted');
+  assert.ok(!existsSync(join(host.stateDir, 'ves', other.uid)), 'VE dir with checkpoints gone');
+  assert.equal((await host.rt.inspect(other.uid)).state, 'absent');
+  assert.ok(!(await host.loopsUnderStateDir()).some((l) => l.includes(other.uid)), 'no loop device left');
+});
+
+test('live migration between two runtimes on one host: checkpoint, disk by blocks, restore', { skip }, async () => {
+  const { uid } = config;
+  const a = host.rt;
+  const ip = config.addresses[0]!.split('/')[0]!;
+  // Runtime B: its own state dir, attached to A's bridge (an L2 neighbour, like another node).
+  const bridge = `kvzckp${host.suffix}`.slice(0, 15);
+  const subnet = `${config.addresses[0]!.split('.').slice(0, 3).join('.')}.0/24`;
+  const bDir = mkdtempSync(join(tmpdir(), 'kvz-ckpb-'));
+  const b = createRuntime({ stateDir: bDir, bridge: { name: bridge, subnet }, log: silentLogger });
+  try {
+    const c1 = await counter(uid);
+    const images = join(host.stateDir, 'migration-out');
+    const cp = await a.migration.checkpoint(uid, { imageDir: images });
+    assert.ok(cp.bytes > 0 && cp.imageDir === images);
+    assert.equal(statSync(images).mode & 0o777, 0o700);
+    assert.notEqual((await a.inspect(uid)).state, 'running', 'the dump stopped the VE on A');
+    await a.migration.releaseDisk(uid);
+    await a.migration.releaseDisk(uid);
+    assert.deepEqual((await host.loopsUnderStateDir()).filter((l) => l.includes(uid)), [], 'A released the image');
+
+    await b.migration.prepareIncoming(config);
+    const src = a.migration.diskImagePath(uid);
+    const dst = b.migration.diskImagePath(uid);
+    assert.equal(statSync(dst).size, statSync(src).size, 'the incoming image has the size of the source');
+    const want = changedBlocks(await blockDigests(src), await blockDigests(dst));
+    assert.ok(want.length > 0, 'the empty image differs from the source');
+    for await (const { index, data } of readBlocks(src, want)) await writeBlock(dst, index, data);
+    assert.deepEqual(await blockDigests(dst), await blockDigests(src), 'the copy matches block for block');
+    const inB = join(bDir, 'incoming-images');
+    mkdirSync(inB, { mode: 0o700 });
+    for (const f of readdirSync(images)) copyFileSync(join(images, f), join(inB, f));
+    assert.equal(await dirDigest(inB), await dirDigest(images), 'images arrive intact');
+
+    const res = await b.migration.restore(config, inB);
+    assert.ok(res.ms >= 0);
+    assert.equal((await b.inspect(uid)).state, 'running', 'the VE runs on B');
+    // A releases: its copy (netns with the same address) goes; only B answers from now on.
+    assert.equal(await a.destroy(uid, stop), 'deleted');
+    await execFileP('ping', ['-c', '1', '-W', '2', ip]);
+    const out = await (async () => {
+      const { PassThrough } = await import('node:stream');
+      const s = new PassThrough();
+      const chunks: Buffer[] = [];
+      s.on('data', (d: Buffer) => chunks.push(d));
+      await b.exec(uid, ['cat', '/tmp/c.pid'], { tty: false, stdin: 'ignore', stdout: s, stderr: s });
+      return Buffer.concat(chunks).toString().trim();
+    })();
+    assert.equal(out, c1.pid, 'the counter process moved with the VE');
+    assert.equal(await b.destroy(uid, stop), 'deleted');
+    assert.equal(await b.migration.abortIncoming(uid), undefined, 'abortIncoming is idempotent on nothing');
+  } finally {
+    await b.destroy(uid, stop).catch(() => undefined);
+    rmSync(bDir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,386 @@
+// Live migration end to end (docs/adr/004-migration.md): two real node agents on ONE L2 segment
+// and VE subnet (test/helpers/multinode.ts, sharedSubnet), real runc and CRIU. Root only.
+// A privileged busybox VE on node A serves TCP (an echo service and a counter that counts in a
+// shell loop); the root namespace holds an established connection to it. `kvz migrate` moves it
+// to node B: the connection continues, the counter continues, the address answers, node A keeps
+// nothing of it. Fault cases (target agent killed or stopped, VEMigration deleted, dry run, a
+// user-namespace VE) each end with exactly one running copy, on A, and nothing left on B.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { MIGRATION_ANNOTATION, NODE_LABEL, VE_RESOURCE, VEM_RESOURCE, VENODE_RESOURCE, type VEMigration, type VENode, type VirtualEnvironment } from '../../src/api/types.js';
+import { findCondition } from '../../src/core/conditions.js';
+import { loadKubeConfig, makeResourceClient } from '../../src/core/kube-client.js';
+import { silentLogger } from '../../src/core/logger.js';
+import type { ResourceClient } from '../../src/core/resource-client.js';
+import { containerId, hostVethName } from '../../src/runtime/index.js';
+import { kvzBin, sh, waitFor } from '../helpers/kvz-up.js';
+import { nodeNsenterArgs, sharedAddress, startCluster, type Cluster, type NodeHost } from '../helpers/multinode.js';
+import { missingPrereqs } from '../helpers/prereq.js';
+
+const run = promisify(execFile);
+const CRIU = '/usr/local/sbin/criu';
+const prereqs = { root: true, binaries: ['runc', 'ip', 'ping', 'nsenter', 'unshare', 'kubectl', 'losetup', CRIU] };
+const missing = missingPrereqs(prereqs);
+const ECHO_PORT = 7000;
+const COUNTER_PORT = 7001;
+
+// The VE's init (rcS) starts the services: a counter kept in a shell variable (a restarted VE
+// would count from 1 again), an echo server and a server that answers with the counter.
+const TEMPLATE = `apiVersion: kubevz.io/v1alpha1
+kind: VETemplate
+metadata: {name: mig-svc}
+spec:
+  source: busybox
+  postInstall: |
+    cat > /etc/init.d/S50svc <<'SH'
+    #!/bin/sh
+    case "$1" in
+      start)
+        (i=0; while :; do i=$((i+1)); echo $i > /var/counter.new; mv /var/counter.new /var/counter; usleep 100000; done) </dev/null >/dev/null 2>&1 &
+        nc -ll -p ${ECHO_PORT} -e /bin/cat </dev/null >/dev/null 2>&1 &
+        nc -ll -p ${COUNTER_PORT} -e /bin/cat /var/counter </dev/null >/dev/null 2>&1 &
+        ;;
+    esac
+    SH
+    chmod 755 /etc/init.d/S50svc
+`;
+
+/** One long-lived TCP connection to the VE's echo service, exchanging a line every 50 ms. */
+class EchoClient {
+  private sock!: Socket;
+  private buf = '';
+  private waiters: ((line: string) => void)[] = [];
+  private timer?: NodeJS.Timeout;
+  private seq = 0;
+  errors: string[] = [];
+  lastReply = Date.now();
+  maxGapMs = 0;
+
+  async open(host: string, port: number): Promise<void> {
+    this.sock = await new Promise<Socket>((res, rej) => {
+      const s = connect({ host, port }, () => res(s));
+      s.once('error', rej);
+    });
+    this.sock.setNoDelay(true);
+    this.sock.on('error', (e) => this.errors.push(String(e)));
+    this.sock.on('close', () => this.errors.push('closed'));
+    this.sock.on('data', (d) => {
+      this.buf += String(d);
+      let i: number;
+      while ((i = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        const now = Date.now();
+        this.maxGapMs = Math.max(this.maxGapMs, now - this.lastReply);
+        this.lastReply = now;
+        this.waiters.shift()?.(line);
+      }
+    });
+  }
+
+  /** Sends a line and waits for its echo. */
+  async exchange(line: string, timeoutMs = 30_000): Promise<string> {
+    const reply = new Promise<string>((res, rej) => {
+      const t = setTimeout(() => rej(new Error(`no echo of "${line}" in ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push((l) => {
+        clearTimeout(t);
+        res(l);
+      });
+    });
+    this.sock.write(`${line}\n`);
+    return reply;
+  }
+
+  /** Keeps exchanging in the background; one line in flight at a time. */
+  keepBusy(): void {
+    const tick = async () => {
+      try {
+        await this.exchange(`bg-${++this.seq}`);
+      } catch (err) {
+        this.errors.push(String(err));
+      }
+      if (this.timer) this.timer = setTimeout(tick, 50);
+    };
+    this.timer = setTimeout(tick, 50);
+  }
+
+  async quiet(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    // Let a line in flight come back.
+    await new Promise((r) => setTimeout(r, 200));
+    this.waiters = [];
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.sock?.destroy();
+  }
+}
+
+async function readCounter(host: string): Promise<number> {
+  return new Promise((res, rej) => {
+    let out = '';
+    const s = connect({ host, port: COUNTER_PORT });
+    s.setTimeout(5_000, () => s.destroy(new Error('counter read timed out')));
+    s.on('data', (d) => (out += String(d)));
+    s.on('error', rej);
+    s.on('close', () => (/^\d+$/.test(out.trim()) ? res(Number(out.trim())) : rej(new Error(`counter said "${out}"`))));
+  });
+}
+
+describe('live migration between two real node agents on one L2 segment', { skip: missing.length && process.env.CI !== 'true' ? `needs ${missing.join(', ')}` : false }, () => {
+  let cluster: Cluster;
+  let ves: ResourceClient<VirtualEnvironment>;
+  let vems: ResourceClient<VEMigration>;
+  let nodes: ResourceClient<VENode>;
+  let A: NodeHost;
+  let B: NodeHost;
+  const ns = 'migreal';
+  const svc = 'svc';
+  let addr = '';
+  let dir = '';
+
+  const kubectl = async (args: string[], input?: string) => {
+    const p = run('kubectl', ['--kubeconfig', cluster.kubeconfig, ...args], { maxBuffer: 16 << 20 });
+    if (input !== undefined) p.child.stdin?.end(input);
+    return (await p).stdout;
+  };
+  const kvz = async (args: string[]) => {
+    try {
+      const r = await run(process.execPath, [kvzBin, ...args, '--kubeconfig', cluster.kubeconfig], { maxBuffer: 16 << 20, timeout: 180_000 });
+      return { code: 0, out: r.stdout + r.stderr };
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof e.code === 'number' ? e.code : 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+    }
+  };
+  const runcState = async (n: NodeHost, uid: string): Promise<string | undefined> => {
+    try {
+      const r = await run('runc', ['--root', join(n.stateDir, 'runc'), 'state', containerId(uid)]);
+      return (JSON.parse(r.stdout) as { status: string }).status;
+    } catch {
+      return undefined;
+    }
+  };
+  /** The nodes on which the VE's container is running (runc state of each node's runc root). */
+  const runningOn = async (uid: string): Promise<string[]> => {
+    const out: string[] = [];
+    for (const n of [A, B]) if ((await runcState(n, uid)) === 'running') out.push(n.name);
+    return out;
+  };
+  /** What a node still holds of a VE: runc container, netns, host veth, mounts, loop devices, state dir. */
+  const leftovers = async (n: NodeHost, uid: string): Promise<string[]> => {
+    const found: string[] = [];
+    const st = await runcState(n, uid);
+    if (st) found.push(`runc container (${st})`);
+    if (n.netnsDir && readdirSync(n.netnsDir).includes(containerId(uid))) found.push(`netns ${containerId(uid)}`);
+    if ((await sh('ip', ['-n', n.netns, '-br', 'link'])).includes(hostVethName(uid))) found.push(`veth ${hostVethName(uid)}`);
+    const veDir = join(n.stateDir, 'ves', uid);
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`${veDir}`));
+    if (mounts.length) found.push(`mounts: ${mounts.map((l) => l.split(' ')[4]).join(', ')}`);
+    const loops = (await run('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE'])).stdout.split('\n').filter((l) => l.includes(veDir));
+    if (loops.length) found.push(`loop: ${loops.join(', ')}`);
+    if (existsSync(veDir)) found.push(`state dir ${veDir}`);
+    return found;
+  };
+  const runningVe = (name: string, node: string) => waitFor(`${name} Running on ${node}`, async () => {
+    const v = await ves.get(name, ns);
+    return v?.status?.phase === 'Running' && v.status.nodeName === node && v.status.initPid && !v.metadata.annotations?.[MIGRATION_ANNOTATION] ? v : undefined;
+  }, 120_000);
+  const terminal = (name: string, timeoutMs = 120_000) => waitFor(`VEMigration ${name} ended`, async () => {
+    const m = await vems.get(name, ns);
+    return m?.status?.phase === 'Succeeded' || m?.status?.phase === 'Failed' ? m : undefined;
+  }, timeoutMs);
+  const createVem = (name: string, spec: Partial<VEMigration['spec']> = {}) => vems.create({
+    apiVersion: 'kubevz.io/v1alpha1', kind: 'VEMigration', metadata: { name, namespace: ns },
+    spec: { ve: svc, targetNode: B.name, mode: 'live', timeoutSeconds: 60, ...spec },
+  });
+  /** After a failed or aborted migration: the VE runs on A only, as before, and B holds nothing of it. */
+  const assertStillOnA = async (before: VirtualEnvironment) => {
+    const v = await runningVe(svc, A.name);
+    const uid = v.metadata.uid!;
+    assert.equal(v.metadata.labels?.[NODE_LABEL], A.name);
+    assert.deepEqual(await runningOn(uid), [A.name], 'exactly one running copy, on A');
+    assert.equal(v.status!.initPid, before.status!.initPid, 'the same init process (not restarted)');
+    await waitFor(`nothing of ${svc} left on B`, async () => (await leftovers(B, uid)).length === 0, 60_000).catch(async (err) => {
+      throw new Error(`${String(err)}; B still has: ${(await leftovers(B, uid)).join('; ')}`);
+    });
+    assert.match(await sh('ping', ['-c', '1', '-W', '2', addr]), /1 received/);
+  };
+  const nodeReady = (n: NodeHost) => waitFor(`${n.name} Ready`, async () => findCondition((await nodes.get(n.name))?.status?.conditions, 'Ready')?.status === 'True', 60_000);
+
+  before(async () => {
+    if (missing.length) throw new Error(`prerequisite missing under CI: needs ${missing.join(', ')}`);
+    dir = mkdtempSync(join(tmpdir(), 'kvz-migreal-'));
+    const t0 = Date.now();
+    cluster = await startCluster({ nodes: 2, dir, heartbeat: '1s', nodeGrace: '4s', sharedSubnet: true, logLevel: 'debug' });
+    process.stderr.write(`# 2 node agents (shared L2 ${cluster.state.fabric.subnet}) up in ${Date.now() - t0} ms (run ${cluster.state.id})\n`);
+    [A, B] = cluster.state.nodes as [NodeHost, NodeHost];
+    const kc = loadKubeConfig(cluster.kubeconfig);
+    ves = makeResourceClient<VirtualEnvironment>(kc, { ...VE_RESOURCE, namespaced: true }, silentLogger);
+    vems = makeResourceClient<VEMigration>(kc, { ...VEM_RESOURCE, namespaced: true }, silentLogger);
+    nodes = makeResourceClient<VENode>(kc, { ...VENODE_RESOURCE, namespaced: false }, silentLogger);
+    addr = sharedAddress(cluster.state, 20);
+    await kubectl(['apply', '-f', '-'], TEMPLATE);
+  });
+
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  it('the shared-L2 cluster: a privileged VE on A answers at its address from the root ns and from node B', async () => {
+    await nodeReady(A);
+    await nodeReady(B);
+    await ves.create({
+      apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment', metadata: { name: svc, namespace: ns },
+      spec: {
+        template: 'mig-svc', nodeName: A.name, security: { userNamespace: false },
+        resources: { memory: { limit: '64Mi' }, processes: 64 }, network: { addresses: [`${addr}/24`] },
+      },
+    } as VirtualEnvironment);
+    const v = await runningVe(svc, A.name);
+    assert.deepEqual(v.status!.addresses?.map((a) => a.split('/')[0]), [addr]);
+    assert.deepEqual(await runningOn(v.metadata.uid!), [A.name]);
+    // The VE's netns is in A's own /run/netns (its mount namespace), not the host's.
+    assert.ok(readdirSync(A.netnsDir!).includes(containerId(v.metadata.uid!)));
+    assert.ok(!existsSync(`/run/netns/${containerId(v.metadata.uid!)}`), 'the VE netns is not in the host /run/netns');
+    assert.match(await sh('ping', ['-c', '1', '-W', '2', addr]), /1 received/, 'from the root ns');
+    assert.match(await sh('nsenter', [...nodeNsenterArgs(B), 'ping', '-c', '1', '-W', '2', addr]), /1 received/, 'from node B');
+    assert.match(await sh('nsenter', [...nodeNsenterArgs(B), 'ping', '-c', '1', '-W', '2', A.uplinkAddress]), /1 received/, 'node B reaches node A');
+    const c1 = await waitFor('the counter', async () => readCounter(addr).catch(() => undefined), 30_000);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok((await readCounter(addr)) > c1, 'the counter counts');
+    const client = new EchoClient();
+    await client.open(addr, ECHO_PORT);
+    assert.equal(await client.exchange('hello'), 'hello');
+    client.close();
+  });
+
+  it('(d) a dry run succeeds and moves nothing', async () => {
+    const before = await runningVe(svc, A.name);
+    await createVem('dry', { dryRun: true });
+    const m = await terminal('dry');
+    assert.equal(m.status?.phase, 'Succeeded', `dry run: ${m.status?.reason}: ${m.status?.message}`);
+    assert.match(`${m.status?.reason ?? ''} ${m.status?.method ?? ''} ${m.status?.message ?? ''}`, /dry/i);
+    await assertStillOnA(before);
+  });
+
+  it('(e) a user-namespace VE fails pre-flight with the reason and is left untouched', async () => {
+    const name = 'userns';
+    const uaddr = sharedAddress(cluster.state, 21);
+    await ves.create({
+      apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment', metadata: { name, namespace: ns },
+      spec: { template: 'busybox', nodeName: A.name, resources: { memory: { limit: '64Mi' }, processes: 64 }, network: { addresses: [`${uaddr}/24`] } },
+    } as VirtualEnvironment);
+    const before = await runningVe(name, A.name);
+    await vems.create({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VEMigration', metadata: { name: 'userns-live', namespace: ns }, spec: { ve: name, targetNode: B.name, mode: 'live' } });
+    const m = await terminal('userns-live');
+    assert.equal(m.status?.phase, 'Failed');
+    assert.match(`${m.status?.reason} ${m.status?.message}`, /user namespace/i);
+    const v = await runningVe(name, A.name);
+    assert.equal(v.status!.initPid, before.status!.initPid);
+    assert.deepEqual(await runningOn(v.metadata.uid!), [A.name]);
+    assert.deepEqual(await leftovers(B, v.metadata.uid!), []);
+    await ves.delete(name, ns);
+    await waitFor(`${name} deleted`, async () => !(await ves.get(name, ns)), 60_000);
+  });
+
+  it('(b) a migration to a node whose agent is stopped fails; the VE stays on A untouched', async () => {
+    const before = await runningVe(svc, A.name);
+    await cluster.stopAgent(B.name);
+    try {
+      await createVem('to-stopped', { timeoutSeconds: 15 });
+      const m = await terminal('to-stopped', 90_000);
+      assert.equal(m.status?.phase, 'Failed', `${m.status?.reason}: ${m.status?.message}`);
+      assert.ok(m.status?.reason, 'a reason');
+    } finally {
+      await cluster.startAgent(B.name);
+    }
+    await nodeReady(B);
+    await assertStillOnA(before);
+  });
+
+  it('(c) deleting the VEMigration while it runs leaves the VE on A', async () => {
+    const before = await runningVe(svc, A.name);
+    await createVem('deleted');
+    await waitFor('the migration started', async () => (await vems.get('deleted', ns))?.status?.phase, 30_000);
+    await kubectl(['delete', 'vem', 'deleted', '-n', ns, '--wait=false']);
+    await waitFor('the VEMigration gone (finalizer dropped)', async () => !(await vems.get('deleted', ns)), 90_000);
+    await assertStillOnA(before);
+  });
+
+  it('(a) the target agent killed during the migration: Failed, the VE runs on A', async () => {
+    const before = await runningVe(svc, A.name);
+    await createVem('kill-target', { timeoutSeconds: 20 });
+    // Killed as soon as the target is involved (before it could restore anything).
+    const seen = await waitFor('the target preparing', async () => {
+      const p = (await vems.get('kill-target', ns))?.status?.phase;
+      return p === 'PreparingTarget' || p === 'TargetReady' || p === 'Succeeded' || p === 'Failed' ? p : undefined;
+    }, 60_000);
+    const pid = cluster.state.nodes.find((n) => n.name === B.name)!.agentPid!;
+    if (seen === 'PreparingTarget' || seen === 'TargetReady') process.kill(pid, 'SIGKILL');
+    try {
+      const m = await terminal('kill-target', 120_000);
+      assert.equal(m.status?.phase, 'Failed', `saw ${seen} before the kill; ended ${m.status?.phase}: ${m.status?.message}`);
+    } finally {
+      while (existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z')) await new Promise((r) => setTimeout(r, 50));
+      await cluster.startAgent(B.name);
+    }
+    await nodeReady(B);
+    // The restarted target finds its marker and drops the incoming copy.
+    await assertStillOnA(before);
+  });
+
+  it('kvz migrate moves the running VE to B: same TCP connection, counter continues, nothing left on A', async () => {
+    const before = await runningVe(svc, A.name);
+    const uid = before.metadata.uid!;
+    const client = new EchoClient();
+    await client.open(addr, ECHO_PORT);
+    assert.equal(await client.exchange('before'), 'before');
+    const c0 = await readCounter(addr);
+    client.keepBusy();
+    const res = await kvz(['migrate', svc, '--to', B.name, '-n', ns]);
+    process.stderr.write(`# kvz migrate (exit ${res.code}):\n${res.out.replace(/^/gm, '#   ')}\n`);
+    assert.equal(res.code, 0, res.out);
+    assert.match(res.out, /Succeeded/);
+
+    const m = (await vems.list({ namespace: ns })).filter((x) => x.spec.ve === svc && x.status?.phase === 'Succeeded' && x.status.targetNode === B.name && !x.spec.dryRun);
+    assert.equal(m.length, 1, 'one succeeded VEMigration made by kvz migrate');
+    const st = m[0]!.status!;
+    assert.equal(st.sourceNode, A.name);
+    assert.equal(st.veUid, uid);
+    assert.ok(typeof st.downtimeMs === 'number' && st.downtimeMs > 0, `downtimeMs ${st.downtimeMs}`);
+    assert.ok(st.timings && Object.keys(st.timings).length > 0, `timings ${JSON.stringify(st.timings)}`);
+    assert.ok(typeof st.bytesTransferred === 'number' && st.bytesTransferred > 0, `bytesTransferred ${st.bytesTransferred}`);
+    assert.equal(st.method, 'stop-and-copy');
+    process.stderr.write(`# downtime ${st.downtimeMs} ms, ${st.bytesTransferred} B, timings ${JSON.stringify(st.timings)}\n`);
+
+    const v = await runningVe(svc, B.name);
+    assert.equal(v.metadata.uid, uid, 'the same VE object');
+    assert.equal(v.metadata.labels?.[NODE_LABEL], B.name);
+    assert.equal(await runcState(B, uid), 'running', "node B's runtime runs it");
+    assert.deepEqual(await runningOn(uid), [B.name], 'exactly one running copy');
+    await waitFor('nothing of the VE left on A', async () => (await leftovers(A, uid)).length === 0, 60_000).catch(async (err) => {
+      throw new Error(`${String(err)}; A still has: ${(await leftovers(A, uid)).join('; ')}`);
+    });
+
+    // The connection opened before the migration still works, both ways.
+    await client.quiet();
+    assert.equal(await client.exchange('after-migration'), 'after-migration');
+    assert.deepEqual(client.errors, [], 'no connection error');
+    process.stderr.write(`# the client's longest wait for an echo: ${client.maxGapMs} ms\n`);
+    client.close();
+    const c1 = await readCounter(addr);
+    assert.ok(c1 > c0, `the counter continued (${c0} → ${c1}), not restarted`);
+    assert.match(await sh('ping', ['-c', '1', '-W', '2', addr]), /1 received/);
+  });
+});

@@ -1,0 +1,199 @@
+// Migration between two node agents in one process: FakeApi, two fake runtimes with real disk
+// files, the real data channel on loopback. The controller's part (annotation, Secret, phase
+// PreparingTarget, the rebind after the end) is played by the test.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { MIGRATION_ANNOTATION, NODE_LABEL, VE_RESOURCE, VEM_RESOURCE, type KubeObject, type VEMigration, type VirtualEnvironment } from '../../../src/api/types.js';
+import { KvzError } from '../../../src/core/errors.js';
+import { silentLogger } from '../../../src/core/logger.js';
+import { NodeAgent } from '../../../src/node-agent/agent.js';
+import { MigrationChannelClient, MigrationChannelServer } from '../../../src/node-agent/migration-channel.js';
+import { writeMarker } from '../../../src/node-agent/migration-status.js';
+import { FakeApi } from '../../helpers/fake-resource-client.js';
+import { MigratingFakeRuntime } from './migration-fakes.js';
+
+const veRef = { ...VE_RESOURCE, namespaced: true };
+const vemRef = { ...VEM_RESOURCE, namespaced: true };
+const secretRef = { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true };
+const TOKEN = 'tok-' + randomBytes(8).toString('hex');
+
+async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function world(t: { after(fn: () => Promise<void> | void): void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'kvz-mig-'));
+  const api = new FakeApi();
+  const ves = api.client<VirtualEnvironment>(veRef);
+  const migs = api.client<VEMigration>(vemRef);
+  const secrets = api.client<KubeObject>(secretRef);
+  const agents: NodeAgent[] = [];
+  const runtimes: Record<string, MigratingFakeRuntime> = {};
+  const bootId = join(dir, 'boot_id');
+  writeFileSync(bootId, 'boot-1\n');
+  const agent = async (node: string) => {
+    runtimes[node] ??= new MigratingFakeRuntime(join(dir, node, 'disks'));
+    const stateDir = join(dir, node, 'state');
+    mkdirSync(stateDir, { recursive: true });
+    const a = new NodeAgent({
+      nodeName: node, client: ves, runtime: runtimes[node]!, subnet: '10.213.9.0/24', stateDir, bootIdPath: bootId, log: silentLogger,
+      stopTimeoutMs: 100, resyncMs: 200, orphanScanMs: 60_000, beancounters: { intervalMs: 60_000 },
+      migrations: { client: migs, secrets, listen: '127.0.0.1:0' },
+    });
+    await a.start();
+    agents.push(a);
+    return { agent: a, runtime: runtimes[node]!, stateDir };
+  };
+  t.after(async () => {
+    for (const a of agents) await a.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { api, ves, migs, secrets, agent, dir };
+}
+
+async function aRunningVE(w: ReturnType<typeof world>, src: MigratingFakeRuntime): Promise<VirtualEnvironment> {
+  const ve = await w.ves.create({
+    apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment',
+    metadata: { name: 'web', namespace: 'default', labels: { [NODE_LABEL]: 'n1' } },
+    spec: { template: 'busybox', network: { addresses: ['10.213.9.30/24'] }, resources: { disk: { space: '3Mi' } }, security: { userNamespace: false } },
+  });
+  await until('VE running on n1', async () => (await src.inspect(ve.metadata.uid!)).state === 'running');
+  // The VE's disk: 3 MiB with data in two blocks (the third stays a hole).
+  const disk = Buffer.alloc(3 << 20);
+  disk.fill(0xab, 0, 1 << 20);
+  disk.fill(0xcd, (1 << 20) + 5, (1 << 20) + 4096);
+  writeFileSync(src.diskImagePath(ve.metadata.uid!), disk);
+  return ve;
+}
+
+/** What the controller does up to PreparingTarget. */
+async function startMigration(w: ReturnType<typeof world>, ve: VirtualEnvironment, mode: 'live' | 'offline' = 'live'): Promise<VEMigration> {
+  await w.secrets.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'mig1-cred', namespace: 'default' }, data: { token: Buffer.from(TOKEN).toString('base64') } } as KubeObject);
+  await w.ves.mergePatch(ve.metadata.name!, 'default', { metadata: { annotations: { [MIGRATION_ANNOTATION]: 'mig1' } } });
+  await w.migs.create({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VEMigration', metadata: { name: 'mig1', namespace: 'default' }, spec: { ve: 'web', targetNode: 'n2', mode, timeoutSeconds: 60 } });
+  return w.migs.patchStatus('mig1', 'default', {
+    phase: 'PreparingTarget', sourceNode: 'n1', targetNode: 'n2', veUid: ve.metadata.uid, credentialSecret: 'mig1-cred', startTime: new Date().toISOString(),
+    transitions: [{ phase: 'PreparingTarget', time: new Date().toISOString() }],
+  });
+}
+
+const ended = (w: ReturnType<typeof world>) => until('migration ended', async () => {
+  const m = await w.migs.get('mig1', 'default');
+  return m?.status?.phase === 'Succeeded' || m?.status?.phase === 'Failed' ? m : undefined;
+});
+
+test('a live migration between two agents over the channel ends Succeeded; the target runs the VE', async (t) => {
+  const w = world(t);
+  const a = await w.agent('n1');
+  const b = await w.agent('n2');
+  const ve = await aRunningVE(w, a.runtime);
+  const uid = ve.metadata.uid!;
+  const pid = (await a.runtime.inspect(uid)).pid;
+  await startMigration(w, ve);
+  const m = await ended(w);
+  assert.equal(m.status?.phase, 'Succeeded', m.status?.message);
+  assert.equal(m.status?.method, 'stop-and-copy');
+  assert.ok((m.status?.bytesTransferred ?? 0) > 2 << 20, 'disk blocks and images were moved');
+  assert.equal(typeof m.status?.downtimeMs, 'number');
+  assert.deepEqual(m.status?.transitions?.map((x) => x.phase), ['PreparingTarget', 'TargetReady', 'Checkpointing', 'Transferring', 'Restoring', 'Succeeded']);
+  for (const k of ['prepareTarget', 'diskPrecopy', 'checkpoint', 'transfer', 'restore', 'total']) assert.equal(typeof m.status?.timings?.[k], 'number', k);
+  const there = await b.runtime.inspect(uid);
+  assert.equal(there.state, 'running');
+  assert.equal(there.pid, pid, 'the same processes run on the target');
+  assert.deepEqual(readFileSync(b.runtime.diskImagePath(uid)), readFileSync(a.runtime.diskImagePath(uid)), 'the disk arrived intact');
+  assert.equal((await a.runtime.inspect(uid)).state, 'absent', 'nothing runs on the source');
+
+  // The controller rebinds: the source's copy goes, the target adopts the VE without restarting it.
+  await w.ves.mergePatch('web', 'default', { metadata: { labels: { [NODE_LABEL]: 'n2' }, annotations: { [MIGRATION_ANNOTATION]: null } } });
+  await until('source copy removed', async () => !a.runtime.ves.has(uid));
+  const adopted = await until('VE Running on n2', async () => {
+    const v = await w.ves.get('web', 'default');
+    return v?.status?.nodeName === 'n2' && v.status.phase === 'Running' ? v : undefined;
+  });
+  assert.equal(adopted.status?.initPid, pid);
+});
+
+test('a restore failure on the target ends Failed with the VE running on the source again', async (t) => {
+  const w = world(t);
+  const a = await w.agent('n1');
+  const b = await w.agent('n2');
+  const ve = await aRunningVE(w, a.runtime);
+  const uid = ve.metadata.uid!;
+  const pid = (await a.runtime.inspect(uid)).pid;
+  b.runtime.failNextRestore = new KvzError('CommandFailed', 'runc restore failed', { details: { criuLog: 'Error (criu/cr-restore.c:42): restore failed for the test' } });
+  await startMigration(w, ve);
+  const m = await ended(w);
+  assert.equal(m.status?.phase, 'Failed');
+  assert.match(m.status?.criuLog ?? '', /restore failed for the test/);
+  const home = await a.runtime.inspect(uid);
+  assert.equal(home.state, 'running');
+  assert.equal(home.pid, pid, 'restored from the dump on the source, not booted afresh');
+  await until('target dropped its copy', async () => !b.runtime.incoming.has(uid) && !b.runtime.ves.has(uid));
+  assert.equal(existsSync(b.runtime.diskImagePath(uid)), false);
+});
+
+test('after a source agent restart mid-transfer the VE is rolled back and the migration fails', async (t) => {
+  const w = world(t);
+  const first = await w.agent('n1');
+  const ve = await aRunningVE(w, first.runtime);
+  const uid = ve.metadata.uid!;
+  const pid = (await first.runtime.inspect(uid)).pid;
+  await first.agent.stop();
+  // What a crashed source leaves: a dump, the marker, the migration in Transferring.
+  await startMigration(w, ve);
+  await w.migs.patchStatus('mig1', 'default', { phase: 'Transferring' });
+  const imageDir = join(first.stateDir, 'migrations', 'outgoing', 'x', 'images');
+  await first.runtime.migration.checkpoint(uid, { imageDir });
+  const config = (await first.runtime.inspect(uid)).config;
+  await writeMarker(first.stateDir, { namespace: 'default', name: 'mig1', migrationUid: (await w.migs.get('mig1', 'default'))!.metadata.uid, veUid: uid, mode: 'live', dumped: true, imageDir, config });
+  assert.equal((await first.runtime.inspect(uid)).state, 'absent');
+
+  const again = await w.agent('n1');
+  const m = await ended(w);
+  assert.equal(m.status?.phase, 'Failed');
+  assert.equal(m.status?.reason, 'SourceAgentRestarted');
+  const home = await again.runtime.inspect(uid);
+  assert.equal(home.state, 'running');
+  assert.equal(home.pid, pid, 'restored from the images left behind');
+  assert.equal(existsSync(join(first.stateDir, 'migrations', 'default_mig1.json')), false, 'marker removed');
+});
+
+test('the channel refuses a wrong token, a migration that is over, and one that targets another node', async (t) => {
+  const w = world(t);
+  const handler = {
+    digests: async () => ['x'], writeBlock: async () => {}, imageDir: () => join(w.dir, 'img'),
+    restore: async () => ({ ms: 1 }), abort: async () => {}, running: async () => false,
+  };
+  const server = new MigrationChannelServer({ nodeName: 'n2', migrations: w.migs, secrets: w.secrets, handler, log: silentLogger });
+  const { port } = await server.listen('127.0.0.1:0');
+  t.after(() => server.close());
+  await w.secrets.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'c', namespace: 'default' }, data: { token: Buffer.from(TOKEN).toString('base64') } } as KubeObject);
+  const mk = async (name: string, status: VEMigration['status']) => {
+    await w.migs.create({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VEMigration', metadata: { name, namespace: 'default' }, spec: { ve: 'web' } });
+    await w.migs.patchStatus(name, 'default', { credentialSecret: 'c', veUid: 'u1', sourceNode: 'n1', ...status });
+  };
+  await mk('ok', { phase: 'TargetReady', targetNode: 'n2' });
+  await mk('over', { phase: 'Failed', targetNode: 'n2' });
+  await mk('elsewhere', { phase: 'TargetReady', targetNode: 'n3' });
+  const status = (p: Promise<unknown>) => p.then(() => 200, (e: KvzError) => e.details?.status);
+  const client = (name: string, token = TOKEN) => new MigrationChannelClient('127.0.0.1', port, 'default', name, token);
+  assert.equal(await status(client('ok').digests()), 200);
+  assert.equal(await status(client('ok', 'wrong-token-value').digests()), 401);
+  assert.equal(await status(client('ok', '').digests()), 401);
+  assert.equal(await status(client('over').digests()), 409);
+  assert.equal(await status(client('elsewhere').digests()), 403);
+  assert.equal(await status(client('missing').digests()), 404);
+  // Restore needs Restoring and verified images.
+  assert.equal(await status(client('ok').restore()), 409);
+});
