@@ -17,7 +17,7 @@ if [ $# -gt 0 ]; then
 else
   wanted=(
     # container runtime, network, disk, /proc virtualisation
-    runc iproute2 iptables containernetworking-plugins e2fsprogs busybox-static lxcfs
+    runc iproute2 iptables nftables containernetworking-plugins e2fsprogs busybox-static lxcfs
     rsync util-linux openssl procps
     # template caches: Debian trees, packed caches (tar.zst), imported tarballs
     debootstrap zstd

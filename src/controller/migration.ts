@@ -165,6 +165,8 @@ export class MigrationController implements Reconciler {
     // Claim the VE: conditional on the version pre-flight saw, so two migrations cannot both take it.
     if (ve!.metadata.annotations?.[MIGRATION_ANNOTATION] !== m.metadata.name) {
       await this.o.ves.mergePatch(ve!.metadata.name, ve!.metadata.namespace, { metadata: { resourceVersion: ve!.metadata.resourceVersion, annotations: { [MIGRATION_ANNOTATION]: m.metadata.name } } });
+      // `kubectl get ve` shows the move; the agent that runs the VE afterwards writes its phase again.
+      await this.o.ves.patchStatus(ve!.metadata.name, ve!.metadata.namespace, { phase: 'Migrating', message: `moving to node ${r.targetNode} (VEMigration ${m.metadata.name})` });
     }
     const secret = credentialSecretName(m.metadata.name);
     try {
@@ -179,7 +181,8 @@ export class MigrationController implements Reconciler {
           ownerReferences: [{ apiVersion: API_VERSION, kind: 'VEMigration', name: m.metadata.name, uid: m.metadata.uid, controller: true, blockOwnerDeletion: true }],
         },
         type: 'Opaque',
-        data: { [MIGRATION_TOKEN_KEY]: randomBytes(32).toString('base64') },
+        // 64 hex characters: printable, as the token travels in an HTTP header.
+        data: { [MIGRATION_TOKEN_KEY]: Buffer.from(randomBytes(32).toString('hex')).toString('base64') },
       });
     } catch (err) {
       // Made by an earlier attempt of this same step (we crashed or lost the phase write).

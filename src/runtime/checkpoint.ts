@@ -218,7 +218,7 @@ export class SuspendCheckpoints {
  * IPv6 has no tool on the node for an unsolicited NA yet (the VE's own traffic updates peers).
  * Never fails the restore: a missing announcement only delays the switch-over.
  */
-export async function announceAddresses(o: { netnsPath: string; ifname: string; addresses: string[]; busybox: string; log: Logger; signal?: AbortSignal }): Promise<void> {
+export function announceAddresses(o: { netnsPath: string; ifname: string; addresses: string[]; busybox: string; log: Logger }): void {
   const v4 = o.addresses.map((a) => a.split('/')[0] ?? '').filter((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a));
   const v6 = o.addresses.filter((a) => a.includes(':'));
   if (v6.length) o.log.debug({ addresses: v6 }, 'no unsolicited NA for IPv6 addresses (no tool on the node); peers learn them from traffic');
@@ -227,9 +227,39 @@ export async function announceAddresses(o: { netnsPath: string; ifname: string; 
     o.log.warn({ busybox: o.busybox }, 'busybox is missing: restored VE addresses not announced (gratuitous ARP skipped)');
     return;
   }
-  await Promise.all(v4.map(async (ip) => {
-    const res = await run('nsenter', [`--net=${o.netnsPath}`, o.busybox, 'arping', '-U', '-q', '-c', '1', '-w', '1', '-I', o.ifname, '-s', ip, ip], { signal: o.signal, allowFailure: true, timeoutMs: 3_000 });
-    // arping -U exits 1 when nobody answers, which is normal for an unsolicited ARP.
-    if (res.exitCode > 1) o.log.warn({ address: ip, err: res.stderr.trim() }, 'gratuitous ARP failed');
-  }));
+  // Not awaited: arping waits up to a second for answers nobody sends, and that wait must not
+  // count as the VE's downtime. The packet leaves at once.
+  for (const ip of v4) {
+    void run('nsenter', [`--net=${o.netnsPath}`, o.busybox, 'arping', '-U', '-q', '-c', '1', '-w', '1', '-I', o.ifname, '-s', ip, ip], { allowFailure: true, timeoutMs: 3_000 })
+      .then((res) => {
+        // arping -U exits 1 when nobody answers, which is normal for an unsolicited ARP.
+        if (res.exitCode > 1) o.log.warn({ address: ip, err: res.stderr.trim() }, 'gratuitous ARP failed');
+        else o.log.debug({ address: ip }, 'gratuitous ARP sent');
+      })
+      .catch((err: unknown) => o.log.warn({ address: ip, err: String(err) }, 'gratuitous ARP failed'));
+  }
 }
+
+/** nft table that holds a restore's netns closed (see holdInput). */
+const RESTORE_TABLE = 'kvz_restore';
+
+/**
+ * Drops every packet that enters the VE's new netns while a restore sets it up. The CNI bridge
+ * plugin announces the VE's address (gratuitous ARP) as soon as it wires the netns, so clients'
+ * packets arrive here before CRIU has put the VE's sockets back; without this the kernel would
+ * answer them with RSTs and end the very connections the migration keeps. `release` opens it.
+ */
+export async function holdInput(netnsPath: string, signal?: AbortSignal): Promise<void> {
+  await run('nsenter', [`--net=${netnsPath}`, 'nft', '-f', '-'], {
+    input: `table inet ${RESTORE_TABLE} {\n  chain input { type filter hook input priority -300; policy drop; }\n}\n`,
+    signal,
+  });
+}
+
+export async function releaseInput(netnsPath: string, signal?: AbortSignal): Promise<void> {
+  const res = await run('nsenter', [`--net=${netnsPath}`, 'nft', 'delete', 'table', 'inet', RESTORE_TABLE], { signal, allowFailure: true });
+  if (res.exitCode !== 0 && !/No such file|does not exist/.test(res.stderr)) {
+    throw new KvzError('CommandFailed', `could not open the restored VE's network (nft delete table inet ${RESTORE_TABLE}): ${res.stderr.trim()}`);
+  }
+}
+

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import {
   announceAddresses,
+  releaseInput,
   checkpointError,
   criuErrorLine,
   criuLogTail,
@@ -46,9 +47,15 @@ export class VEMigration implements VEMigrationRuntime {
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
     const t0 = performance.now();
+    // Off the LAN before the freeze: CRIU closes the dumped sockets silently, but a client's packet
+    // arriving after the dump would meet no socket and get a RST, ending the connection that the
+    // restore is about to bring back. Dropped packets are just retransmitted. (The freeze follows
+    // within milliseconds, so this adds nothing to the downtime.)
+    if (!opts.leaveRunning) await this.rt.setHostLink(uid, false, opts.signal);
     try {
       await this.rt.runc.checkpoint(id, { imagePath: opts.imageDir, workPath: work, leaveRunning: opts.leaveRunning, signal: opts.signal });
     } catch (err) {
+      if (!opts.leaveRunning) await this.rt.setHostLink(uid, true).catch(() => undefined);
       const tail = await criuLogTail(join(work, 'dump.log'));
       // Partial images must not look like a checkpoint to anyone.
       for (const f of await readdir(opts.imageDir).catch(() => [])) await rm(join(opts.imageDir, f), { recursive: true, force: true });
@@ -65,7 +72,6 @@ export class VEMigration implements VEMigrationRuntime {
       // runc removes the container after a dump; make sure (a stopped leftover blocks a restore).
       const st = await this.rt.runc.state(id);
       if (st) await this.rt.deleteStopped(id);
-      await this.rt.setHostLink(uid, false);
     }
     const bytes = await dirBytes(opts.imageDir);
     await rm(work, { recursive: true, force: true });
@@ -96,7 +102,6 @@ export class VEMigration implements VEMigrationRuntime {
     const work = this.rt.criuWorkDir(uid, 'restore');
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
-    await this.rt.setHostLink(uid, true, signal);
     try {
       await this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal });
     } catch (err) {
@@ -110,8 +115,10 @@ export class VEMigration implements VEMigrationRuntime {
     }
     await rm(work, { recursive: true, force: true });
     const names = await this.rt.netNames(uid);
+    if (names) await releaseInput(netnsPath(names.netns), signal);
+    await this.rt.setHostLink(uid, true, signal);
     if (names) {
-      await announceAddresses({ netnsPath: netnsPath(names.netns), ifname: CNI_IFNAME, addresses: config.addresses, busybox: this.rt.busybox, log: this.rt.veLogger(uid, config.name), signal });
+      announceAddresses({ netnsPath: netnsPath(names.netns), ifname: CNI_IFNAME, addresses: config.addresses, busybox: this.rt.busybox, log: this.rt.veLogger(uid, config.name) });
     }
   }
 

@@ -2,6 +2,7 @@
 // its arguments and runc's stderr (or its log file, for detached create).
 
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -94,6 +95,9 @@ export class Runc {
 
   /** The container's state, or undefined when runc does not know it. */
   async state(id: string, signal?: AbortSignal): Promise<RuncState | undefined> {
+    // runc keeps a container's state in <root>/<id>; without that dir it only says "does not
+    // exist". Skipping the spawn matters with many stopped VEs (one per reconcile).
+    if (!existsSync(join(this.root, id))) return undefined;
     const res = await run(this.binary, this.args(['state', id]), { signal, allowFailure: true });
     if (res.exitCode !== 0) {
       if (/does not exist|not exist/.test(res.stderr)) return undefined;

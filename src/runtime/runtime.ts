@@ -22,7 +22,7 @@ import { UsageReader } from './usage.js';
 import { cgroupPath, containerId, macAddress } from './names.js';
 import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
 import { VEMigration } from './migration.js';
-import { SuspendCheckpoints, checkpointFeature, findCriu, usernsRefusal, writeCriuConfig } from './checkpoint.js';
+import { SuspendCheckpoints, checkpointFeature, findCriu, holdInput, usernsRefusal, writeCriuConfig } from './checkpoint.js';
 import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
 import { Isolation, usernsPin } from './isolation.js';
@@ -377,7 +377,8 @@ export class HostRuntime implements VERuntime {
           await writeResolvConf(paths.target, config.network);
           await this.isolation.ownUpper(paths.upper, paths.target, security, ['etc', 'etc/hostname', 'etc/hosts', 'etc/resolv.conf']);
         })(),
-        this.ensureNetwork(config, applied, revert, signal),
+        // A restore's new netns takes no packets until the VE's sockets are back (holdInput).
+        this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore' }).then(() => (how.kind === 'restore' ? undefined : this.wakeHostLink(uid, signal))),
       ]);
       lap('rootfsAndNetwork');
 
@@ -770,8 +771,18 @@ export class HostRuntime implements VERuntime {
   async setHostLink(uid: string, up: boolean, signal?: AbortSignal): Promise<void> {
     const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
     if (!stored || (stored.mode ?? 'bridged') !== 'bridged' || !linkExists(stored.hostVeth)) return;
+    // The marker lets a later cold boot (a suspended VE stopped, then started) find the link down.
+    const marker = join(this.veDir(uid), 'link-down');
+    if (!up) await writeFile(marker, '');
     await run('ip', ['link', 'set', 'dev', stored.hostVeth, up ? 'up' : 'down'], { signal });
+    if (up) await rm(marker, { force: true });
   }
+
+  /** A boot over a network left down by a dump brings it up again. */
+  private async wakeHostLink(uid: string, signal?: AbortSignal): Promise<void> {
+    if (existsSync(join(this.veDir(uid), 'link-down'))) await this.setHostLink(uid, true, signal);
+  }
+
 
   private async networkIntact(uid: string): Promise<boolean> {
     // Routed mode keeps the ptp plugin's host veth name (renaming needs the link down, which drops its routes).
@@ -784,7 +795,7 @@ export class HostRuntime implements VERuntime {
    * The VE's netns wired to the node bridge. Reused when it is complete and has the same
    * addresses; anything partial (crash half-way) is torn down and redone.
    */
-  private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal): Promise<void> {
+  private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal, opts: { holdInput?: boolean } = {}): Promise<void> {
     const { uid } = config;
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
     if (stored && (await this.networkIntact(uid)) && stored.addresses.join(',') === config.addresses.join(',') && (stored.mode ?? 'bridged') === modeOf(config)) return;
@@ -795,6 +806,7 @@ export class HostRuntime implements VERuntime {
     await this.isolation.addNetns(uid, ns, revert, signal);
     revert.add('delete netns', () => deleteNetns(ns));
     const path = netnsPath(ns);
+    if (opts.holdInput) await holdInput(path, signal);
     const id = containerId(uid);
     // An existing bridge (not ours) is only plugged into; one that is absent the plugin creates, and we tag it as ours.
     const mode = modeOf(config);
