@@ -215,6 +215,11 @@ Flags:
   --subnet6 CIDR        IPv6 subnet of this node (e.g. fd00:213::/64) [none]
   --node-label K=V      label of the VENode, for spec.nodeSelector (repeatable)
   --heartbeat D         heartbeat period [10s]
+  --migration-listen HOST:PORT
+                        serve the live-migration data channel here (as a migration target);
+                        without it this node cannot receive migrated VEs
+  --migration-address IP
+                        the address other nodes reach the channel at [the bound address]
 ${CONNECTION}
 `,
   template: `Usage: kvz template list [-o yaml|json|name]

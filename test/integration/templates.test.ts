@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { get } from 'node:http';
+import { Agent, get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
@@ -18,7 +18,7 @@ import { missingPrereqs, requirePrereqs, uniqueSuffix } from '../helpers/prereq.
 import { execCapture } from '../helpers/ve-host.js';
 
 const prereqs = { root: true, binaries: ['runc', 'ip', 'tar', 'zstd', 'xz', 'gzip', 'unshare'] };
-const debPrereqs = { root: true, binaries: [...prereqs.binaries, 'debootstrap'] };
+const debPrereqs = { root: true, binaries: [...prereqs.binaries, 'debootstrap', 'criu'] };
 const skip = missingPrereqs(prereqs).length > 0;
 
 const suffix = uniqueSuffix();
@@ -60,12 +60,13 @@ function execOut(uid: string, argv: string[]): Promise<{ code: number; out: stri
 }
 
 /** GET from the host to the VE's address (a netns this test made). */
-function httpGet(address: string, timeoutMs = 2000): Promise<{ status: number; body: string }> {
+function httpGet(address: string, timeoutMs = 2000, agent?: Agent): Promise<{ status: number; body: string; localPort?: number }> {
   return new Promise((resolve, reject) => {
-    const req = get({ host: address, port: 80, path: '/', timeout: timeoutMs }, (res) => {
+    const req = get({ host: address, port: 80, path: '/', timeout: timeoutMs, agent }, (res) => {
       const chunks: Buffer[] = [];
+      const localPort = res.socket.localPort;
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), localPort }));
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
@@ -184,7 +185,7 @@ test('failed builds leave nothing and say why', async (t) => {
   await assert.rejects(rt.ensureTemplate('no-such', undefined), (err: Error & { code?: string }) => err.code === 'NotFound' && /declare a VETemplate/.test(err.message));
 });
 
-test('Debian 12 with systemd from the node\'s mirror: boots to running, serves HTTP, stops with SIGRTMIN+3', async (t) => {
+test('Debian 12 with systemd from the node\'s mirror: boots to running, serves HTTP, survives suspend/resume with a keep-alive connection, stops with SIGRTMIN+3', async (t) => {
   if (!guard(t, debPrereqs)) return;
   const recipe: TemplateRecipe = {
     source: { kind: 'debootstrap', suite: 'bookworm', include: ['systemd-sysv', 'dbus', 'iproute2', 'procps', 'lighttpd'] },
@@ -223,6 +224,24 @@ test('Debian 12 with systemd from the node\'s mirror: boots to running, serves H
   assert.equal((await execOut(cfg.uid, ['hostname'])).out.trim(), cfg.hostname);
   const res = await eventually('lighttpd', async () => httpGet(`10.213.${net}.23`), 10_000);
   assert.equal(res.body.trim(), `debian-web-${suffix}`);
+
+  // Checkpointing a full distribution (PLATFORM-NOTES): systemd prepared by the template, a
+  // keep-alive HTTP connection held across suspend and resume (same client port = same socket).
+  const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
+  const before = await httpGet(`10.213.${net}.23`, 2000, keepAlive);
+  const init = (await rt.inspect(cfg.uid)).pid;
+  const c0 = performance.now();
+  assert.equal(await rt.suspend(cfg.uid), 'updated');
+  assert.equal((await rt.inspect(cfg.uid)).state, 'suspended');
+  assert.equal(await rt.resume(cfg), 'updated');
+  t.diagnostic(`systemd VE suspend + resume ${Math.round(performance.now() - c0)} ms`);
+  const afterResume = await httpGet(`10.213.${net}.23`, 5000, keepAlive);
+  keepAlive.destroy();
+  assert.equal(afterResume.body.trim(), `debian-web-${suffix}`);
+  assert.equal(afterResume.localPort, before.localPort, 'the keep-alive connection survived the checkpoint');
+  assert.notEqual((await rt.inspect(cfg.uid)).pid, undefined);
+  t.diagnostic(`init host pid ${init} → ${(await rt.inspect(cfg.uid)).pid} (a restore gets new host pids)`);
+  assert.equal((await execOut(cfg.uid, ['systemctl', 'is-system-running'])).out.trim(), 'running', 'systemd is still running after the restore');
 
   const k0 = performance.now();
   await rt.ensureStopped(cfg.uid, stop);
