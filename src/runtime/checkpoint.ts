@@ -127,15 +127,26 @@ export async function dirBytes(dir: string): Promise<number> {
 }
 
 /** The last lines of a CRIU log (dump.log / restore.log), errors first-class. */
+/**
+ * What to show of a CRIU log: its error lines (where the reason is, often far from the end) and
+ * then the last lines, at most `lines` in all.
+ */
 export async function criuLogTail(file: string, lines = 25): Promise<string> {
-  const text = await readFile(file, 'utf8').catch(() => '');
-  return text.trimEnd().split('\n').slice(-lines).join('\n');
+  const all = (await readFile(file, 'utf8').catch(() => '')).trimEnd().split('\n');
+  const errors = all.filter((l) => /\bError \(/.test(l) && !NOISE.test(l)).slice(0, 10);
+  const tail = all.slice(-(lines - errors.length)).filter((l) => !errors.includes(l));
+  return [...errors, ...(errors.length && tail.length ? ['…'] : []), ...tail].join('\n');
 }
+
+/** CRIU error lines that are not the reason: summaries, and a self-rlimit note on hosts without CAP_SYS_RESOURCE. */
+const NOISE = /Dumping FAILED|Restoring FAILED|\(pid: \d+\) failed with|RLIMIT_NOFILE for self/;
 
 /** The most telling CRIU line of a log tail ("Error (…): …"), for the one-line message. */
 export function criuErrorLine(tail: string): string | undefined {
-  const errs = tail.split('\n').filter((l) => /Error|error|Can't|failed/.test(l));
-  return errs.at(0)?.replace(/^\(\d+\.\d+\)\s*/, '').trim();
+  const lines = tail.split('\n');
+  const errs = lines.filter((l) => /Error|error|Can't|failed/.test(l));
+  const telling = errs.find((l) => !NOISE.test(l)) ?? errs.at(0);
+  return telling?.replace(/^\(\d+\.\d+\)\s*/, '').trim();
 }
 
 // ---- suspend checkpoints in the VE's state dir ----
