@@ -143,16 +143,17 @@ export function preflight(i: PreflightInput): PreflightResult {
   const sourceNode = ve.status?.nodeName;
   if (!sourceNode) return { ok: false, reason: 'VENotScheduled', message: `virtualenvironment "${ve.metadata.name}" is not on any node yet (status.nodeName is empty); there is nothing to migrate` };
   if (!ve.metadata.uid) return { ok: false, reason: 'VENotFound', message: `virtualenvironment "${ve.metadata.name}" has no uid` };
-  const phase = ve.status?.phase;
+  const holder = ve.metadata.annotations?.[MIGRATION_ANNOTATION];
+  if (holder && holder !== m.metadata.name) {
+    return { ok: false, reason: 'AlreadyMigrating', message: `virtualenvironment "${ve.metadata.name}" is being moved by VEMigration "${holder}"; wait for it to end (kubectl get vem ${holder})` };
+  }
+  // Once this migration claimed the VE, its phase says Migrating: judge by what it was before.
+  const phase = ve.status?.phase === 'Migrating' && holder === m.metadata.name ? 'Running' : ve.status?.phase;
   if (live && phase !== 'Running') {
     return { ok: false, reason: 'VENotRunning', message: `live migration needs a Running VE; "${ve.metadata.name}" is ${phase ?? 'Pending'}: start it, or use mode offline` };
   }
   if (!live && !['Running', 'Stopped', 'Suspended'].includes(phase ?? '')) {
     return { ok: false, reason: 'VENotSettled', message: `virtualenvironment "${ve.metadata.name}" is ${phase ?? 'Pending'}; offline migration needs it Running, Stopped or Suspended` };
-  }
-  const holder = ve.metadata.annotations?.[MIGRATION_ANNOTATION];
-  if (holder && holder !== m.metadata.name) {
-    return { ok: false, reason: 'AlreadyMigrating', message: `virtualenvironment "${ve.metadata.name}" is being moved by VEMigration "${holder}"; wait for it to end (kubectl get vem ${holder})` };
   }
   const source = i.nodes.find((n) => n.metadata.name === sourceNode);
   const estimatedDowntimeMs = estimateDowntimeMs(ve);

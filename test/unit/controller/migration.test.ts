@@ -147,7 +147,7 @@ describe('migration controller', () => {
     assert.equal(m.status?.credentialSecret, 'm1-credential');
     const secret = (await h.secrets.get('m1-credential', 'default'))!;
     assert.equal(secret.type, 'Opaque');
-    assert.equal(Buffer.from(secret.data![MIGRATION_TOKEN_KEY]!, 'base64').length, 32);
+    assert.match(Buffer.from(secret.data![MIGRATION_TOKEN_KEY]!, 'base64').toString(), /^[0-9a-f]{64}$/, '32 random bytes, hex: printable for an HTTP header');
     assert.deepEqual((secret.metadata!.ownerReferences as { kind: string; uid: string }[]).map((r) => [r.kind, r.uid]), [['VEMigration', m.metadata.uid]]);
     assert.equal(m.status?.estimatedDowntimeMs, 800); // 300 + 50 MB / 100 MB/s
     // Reconciling again changes nothing (waits for the target agent).
