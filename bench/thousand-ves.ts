@@ -37,10 +37,12 @@ function manifest(ns: string, count: number): string {
         'spec:',
         '  template: busybox',
         '  powerState: Stopped',
+        // Small enough that 1,000 fit one node's capacity (the scheduler reserves it for stopped
+        // VEs too, so that each can start).
         '  resources:',
-        '    memory: {limit: 64Mi}',
+        '    memory: {limit: 16Mi}',
         '    processes: 64',
-        '    disk: {space: 256Mi}',
+        '    disk: {space: 16Mi}',
         '',
       ].join('\n'),
     );
@@ -49,7 +51,8 @@ function manifest(ns: string, count: number): string {
 }
 
 async function main(): Promise<void> {
-  const stack = await startKvzUp();
+  // A /16: every VE gets an address from the node's pool, stopped or not.
+  const stack = await startKvzUp({ extraArgs: ['--subnet', `10.${200 + (process.pid % 50)}.0.0/16`] });
   const pid = stack.proc.pid!;
   try {
     const ns = `bench-${process.pid.toString(36)}`;
