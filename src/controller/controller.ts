@@ -61,7 +61,7 @@ export class Controller {
       allocated: () => scheduler.allocated(),
       log: log.child({ controller: 'node-health' }),
     });
-    this.schedLoop = new ControllerLoop({ reconciler: scheduler, log, workers: 4 });
+    this.schedLoop = new ControllerLoop({ reconciler: scheduler, log, workers: 2 });
     this.nodeLoop = new ControllerLoop({ reconciler: health, log, workers: 2 });
     const sq = this.schedLoop.queue;
     const nq = this.nodeLoop.queue;

@@ -44,6 +44,8 @@ export class Scheduler implements Reconciler {
   readonly name = 'scheduler';
   /** Bindings made but not yet seen in the informer cache (uid → node, requests). */
   private readonly assumed = new Map<string, { node: string; req: Amounts }>();
+  /** Placement decisions are made one at a time, so two VEs cannot both take the last room. */
+  private lock: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -52,6 +54,18 @@ export class Scheduler implements Reconciler {
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
+    const prev = this.lock;
+    let release!: () => void;
+    this.lock = new Promise((r) => (release = r));
+    await prev;
+    try {
+      return await this.schedule(key);
+    } finally {
+      release();
+    }
+  }
+
+  private async schedule(key: string): Promise<ReconcileResult> {
     const { namespace, name } = splitKey(key);
     const { client, log } = this.o;
     const events = this.o.events ?? nullRecorder;
@@ -83,22 +97,14 @@ export class Scheduler implements Reconciler {
     }
 
     const node = placement.node;
+    await client.mergePatch(name, namespace, { metadata: { labels: { [NODE_LABEL]: node } } });
     let req: Amounts = ZERO;
     try {
       req = veRequests(ve);
     } catch {
       /* pinned with a malformed quantity: the agent reports the field */
     }
-    // Reserved in the same synchronous step as the decision, so that a placement another worker
-    // makes meanwhile counts this one: the writes below may then run side by side.
-    const uid = ve.metadata.uid;
-    if (uid) this.assumed.set(uid, { node, req });
-    try {
-      await client.mergePatch(name, namespace, { metadata: { labels: { [NODE_LABEL]: node } } });
-    } catch (err) {
-      if (uid) this.assumed.delete(uid);
-      throw err;
-    }
+    if (ve.metadata.uid) this.assumed.set(ve.metadata.uid, { node, req });
     const conditions = setCondition(ve.status?.conditions, {
       type: 'Scheduled',
       status: 'True',
