@@ -48,13 +48,13 @@ export function withKeepAlive(kc: k8s.KubeConfig): k8s.KubeConfig {
   const original = target.createAgent.bind(kc);
   const agents = new Map<string, http.Agent>();
   target.createAgent = (cluster, options) => {
-    if (cluster?.proxyUrl) return original(cluster, options);
+    const plain = cluster?.server.startsWith('http:') ?? false;
+    // Proxies, and plain HTTP without skipTLSVerify (which client-node refuses), stay client-node's.
+    if (cluster?.proxyUrl || (plain && !cluster?.skipTLSVerify)) return original(cluster, options);
     const key = JSON.stringify([cluster?.server, options.ca, options.cert, options.key, options.pfx, options.rejectUnauthorized, options.servername].map((v) => (Buffer.isBuffer(v) ? v.toString('base64') : v)));
     let agent = agents.get(key);
     if (!agent) {
-      const plain = cluster?.server.startsWith('http:');
       agent = plain ? new http.Agent({ keepAlive: true }) : new https.Agent({ ...options, keepAlive: true });
-      if (plain && !cluster?.skipTLSVerify) return original(cluster, options); // client-node's own refusal
       agents.set(key, agent);
     }
     return agent;
