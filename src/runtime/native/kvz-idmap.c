@@ -9,6 +9,10 @@
  * a VE whose user namespace maps 0 -> HOSTID then sees the shared, unshifted template as its
  * own root's. The mapping comes from a throw-away user namespace made by a child process
  * (open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP, userns fd) + move_mount).
+ *   kvz-idmap bind PID SRC DST [SRC DST ...]
+ * `bind` (lxcfs.ts) puts host files SRC over DST inside the mount namespace of PID (a running VE's
+ * init), without restarting it: open_tree(OPEN_TREE_CLONE) of each SRC on the host, setns into the
+ * VE's mount namespace, detach a FUSE mount already on DST (a dead lxcfs's), move_mount the clone.
  * Built by hack/setup.sh; no libraries beyond libc.
  */
 #define _GNU_SOURCE
@@ -21,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -58,9 +63,42 @@ static int write_file(const char *path, const char *text) {
   return n == (ssize_t)strlen(text) ? 0 : -1;
 }
 
+#ifndef FUSE_SUPER_MAGIC
+#define FUSE_SUPER_MAGIC 0x65735546
+#endif
+
+/* argv: PID SRC DST [SRC DST ...]. Every SRC is cloned before entering the VE (its path is the host's). */
+static int bind_into(int argc, char **argv) {
+  enum { MAX_BINDS = 32 };
+  int n = (argc - 1) / 2, trees[MAX_BINDS];
+  if (argc < 3 || (argc - 1) % 2 != 0 || n > MAX_BINDS) {
+    fprintf(stderr, "usage: kvz-idmap bind PID SRC DST [SRC DST ...] (at most %d pairs)\n", MAX_BINDS);
+    return 2;
+  }
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%s/ns/mnt", argv[0]);
+  int ns = open(path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return die("open the VE's mount namespace");
+  for (int i = 0; i < n; i++) {
+    trees[i] = (int)syscall(__NR_open_tree, AT_FDCWD, argv[1 + 2 * i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (trees[i] < 0) return die(argv[1 + 2 * i]);
+  }
+  if (setns(ns, CLONE_NEWNS) < 0) return die("setns into the VE's mount namespace");
+  for (int i = 0; i < n; i++) {
+    const char *dst = argv[2 + 2 * i];
+    struct statfs sf;
+    /* Only a FUSE mount is taken away (ENOTCONN: its lxcfs died); anything else stays underneath. */
+    int fuse = statfs(dst, &sf) < 0 ? errno == ENOTCONN : sf.f_type == FUSE_SUPER_MAGIC;
+    if (fuse && umount2(dst, MNT_DETACH) < 0) return die(dst);
+    if (syscall(__NR_move_mount, trees[i], "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0) return die(dst);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "bind") == 0) return bind_into(argc - 2, argv + 2);
   if (argc != 6 || (strcmp(argv[1], "mount") != 0 && strcmp(argv[1], "netns") != 0)) {
-    fprintf(stderr, "usage: kvz-idmap mount SRC DST HOSTID SIZE | kvz-idmap netns USERNS_FILE NETNS_FILE HOSTID SIZE\n");
+    fprintf(stderr, "usage: kvz-idmap mount SRC DST HOSTID SIZE | kvz-idmap netns USERNS_FILE NETNS_FILE HOSTID SIZE | kvz-idmap bind PID SRC DST [SRC DST ...]\n");
     return 2;
   }
   int netns_mode = strcmp(argv[1], "netns") == 0;
@@ -101,8 +139,8 @@ int main(int argc, char **argv) {
   snprintf(map, sizeof map, "0 %lu %lu\n", host, size);
   snprintf(path, sizeof path, "/proc/%d/uid_map", child);
   if (write_file(path, map) < 0) { die("write uid_map"); goto out; }
-  snprintf(path, sizeof path, "/proc/%d/setgroups", child);
-  (void)write_file(path, "deny");
+  /* setgroups stays "allow" (we map as root of the parent namespace): the VE's su, login and
+     sshd call setgroups(2) inside its user namespace. */
   snprintf(path, sizeof path, "/proc/%d/gid_map", child);
   if (write_file(path, map) < 0) { die("write gid_map"); goto out; }
   if (netns_mode) {
