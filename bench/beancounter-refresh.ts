@@ -1,10 +1,18 @@
 // Benchmark: the agent CPU one beancounter refresh pass costs for 200 VEs (target < 50 ms),
-// on cgroup v1 fixture trees laid out as the kernel has them (memory, cpu, cpuacct, pids,
-// blkio files; /proc/PID/fd and /proc/PID/net per VE), through the real UsageReader and
-// BeancounterRefresher. Prints CPU and wall medians per pass and against the target; asserts
-// nothing. `node dist/bench/beancounter-refresh.js [ves] [rounds]`.
+// through the real UsageReader, BeancounterRefresher and BeancounterMetrics. What is real and
+// what is a fixture is printed with the figures:
+// * cgroup counters: real cgroup v1 directories (memory, cpu, cpuacct, pids, blkio; empty, made
+//   under a unique parent and removed after) when run as root on a v1 host, else fixture trees
+//   laid out as the kernel has them (`--fixture` forces those);
+// * fds and netns: 3 real processes per VE (the same 3 for every VE: `sleep` in their own
+//   network namespace when root), counted through the real /proc;
+// * disk: the real disk-usage path (disk.json record + mount check) on unmounted fixture disks.
+// The clock the refresher sees advances 2 s per pass (its default interval). Prints the CPU time
+// (user+system) of each pass, median and mean, and wall time; asserts nothing.
+// `node dist/bench/beancounter-refresh.js [ves] [rounds] [--fixture]`.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { VirtualEnvironment } from '../src/api/types.js';
@@ -13,70 +21,105 @@ import type { ResourceClient } from '../src/core/resource-client.js';
 import { BeancounterMetrics } from '../src/node-agent/metrics.js';
 import { BeancounterRefresher } from '../src/node-agent/beancounters.js';
 import { CgroupV1 } from '../src/runtime/cgroup-v1.js';
+import { detectCgroupVersion, type CgroupReader } from '../src/runtime/cgroup.js';
+import { diskPaths, diskUsageOf } from '../src/runtime/disk-image.js';
 import { cgroupPath } from '../src/runtime/names.js';
 import { UsageReader } from '../src/runtime/usage.js';
 import type { VERuntime } from '../src/runtime/types.js';
 
-const count = Number(process.argv[2] ?? 200);
-const rounds = Number(process.argv[3] ?? 15);
+const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const count = Number(args[0] ?? 200);
+const rounds = Number(args[1] ?? 15);
 const root = mkdtempSync(join(tmpdir(), 'kvz-bench-bc-'));
+const isRoot = process.getuid?.() === 0;
+const realCgroups = isRoot && !process.argv.includes('--fixture') && detectCgroupVersion() === 'v1';
+const CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'blkio'];
+const parent = `/kvz-bench-bc-${process.pid}`;
 
 function write(path: string, text: string): void {
   mkdirSync(join(path, '..'), { recursive: true });
   writeFileSync(path, text);
 }
 
+// Three long sleepers stand for a VE's processes (in their own netns when we may make one).
+const sleepers: ChildProcess[] = [0, 1, 2].map(() => (isRoot ? spawn('unshare', ['--net', 'sleep', '600'], { stdio: 'ignore' }) : spawn('sleep', ['600'], { stdio: 'ignore' })));
+const pids = sleepers.map((c) => c.pid!);
+await new Promise((r) => setTimeout(r, 100)); // let unshare exec sleep
+
+const cgRoot = realCgroups ? '/sys/fs/cgroup' : join(root, 'cg');
 const ves: VirtualEnvironment[] = [];
+const made: string[] = [];
 for (let i = 0; i < count; i++) {
-  const uid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
-  const p = cgroupPath(uid);
-  const pid = 100_000 + i * 4;
-  const f = (c: string, n: string, v: string) => write(join(root, 'cg', c, p, n), `${v}\n`);
-  f('memory', 'memory.usage_in_bytes', String(20 << 20));
-  f('memory', 'memory.max_usage_in_bytes', String(30 << 20));
-  f('memory', 'memory.limit_in_bytes', String(256 << 20));
-  f('memory', 'memory.failcnt', '0');
-  f('memory', 'memory.oom_control', 'oom_kill_disable 0\nunder_oom 0\noom_kill 0');
-  f('memory', 'memory.memsw.usage_in_bytes', String(20 << 20));
-  f('memory', 'memory.memsw.max_usage_in_bytes', String(30 << 20));
-  f('memory', 'memory.memsw.limit_in_bytes', String(256 << 20));
-  f('memory', 'memory.memsw.failcnt', '0');
-  f('pids', 'pids.current', '3');
-  f('pids', 'pids.max', '100');
-  f('pids', 'pids.events', 'max 0');
-  f('pids', 'cgroup.procs', `${pid}\n${pid + 1}\n${pid + 2}`);
-  f('cpuacct', 'cpuacct.usage', String(i * 1_000_000));
-  f('cpu', 'cpu.stat', 'nr_periods 0\nnr_throttled 0\nthrottled_time 0');
-  f('blkio', 'blkio.throttle.io_service_bytes_recursive', '7:1 Read 0\n7:1 Write 4096\nTotal 4096');
-  f('blkio', 'blkio.throttle.io_serviced_recursive', '7:1 Read 0\n7:1 Write 1\nTotal 1');
-  for (let k = 0; k < 3; k++) for (let fd = 0; fd < 4; fd++) write(join(root, 'proc', String(pid + k), 'fd', String(fd)), '');
-  write(join(root, 'proc', String(pid), 'net', 'sockstat'), 'TCP: inuse 1 orphan 0 tw 0 alloc 1 mem 0\nUDP: inuse 0 mem 0\nRAW: inuse 0\n');
-  write(join(root, 'proc', String(pid), 'net', 'sockstat6'), 'TCP6: inuse 0\nUDP6: inuse 0\nRAW6: inuse 0\n');
-  write(join(root, 'proc', String(pid), 'net', 'unix'), 'Num RefCount Protocol Flags Type St Inode Path\n');
-  write(join(root, 'proc', String(pid), 'net', 'dev'), 'h\nh\n  eth0: 100 1 0 0 0 0 0 0 200 2 0 0 0 0 0 0\n');
-  ves.push({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment', metadata: { name: `ve${i}`, namespace: 'default', uid }, spec: { template: 'busybox', resources: { processes: 100 } }, status: { phase: 'Running', initPid: pid } });
+  // The cgroup path takes the uid's first 12 hex digits: vary those, or every VE shares one cgroup.
+  const uid = `${i.toString(16).padStart(8, '0')}-0000-4000-8000-000000000000`;
+  const p = `${parent}${cgroupPath(uid, '')}`;
+  if (realCgroups) {
+    for (const c of CONTROLLERS) {
+      mkdirSync(join(cgRoot, c, p), { recursive: true });
+      made.push(join(cgRoot, c, p));
+    }
+    writeFileSync(join(cgRoot, 'memory', p, 'memory.limit_in_bytes'), String(256 << 20));
+    writeFileSync(join(cgRoot, 'pids', p, 'pids.max'), '100');
+  } else {
+    const f = (c: string, n: string, v: string) => write(join(cgRoot, c, p, n), `${v}\n`);
+    f('memory', 'memory.usage_in_bytes', String(20 << 20));
+    f('memory', 'memory.max_usage_in_bytes', String(30 << 20));
+    f('memory', 'memory.limit_in_bytes', String(256 << 20));
+    f('memory', 'memory.failcnt', '0');
+    f('memory', 'memory.oom_control', 'oom_kill_disable 0\nunder_oom 0\noom_kill 0');
+    f('memory', 'memory.memsw.usage_in_bytes', String(20 << 20));
+    f('memory', 'memory.memsw.max_usage_in_bytes', String(30 << 20));
+    f('memory', 'memory.memsw.limit_in_bytes', String(256 << 20));
+    f('memory', 'memory.memsw.failcnt', '0');
+    f('pids', 'pids.current', '3');
+    f('pids', 'pids.max', '100');
+    f('pids', 'pids.events', 'max 0');
+    f('pids', 'cgroup.procs', pids.join('\n'));
+    f('cpuacct', 'cpuacct.usage', String(i * 1_000_000));
+    f('cpu', 'cpu.stat', 'nr_periods 0\nnr_throttled 0\nthrottled_time 0');
+    f('blkio', 'blkio.throttle.io_service_bytes_recursive', '7:1 Read 0\n7:1 Write 4096\nTotal 4096');
+    f('blkio', 'blkio.throttle.io_serviced_recursive', '7:1 Read 0\n7:1 Write 1\nTotal 1');
+  }
+  write(diskPaths(join(root, 'ves', uid)).record, JSON.stringify({ sizeBytes: 2 << 30, inodes: 131072 }));
+  ves.push({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment', metadata: { name: `ve${i}`, namespace: 'default', uid }, spec: { template: 'busybox', resources: { processes: 100, memory: { limit: '256Mi' } } }, status: { phase: 'Running', initPid: pids[0]! } });
 }
 
-const reader = new UsageReader(new CgroupV1(join(root, 'cg')), join(root, 'proc'));
-const runtime = { readUsage: (uid: string, pid?: number) => reader.read({ cgroupPath: cgroupPath(uid), pid }), diskUsage: async () => undefined } as unknown as VERuntime;
+const v1 = new CgroupV1(cgRoot);
+// Real cgroups here are empty: the 3 sleepers stand in as their processes.
+const cgroup: CgroupReader = realCgroups ? Object.assign(Object.create(v1) as CgroupV1, { readUsage: async (path: string, o?: { initPid?: number }) => ({ ...(await v1.readUsage(path, o)), procs: pids }) }) : v1;
+const reader = new UsageReader(cgroup, '/proc');
+const runtime = {
+  readUsage: (uid: string, pid?: number) => reader.read({ cgroupPath: `${parent}${cgroupPath(uid, '')}`, pid }),
+  diskUsage: (uid: string) => diskUsageOf(diskPaths(join(root, 'ves', uid))),
+} as unknown as VERuntime;
 let writes = 0;
 const client = { patchStatus: async () => (writes++, {}) } as unknown as ResourceClient<VirtualEnvironment>;
-const refresher = new BeancounterRefresher({ runtime, client, ves: () => ves, log: silentLogger, metrics: new BeancounterMetrics(), minPublishMs: 0 });
+let clock = 0;
+const refresher = new BeancounterRefresher({ runtime, client, ves: () => ves, log: silentLogger, metrics: new BeancounterMetrics(), minPublishMs: 0, now: () => clock });
 
 const cpu: number[] = [];
 const wall: number[] = [];
-for (let r = 0; r < rounds; r++) {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  const res = await refresher.refresh();
-  wall.push(performance.now() - t0);
-  const c = process.cpuUsage(c0);
-  cpu.push((c.user + c.system) / 1000);
-  if (res.failed) throw new Error(`${res.failed} VEs failed to read`);
+try {
+  for (let r = 0; r < rounds; r++) {
+    clock += 2000;
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    const res = await refresher.refresh();
+    wall.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
+    if (res.failed) throw new Error(`${res.failed} VEs failed to read`);
+  }
+} finally {
+  for (const c of sleepers) c.kill('SIGKILL');
+  for (const d of made.reverse()) rmdirSync(d);
+  if (realCgroups) for (const c of CONTROLLERS) if (existsSync(join(cgRoot, c, parent))) rmdirSync(join(cgRoot, c, parent));
+  rmSync(root, { recursive: true, force: true });
 }
-rmSync(root, { recursive: true, force: true });
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-console.log(`beancounter refresh, ${count} VEs (cgroup v1 fixture trees, 3 processes each), ${rounds} passes:`);
-console.log(`  agent CPU per pass: median ${median(cpu).toFixed(1)} ms (first ${cpu[0]!.toFixed(1)} ms), ${(median(cpu) / count).toFixed(3)} ms per VE`);
+const steady = cpu.slice(1);
+const mean = steady.reduce((a, b) => a + b, 0) / steady.length;
+console.log(`beancounter refresh, ${count} VEs, ${rounds} passes; cgroup counters: ${realCgroups ? 'real v1 cgroups (empty)' : 'v1 fixture trees'}; fds and netns: 3 real processes per VE${isRoot ? ' (own netns)' : ''}; disk: unmounted fixture disks`);
+console.log(`  agent CPU per pass: median ${median(cpu).toFixed(1)} ms, mean after the first ${mean.toFixed(1)} ms (first ${cpu[0]!.toFixed(1)} ms), ${(median(cpu) / count).toFixed(3)} ms per VE`);
 console.log(`  wall per pass:      median ${median(wall).toFixed(1)} ms`);
 console.log(`  target 50 ms CPU:   ${(median(cpu) / 50).toFixed(2)}× of target; status writes ${writes} (${count} on the first pass, then only changed rows)`);

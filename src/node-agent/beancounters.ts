@@ -8,9 +8,12 @@
 // pages; diskspace in 1 KiB blocks; numproc, numfile, numtcpsock, numothersock, diskinodes as
 // counts. kubevz adds `cpu` (held = millicores over the last refresh, barrier = units, limit =
 // the cap in millicores, failcnt = throttled CFS periods) and `netrxbytes`/`nettxbytes`
-// (totals). Failure counts: physpages = memory.failcnt (v1) / memory.events max+oom (v2);
-// oomguarpages = OOM kills; numproc = pids.events max. numfile, sockets and disk have no
-// kernel failure counter: their failcnt stays 0. Sockets are accounted, never enforced.
+// (totals). Failure counts: physpages = memory.failcnt + memory.memsw.failcnt (v1) /
+// memory.events max+oom (v2), never below the OOM-kill count (kernel 6.18 leaves the v1
+// failcnt files at 0 even across OOM kills); oomguarpages = OOM kills; numproc = pids.events
+// max; cpu = throttled periods. numfile, sockets and disk have no kernel failure counter: their
+// failcnt stays 0. Sockets are accounted, never enforced. Counters are read every pass, disk
+// figures every diskIntervalMs.
 
 import type { Beancounter, VirtualEnvironment } from '../api/types.js';
 import { errorMessage } from '../core/errors.js';
@@ -67,6 +70,20 @@ export function beancountersFrom(u: VEUsage, o: { limits?: VELimits; disk?: VEDi
   return rows;
 }
 
+/** The limits beancounters show besides those read from the cgroup each pass. */
+function limitsOf(ve: VirtualEnvironment): VELimits | undefined {
+  let limits: VELimits | undefined;
+  try {
+    limits = limitsFromSpec(ve);
+  } catch {
+    return undefined; // an invalid spec is reported by the reconciler
+  }
+  // numfile shows what init really has (openFiles may wait for a restart), not the spec.
+  const appliedNofile = (ve.status?.appliedResources as { openFiles?: unknown } | undefined)?.openFiles;
+  if (typeof appliedNofile === 'number') limits.openFiles = appliedNofile;
+  return limits;
+}
+
 interface VEState {
   cpuUs: number;
   at: number;
@@ -74,6 +91,12 @@ interface VEState {
   maxProcesses: number;
   publishedAt: number;
   published: string;
+  /** The last disk reading and when it was taken (see diskIntervalMs). */
+  disk?: VEDiskUsage;
+  diskAt: number;
+  /** The VE object the limits were computed from: the informer hands out a new one on change. */
+  limitsOf?: VirtualEnvironment;
+  limits?: VELimits;
 }
 
 export interface BeancounterRefresherOptions {
@@ -85,6 +108,11 @@ export interface BeancounterRefresherOptions {
   metrics?: BeancounterMetrics;
   /** How often the pass runs [2000]. */
   intervalMs?: number;
+  /**
+   * How often each VE's disk figures are read [10000]. Disk usage moves slowly, and reading it
+   * (the disk record and the mount table) cost more than all cgroup counters of a pass together.
+   */
+  diskIntervalMs?: number;
   /** At most one status write per VE this often [5000]. */
   minPublishMs?: number;
   now?: () => number;
@@ -147,27 +175,28 @@ export class BeancounterRefresher {
 
   private async refreshOne(ve: VirtualEnvironment): Promise<boolean> {
     const uid = ve.metadata.uid!;
-    const [usage, disk] = await Promise.all([this.o.runtime.readUsage(uid, ve.status!.initPid), this.o.runtime.diskUsage(uid).catch(() => undefined)]);
-    const now = this.now();
     const prev = this.state.get(uid);
+    const diskDue = !prev || this.now() - prev.diskAt >= (this.o.diskIntervalMs ?? 10_000);
+    const [usage, disk] = await Promise.all([this.o.runtime.readUsage(uid, ve.status!.initPid), diskDue ? this.o.runtime.diskUsage(uid).catch(() => undefined) : prev.disk]);
+    const now = this.now();
     let millicores = 0;
     if (prev && now > prev.at && usage.cpu.usageUs >= prev.cpuUs) millicores = Math.round(((usage.cpu.usageUs - prev.cpuUs) / 1000 / (now - prev.at)) * 1000);
-    const st: VEState = prev ?? { cpuUs: 0, at: 0, maxMillicores: 0, maxProcesses: 0, publishedAt: -Infinity, published: JSON.stringify(ve.status?.beancounters ?? []) };
+    const st: VEState = prev ?? { cpuUs: 0, at: 0, maxMillicores: 0, maxProcesses: 0, publishedAt: -Infinity, published: JSON.stringify(ve.status?.beancounters ?? []), diskAt: 0 };
+    if (diskDue) {
+      st.disk = disk;
+      st.diskAt = now;
+    }
     st.cpuUs = usage.cpu.usageUs;
     st.at = now;
     st.maxMillicores = Math.max(st.maxMillicores, millicores);
     st.maxProcesses = Math.max(st.maxProcesses, usage.processes.held);
     this.state.set(uid, st);
 
-    let limits: VELimits | undefined;
-    try {
-      limits = limitsFromSpec(ve);
-    } catch {
-      limits = undefined; // an invalid spec is reported by the reconciler
+    if (st.limitsOf !== ve) {
+      st.limitsOf = ve;
+      st.limits = limitsOf(ve);
     }
-    // numfile shows what init really has (openFiles may wait for a restart), not the spec.
-    const appliedNofile = (ve.status?.appliedResources as { openFiles?: unknown } | undefined)?.openFiles;
-    if (limits && typeof appliedNofile === 'number') limits.openFiles = appliedNofile;
+    const limits = st.limits;
     const rows = beancountersFrom(usage, { limits, disk, cpu: prev ? { millicores, maxMillicores: st.maxMillicores } : undefined, maxProcesses: st.maxProcesses });
     this.o.metrics?.set({ namespace: ve.metadata.namespace, name: ve.metadata.name }, rows);
 

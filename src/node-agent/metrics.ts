@@ -14,11 +14,21 @@ export interface VERef {
 
 const COLUMNS = ['held', 'maxheld', 'barrier', 'limit', 'failcnt'] as const;
 
+/** What one (VE, resource) series last exported, so unchanged values cost no gauge update. */
+interface Series {
+  labels: { namespace: string; name: string; resource: string };
+  /** Per column; undefined = not exported (unlimited). */
+  values: (number | undefined)[];
+  /** Pass stamp of the last set() that listed this resource. */
+  stamp: number;
+}
+
 export class BeancounterMetrics {
   readonly registry = new Registry();
-  private readonly gauges: Record<(typeof COLUMNS)[number], Gauge<'namespace' | 'name' | 'resource'>>;
-  /** Label sets currently exported, per VE, so a removed VE's series disappear. */
-  private readonly series = new Map<string, Set<string>>();
+  private readonly gauges: Gauge<'namespace' | 'name' | 'resource'>[];
+  /** Series currently exported, per VE ("namespace/name") and resource, so a removed VE's series disappear. */
+  private readonly series = new Map<string, Map<string, Series>>();
+  private stamp = 0;
 
   constructor() {
     const help: Record<(typeof COLUMNS)[number], string> = {
@@ -28,36 +38,45 @@ export class BeancounterMetrics {
       limit: 'Hard limit (beancounter limit); absent when unlimited',
       failcnt: 'Times the limit refused the VE (beancounter failcnt)',
     };
-    this.gauges = Object.fromEntries(
-      COLUMNS.map((c) => [c, new Gauge({ name: `kubevz_beancounter_${c}`, help: help[c], labelNames: ['namespace', 'name', 'resource'] as const, registers: [this.registry] })]),
-    ) as BeancounterMetrics['gauges'];
+    this.gauges = COLUMNS.map((c) => new Gauge({ name: `kubevz_beancounter_${c}`, help: help[c], labelNames: ['namespace', 'name', 'resource'] as const, registers: [this.registry] }));
   }
 
+  /**
+   * Exports one VE's rows. Only values that changed since the last call touch a gauge: a
+   * prom-client set hashes the label set each time, which for a node of idle VEs was most of
+   * the refresh pass's metrics cost.
+   */
   set(ve: VERef, rows: Beancounter[]): void {
     const key = `${ve.namespace}/${ve.name}`;
-    const seen = new Set<string>();
+    let byResource = this.series.get(key);
+    if (!byResource) this.series.set(key, (byResource = new Map()));
+    const stamp = ++this.stamp;
     for (const row of rows) {
-      const labels = { namespace: ve.namespace, name: ve.name, resource: row.resource };
-      seen.add(row.resource);
-      for (const c of COLUMNS) {
-        const v = row[c];
-        if (typeof v === 'number') this.gauges[c].set(labels, v);
-        else this.gauges[c].remove(labels);
+      let s = byResource.get(row.resource);
+      if (!s) byResource.set(row.resource, (s = { labels: { namespace: ve.namespace, name: ve.name, resource: row.resource }, values: [], stamp }));
+      s.stamp = stamp;
+      for (let i = 0; i < COLUMNS.length; i++) {
+        const raw = row[COLUMNS[i]!];
+        const v = typeof raw === 'number' ? raw : undefined;
+        if (i in s.values && s.values[i] === v) continue;
+        if (v === undefined) this.gauges[i]!.remove(s.labels);
+        else this.gauges[i]!.set(s.labels, v);
+        s.values[i] = v;
       }
     }
-    for (const old of this.series.get(key) ?? []) {
-      if (!seen.has(old)) for (const c of COLUMNS) this.gauges[c].remove({ namespace: ve.namespace, name: ve.name, resource: old });
+    for (const [resource, s] of byResource) {
+      if (s.stamp === stamp) continue;
+      for (const g of this.gauges) g.remove(s.labels);
+      byResource.delete(resource);
     }
-    this.series.set(key, seen);
   }
 
   /** Drops the series of every VE not in the list. */
   retain(ves: VERef[]): void {
     const keep = new Set(ves.map((v) => `${v.namespace}/${v.name}`));
-    for (const [key, resources] of this.series) {
+    for (const [key, byResource] of this.series) {
       if (keep.has(key)) continue;
-      const [namespace, name] = key.split('/') as [string, string];
-      for (const resource of resources) for (const c of COLUMNS) this.gauges[c].remove({ namespace, name, resource });
+      for (const s of byResource.values()) for (const g of this.gauges) g.remove(s.labels);
       this.series.delete(key);
     }
   }

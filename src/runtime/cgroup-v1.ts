@@ -5,7 +5,7 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
-import { parseIntStrict, parseKeyValues, parseLimitBytes, parseProcs, readText, type CgroupReader, type CgroupUsage, type IoThrottle } from './cgroup.js';
+import { CounterFiles, parseIntStrict, parseKeyValues, parseLimitBytes, parseProcs, readText, type CgroupReader, type CgroupUsage, type IoThrottle, type UsageReadOptions } from './cgroup.js';
 import { DEFAULT_IO_WEIGHT, formatCpuset, parseCpuset, type BlockDevice } from './limits.js';
 import type { VELimits } from './types.js';
 
@@ -18,10 +18,35 @@ const THROTTLE_FILES = {
   writeIops: 'blkio.throttle.write_iops_device',
 } as const;
 
+/** The files readUsage reads, by controller; indexes into a CounterFileSet. */
+const USAGE_FILES = [
+  ['memory', 'memory.usage_in_bytes'],
+  ['memory', 'memory.max_usage_in_bytes'],
+  ['memory', 'memory.limit_in_bytes'],
+  ['memory', 'memory.failcnt'],
+  ['memory', 'memory.oom_control'],
+  ['memory', 'memory.memsw.usage_in_bytes'],
+  ['memory', 'memory.memsw.max_usage_in_bytes'],
+  ['memory', 'memory.memsw.limit_in_bytes'],
+  ['memory', 'memory.memsw.failcnt'],
+  ['pids', 'pids.current'],
+  ['pids', 'pids.max'],
+  ['pids', 'pids.events'],
+  ['cpuacct', 'cpuacct.usage'],
+  ['cpu', 'cpu.stat'],
+  ['blkio', 'blkio.throttle.io_service_bytes_recursive'],
+  ['blkio', 'blkio.throttle.io_serviced_recursive'],
+  ['pids', 'cgroup.procs'],
+] as const;
+
 export class CgroupV1 implements CgroupReader {
   readonly version = 'v1' as const;
 
-  constructor(private readonly root = '/sys/fs/cgroup') {}
+  private readonly counters: CounterFiles;
+
+  constructor(private readonly root = '/sys/fs/cgroup') {
+    this.counters = new CounterFiles((cgroupPath) => USAGE_FILES.map(([c, n]) => this.file(c, cgroupPath, n)));
+  }
 
   async readLimits(cgroupPath: string, opts: { device?: BlockDevice } = {}): Promise<VELimits> {
     const f = (c: string, n: string) => this.file(c, cgroupPath, n);
@@ -56,32 +81,51 @@ export class CgroupV1 implements CgroupReader {
     return out;
   }
 
-  async readUsage(cgroupPath: string): Promise<CgroupUsage> {
-    const f = (c: string, n: string) => this.file(c, cgroupPath, n);
-    const [usage, maxUsage, limit, failcnt, oom, swUsage, swMax, swLimit, swFail, pidsCur, pidsMax, pidsEvents, cpuNs, cpuStat, ioBytes, ioOps, procs] =
-      await Promise.all([
-        this.int(f('memory', 'memory.usage_in_bytes')),
-        this.int(f('memory', 'memory.max_usage_in_bytes')),
-        this.bytes(f('memory', 'memory.limit_in_bytes')),
-        this.int(f('memory', 'memory.failcnt')),
-        readText(f('memory', 'memory.oom_control'), true),
-        this.optInt(f('memory', 'memory.memsw.usage_in_bytes')),
-        this.optInt(f('memory', 'memory.memsw.max_usage_in_bytes')),
-        this.bytes(f('memory', 'memory.memsw.limit_in_bytes'), true),
-        this.optInt(f('memory', 'memory.memsw.failcnt')),
-        this.int(f('pids', 'pids.current')),
-        readText(f('pids', 'pids.max')),
-        readText(f('pids', 'pids.events'), true),
-        this.int(f('cpuacct', 'cpuacct.usage')),
-        readText(f('cpu', 'cpu.stat')),
-        readText(f('blkio', 'blkio.throttle.io_service_bytes_recursive'), true),
-        readText(f('blkio', 'blkio.throttle.io_serviced_recursive'), true),
-        readText(f('pids', 'cgroup.procs'), true),
-      ]);
-    const stat = parseKeyValues(cpuStat ?? '', f('cpu', 'cpu.stat'));
+  async readUsage(cgroupPath: string, o: UsageReadOptions = {}): Promise<CgroupUsage> {
+    const set = this.counters.of(cgroupPath, o.initPid);
+    try {
+      return this.usageFrom(set.read.bind(set), set.paths);
+    } catch (err) {
+      this.counters.forget(cgroupPath);
+      throw err;
+    }
+  }
+
+  forget(cgroupPath?: string): void {
+    this.counters.forget(cgroupPath);
+  }
+
+  /** Synchronous on purpose: one pread per file, no promise per file (see CounterFiles). */
+  private usageFrom(read: (i: number, optional?: boolean) => string | undefined, paths: readonly string[]): CgroupUsage {
+    const int = (i: number) => parseIntStrict(read(i) ?? '', paths[i]!);
+    const optInt = (i: number) => {
+      const v = read(i, true);
+      return v === undefined ? undefined : parseIntStrict(v, paths[i]!);
+    };
+    const bytes = (i: number, optional = false) => {
+      const v = read(i, optional);
+      return v === undefined ? undefined : parseLimitBytes(v, paths[i]!);
+    };
+    const usage = int(0);
+    const maxUsage = int(1);
+    const limit = bytes(2);
+    const failcnt = int(3);
+    const oom = read(4, true);
+    const swUsage = optInt(5);
+    const swMax = optInt(6);
+    const swLimit = bytes(7, true);
+    const swFail = optInt(8);
+    const pidsCur = int(9);
+    const pidsMax = read(10);
+    const pidsEvents = read(11, true);
+    const cpuNs = int(12);
+    const stat = parseKeyValues(read(13) ?? '', paths[13]!);
+    const ioBytes = read(14, true);
+    const ioOps = read(15, true);
+    const procs = read(16, true);
     const out: CgroupUsage = {
-      memory: { held: usage, maxheld: maxUsage, failcnt: 0, oomKills: oom ? (parseKeyValues(oom, f('memory', 'memory.oom_control')).get('oom_kill') ?? 0) : 0 },
-      processes: { held: pidsCur, failcnt: pidsEvents ? (parseKeyValues(pidsEvents, f('pids', 'pids.events')).get('max') ?? 0) : 0 },
+      memory: { held: usage, maxheld: maxUsage, failcnt: 0, oomKills: oom ? (parseKeyValues(oom, paths[4]!).get('oom_kill') ?? 0) : 0 },
+      processes: { held: pidsCur, failcnt: pidsEvents ? (parseKeyValues(pidsEvents, paths[11]!).get('max') ?? 0) : 0 },
       cpu: {
         usageUs: Math.floor(cpuNs / 1000),
         periods: stat.get('nr_periods') ?? 0,
@@ -96,7 +140,7 @@ export class CgroupV1 implements CgroupReader {
     // means a charge was refused, so OOM kills are the floor.
     out.memory.failcnt = Math.max(failcnt + (swFail ?? 0), out.memory.oomKills);
     if (limit !== undefined) out.memory.limit = limit;
-    if (pidsMax && pidsMax !== 'max') out.processes.limit = parseIntStrict(pidsMax, f('pids', 'pids.max'));
+    if (pidsMax && pidsMax !== 'max') out.processes.limit = parseIntStrict(pidsMax, paths[10]!);
     if (swUsage !== undefined) {
       out.swap = { held: Math.max(0, swUsage - usage), maxheld: Math.max(0, (swMax ?? 0) - maxUsage), failcnt: swFail ?? 0 };
       if (swLimit !== undefined && limit !== undefined) out.swap.limit = swLimit - limit;
@@ -141,11 +185,6 @@ export class CgroupV1 implements CgroupReader {
 
   private async int(path: string): Promise<number> {
     return parseIntStrict((await readText(path)) ?? '', path);
-  }
-
-  private async optInt(path: string): Promise<number | undefined> {
-    const v = await readText(path, true);
-    return v === undefined ? undefined : parseIntStrict(v, path);
   }
 
   /** Bytes, or undefined when unlimited (or when the optional file is missing). */

@@ -7,16 +7,38 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
-import { parseIntStrict, parseKeyValues, parseLimitBytes, parseProcs, readText, type CgroupReader, type CgroupUsage, type IoThrottle } from './cgroup.js';
+import { CounterFiles, parseIntStrict, parseKeyValues, parseLimitBytes, parseProcs, readText, type CgroupReader, type CgroupUsage, type IoThrottle, type UsageReadOptions } from './cgroup.js';
 import { DEFAULT_IO_WEIGHT, formatCpuset, parseCpuset, weightToShares, type BlockDevice } from './limits.js';
 import type { VELimits } from './types.js';
 
 const IO_MAX_KEYS: Record<keyof IoThrottle, string> = { readBps: 'rbps', writeBps: 'wbps', readIops: 'riops', writeIops: 'wiops' };
 
+/** The files readUsage reads; indexes into a CounterFileSet. */
+const USAGE_FILES = [
+  'memory.current',
+  'memory.peak',
+  'memory.max',
+  'memory.events',
+  'memory.swap.current',
+  'memory.swap.peak',
+  'memory.swap.max',
+  'memory.swap.events',
+  'pids.current',
+  'pids.peak',
+  'pids.max',
+  'pids.events',
+  'cpu.stat',
+  'io.stat',
+  'cgroup.procs',
+] as const;
+
 export class CgroupV2 implements CgroupReader {
   readonly version = 'v2' as const;
+  private readonly counters: CounterFiles;
 
-  constructor(private readonly root = '/sys/fs/cgroup') {}
+  constructor(private readonly root = '/sys/fs/cgroup') {
+    this.counters = new CounterFiles((cgroupPath) => USAGE_FILES.map((n) => join(this.root, cgroupPath, n)));
+  }
 
   async readLimits(cgroupPath: string, opts: { device?: BlockDevice } = {}): Promise<VELimits> {
     const f = (n: string) => join(this.root, cgroupPath, n);
@@ -53,57 +75,18 @@ export class CgroupV2 implements CgroupReader {
     return out;
   }
 
-  async readUsage(cgroupPath: string): Promise<CgroupUsage> {
-    const f = (n: string) => join(this.root, cgroupPath, n);
-    const [current, peak, memMax, memEvents, swCur, swPeak, swMax, swEvents, pidsCur, pidsPeak, pidsMax, pidsEvents, cpuStat, ioStat, procs] = await Promise.all([
-      readText(f('memory.current')),
-      readText(f('memory.peak'), true),
-      readText(f('memory.max')),
-      readText(f('memory.events')),
-      readText(f('memory.swap.current'), true),
-      readText(f('memory.swap.peak'), true),
-      readText(f('memory.swap.max'), true),
-      readText(f('memory.swap.events'), true),
-      readText(f('pids.current')),
-      readText(f('pids.peak'), true),
-      readText(f('pids.max')),
-      readText(f('pids.events'), true),
-      readText(f('cpu.stat')),
-      readText(f('io.stat'), true),
-      readText(f('cgroup.procs'), true),
-    ]);
-    const ev = parseKeyValues(memEvents ?? '', f('memory.events'));
-    const stat = parseKeyValues(cpuStat ?? '', f('cpu.stat'));
-    const held = parseIntStrict(current ?? '', f('memory.current'));
-    const out: CgroupUsage = {
-      // OpenVZ's failcnt counts refusals: hitting memory.max (reclaim forced) plus OOM events.
-      memory: { held, failcnt: (ev.get('max') ?? 0) + (ev.get('oom') ?? 0), oomKills: ev.get('oom_kill') ?? 0 },
-      processes: {
-        held: parseIntStrict(pidsCur ?? '', f('pids.current')),
-        failcnt: pidsEvents ? (parseKeyValues(pidsEvents, f('pids.events')).get('max') ?? 0) : 0,
-      },
-      cpu: {
-        usageUs: stat.get('usage_usec') ?? 0,
-        periods: stat.get('nr_periods') ?? 0,
-        throttledPeriods: stat.get('nr_throttled') ?? 0,
-        throttledUs: stat.get('throttled_usec') ?? 0,
-      },
-      io: sumIoStat(ioStat),
-      procs: parseProcs(procs),
-    };
-    if (peak !== undefined) out.memory.maxheld = parseIntStrict(peak, f('memory.peak'));
-    const limit = parseLimitBytes(memMax ?? '', f('memory.max'));
-    if (limit !== undefined) out.memory.limit = limit;
-    if (pidsPeak !== undefined) out.processes.maxheld = parseIntStrict(pidsPeak, f('pids.peak'));
-    if (pidsMax !== 'max') out.processes.limit = parseIntStrict(pidsMax ?? '', f('pids.max'));
-    if (swCur !== undefined) {
-      const sev = swEvents ? parseKeyValues(swEvents, f('memory.swap.events')) : new Map<string, number>();
-      out.swap = { held: parseIntStrict(swCur, f('memory.swap.current')), failcnt: (sev.get('max') ?? 0) + (sev.get('fail') ?? 0) };
-      if (swPeak !== undefined) out.swap.maxheld = parseIntStrict(swPeak, f('memory.swap.peak'));
-      const sl = swMax === undefined ? undefined : parseLimitBytes(swMax, f('memory.swap.max'));
-      if (sl !== undefined) out.swap.limit = sl;
+  async readUsage(cgroupPath: string, o: UsageReadOptions = {}): Promise<CgroupUsage> {
+    const set = this.counters.of(cgroupPath, o.initPid);
+    try {
+      return usageFrom(set.read.bind(set), set.paths);
+    } catch (err) {
+      this.counters.forget(cgroupPath);
+      throw err;
     }
-    return out;
+  }
+
+  forget(cgroupPath?: string): void {
+    this.counters.forget(cgroupPath);
   }
 
   async setIoThrottle(cgroupPath: string, device: BlockDevice, t: IoThrottle): Promise<void> {
@@ -131,6 +114,58 @@ export class CgroupV2 implements CgroupReader {
       return false;
     }
   }
+}
+
+/** Usage from the USAGE_FILES of one cgroup. Synchronous on purpose: one pread per file, no promise per file. */
+function usageFrom(read: (i: number, optional?: boolean) => string | undefined, paths: readonly string[]): CgroupUsage {
+  const current = read(0);
+  const peak = read(1, true);
+  const memMax = read(2);
+  const memEvents = read(3);
+  const swCur = read(4, true);
+  const swPeak = read(5, true);
+  const swMax = read(6, true);
+  const swEvents = read(7, true);
+  const pidsCur = read(8);
+  const pidsPeak = read(9, true);
+  const pidsMax = read(10);
+  const pidsEvents = read(11, true);
+  const cpuStat = read(12);
+  const ioStat = read(13, true);
+  const procs = read(14, true);
+  const ev = parseKeyValues(memEvents ?? '', paths[3]!);
+  const stat = parseKeyValues(cpuStat ?? '', paths[12]!);
+  const held = parseIntStrict(current ?? '', paths[0]!);
+  const out: CgroupUsage = {
+    // OpenVZ's failcnt counts refusals: hitting memory.max (reclaim forced) plus OOM events.
+    // An OOM kill means a charge was refused, so OOM kills are the floor (as on v1).
+    memory: { held, failcnt: Math.max((ev.get('max') ?? 0) + (ev.get('oom') ?? 0), ev.get('oom_kill') ?? 0), oomKills: ev.get('oom_kill') ?? 0 },
+    processes: {
+      held: parseIntStrict(pidsCur ?? '', paths[8]!),
+      failcnt: pidsEvents ? (parseKeyValues(pidsEvents, paths[11]!).get('max') ?? 0) : 0,
+    },
+    cpu: {
+      usageUs: stat.get('usage_usec') ?? 0,
+      periods: stat.get('nr_periods') ?? 0,
+      throttledPeriods: stat.get('nr_throttled') ?? 0,
+      throttledUs: stat.get('throttled_usec') ?? 0,
+    },
+    io: sumIoStat(ioStat),
+    procs: parseProcs(procs),
+  };
+  if (peak !== undefined) out.memory.maxheld = parseIntStrict(peak, paths[1]!);
+  const limit = parseLimitBytes(memMax ?? '', paths[2]!);
+  if (limit !== undefined) out.memory.limit = limit;
+  if (pidsPeak !== undefined) out.processes.maxheld = parseIntStrict(pidsPeak, paths[9]!);
+  if (pidsMax !== 'max') out.processes.limit = parseIntStrict(pidsMax ?? '', paths[10]!);
+  if (swCur !== undefined) {
+    const sev = swEvents ? parseKeyValues(swEvents, paths[7]!) : new Map<string, number>();
+    out.swap = { held: parseIntStrict(swCur, paths[4]!), failcnt: (sev.get('max') ?? 0) + (sev.get('fail') ?? 0) };
+    if (swPeak !== undefined) out.swap.maxheld = parseIntStrict(swPeak, paths[5]!);
+    const sl = swMax === undefined ? undefined : parseLimitBytes(swMax, paths[6]!);
+    if (sl !== undefined) out.swap.limit = sl;
+  }
+  return out;
 }
 
 /** io.max ("254:0 rbps=1048576 wbps=max riops=max wiops=max") → throttles for the device (or the first line). */

@@ -5,9 +5,9 @@
 // shrink is never done. What was applied is recorded in disk.json next to the image.
 
 import { mkdir, open, readFile, rename, rm, stat, statfs, truncate, writeFile } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statfsSync, statSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import { run } from './command.js';
 import { detachLoops, loopDevicesFor, refreshLoopCapacity } from './loop.js';
@@ -209,13 +209,24 @@ export async function growOnline(p: DiskPaths, sizeBytes: number, signal?: Abort
   return next;
 }
 
-/** Usage of a mounted disk (statfs, no fork); undefined when it is not there. */
+/**
+ * Usage of a mounted disk (statfs, no fork); undefined when it is not there. Synchronous, and
+ * "mounted" = the mount point is on another device than its parent directory, because the
+ * beancounter pass calls this for every VE: an async record read plus a parse of
+ * /proc/self/mountinfo cost ~1.5 ms of CPU per VE (200 VEs: ~300 ms), this ~40 µs.
+ */
 export async function diskUsageOf(p: DiskPaths): Promise<VEDiskUsage | undefined> {
-  const rec = await readDiskRecord(p);
-  if (!rec) return undefined;
+  let rec: DiskRecord;
+  try {
+    rec = JSON.parse(readFileSync(p.record, 'utf8')) as DiskRecord;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new KvzError('Internal', `cannot read ${p.record}: ${(err as Error).message}`, { cause: err });
+  }
   const out: VEDiskUsage = { sizeBytes: rec.sizeBytes, inodes: rec.inodes, mounted: false };
-  if (await mountSource(p.mount)) {
-    const st = await statfs(p.mount);
+  const point = statSync(p.mount, { throwIfNoEntry: false });
+  if (point && point.dev !== statSync(dirname(p.mount)).dev) {
+    const st = statfsSync(p.mount);
     out.mounted = true;
     out.usedBytes = (st.blocks - st.bfree) * st.bsize;
     out.availableBytes = st.bavail * st.bsize;

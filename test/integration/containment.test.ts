@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import { silentLogger } from '../../src/core/logger.js';
-import { cgroupPath, createRuntime, teardownNode, type VEConfig, type VELimits, type VERuntime } from '../../src/runtime/index.js';
+import { CgroupV1, cgroupPath, createRuntime, detectCgroupVersion, teardownNode, type VEConfig, type VELimits, type VERuntime } from '../../src/runtime/index.js';
 import { missingPrereqs, requirePrereqs, uniqueSuffix } from '../helpers/prereq.js';
 import { execCapture } from '../helpers/ve-host.js';
 
@@ -91,7 +91,8 @@ test('a memory hog is OOM-killed inside its own VE; the neighbour keeps running'
   const { code } = await execOut(hog.uid, ['tail', '/dev/zero']);
   const ms = Math.round(performance.now() - t0);
   const afterUsage = await rt.readUsage(hog.uid, hog.pid);
-  t.diagnostic(`hog: exit ${code} after ${ms} ms; memory failcnt ${before.memory.failcnt} → ${afterUsage.memory.failcnt}, OOM kills ${before.memory.oomKills} → ${afterUsage.memory.oomKills}, peak ${(afterUsage.memory.maxheld ?? 0) >> 20} MiB of 32 MiB`);
+  const raw = ['memory.failcnt', 'memory.memsw.failcnt'].map((f) => `${f} ${existsSync(`/sys/fs/cgroup/memory${cgroupPath(hog.uid)}/${f}`) ? cg('memory', hog.uid, f) : 'absent'}`).join(', ');
+  t.diagnostic(`hog: exit ${code} after ${ms} ms; memory failcnt ${before.memory.failcnt} → ${afterUsage.memory.failcnt} (kernel files: ${raw}), OOM kills ${before.memory.oomKills} → ${afterUsage.memory.oomKills}, peak ${(afterUsage.memory.maxheld ?? 0) >> 20} MiB of 32 MiB`);
   assert.equal(code, 137, 'tail was SIGKILLed by the OOM killer');
   assert.ok(afterUsage.memory.oomKills > before.memory.oomKills, 'the OOM kill is counted');
   assert.ok(afterUsage.memory.failcnt > before.memory.failcnt, 'failcnt counts the refusal (at least the OOM kill)');
@@ -233,7 +234,54 @@ test('every limit changes live: the cgroup files change while init keeps its PID
   assert.equal((await rt.inspect(v.uid)).pid, v.pid);
 
   // openFiles lands at the next start.
+  assert.equal((await rt.readUsage(v.uid, v.pid)).memory.limit, 64 << 20, 'usage read with the counter files kept open');
+  assert.equal((await rt.readUsage(v.uid, v.pid)).processes.limit, undefined, 'pids limit cleared');
   await rt.ensureStopped(v.uid, stop);
-  await rt.ensureRunning({ ...v.config, limits: { memoryBytes: 64 << 20, openFiles: 2048 } });
+  await rt.ensureRunning({ ...v.config, limits: { memoryBytes: 64 << 20, openFiles: 2048, pids: 33 } });
   assert.equal((await rt.readLimits(v.uid)).openFiles, 2048, 'applied after the restart');
+  // The restart made a new cgroup at the same path: the kept descriptors must not read the old one.
+  const pid = (await rt.inspect(v.uid)).pid!;
+  const u = await rt.readUsage(v.uid, pid);
+  assert.equal(u.processes.limit, 33, 'the new cgroup is read');
+  assert.ok(u.processes.held >= 1);
+});
+
+test("kept-open counter files on the kernel's cgroupfs: a removed cgroup reads NotFound, a recreated one is read anew", async (t) => {
+  if (!guard(t)) return;
+  if (detectCgroupVersion() !== 'v1') return t.skip('this check creates v1 cgroups');
+  const path = `/kvz-counters-${suffix}`;
+  const controllers = ['memory', 'cpu', 'cpuacct', 'pids', 'blkio'];
+  const dirs = controllers.map((c) => `/sys/fs/cgroup/${c}${path}`);
+  const make = (pids: string) => {
+    for (const d of dirs) mkdirSync(d);
+    writeFileSync(`/sys/fs/cgroup/pids${path}/pids.max`, pids);
+  };
+  const remove = () => {
+    for (const d of dirs) if (existsSync(d)) rmdirSync(d);
+  };
+  const ours = () => readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).includes(`${path}/`);
+    } catch {
+      return false;
+    }
+  }).length;
+  const r = new CgroupV1();
+  try {
+    make('11');
+    assert.equal((await r.readUsage(path)).processes.limit, 11);
+    const held = ours();
+    writeFileSync(`/sys/fs/cgroup/pids${path}/pids.max`, '12');
+    assert.equal((await r.readUsage(path)).processes.limit, 12, 'pread at offset 0 sees the new value');
+    assert.equal(ours(), held, 'nothing reopened');
+    remove(); // rmdir works while we hold descriptors in the directory
+    await assert.rejects(r.readUsage(path), (err: Error & { code?: string }) => err.code === 'NotFound');
+    assert.equal(ours(), 0, 'the stale descriptors (ENODEV) were closed');
+    make('13');
+    assert.equal((await r.readUsage(path)).processes.limit, 13, 'the new cgroup at the same path is read');
+    t.diagnostic(`${held} counter files kept open per cgroup`);
+  } finally {
+    r.forget();
+    remove();
+  }
 });

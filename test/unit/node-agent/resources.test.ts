@@ -142,3 +142,53 @@ test('one refresh pass for all VEs: status only on change, at most every minPubl
   assert.match(text, /kubevz_beancounter_failcnt\{namespace="default",name="a",resource="numproc"\} 1/);
   assert.match(text, /kubevz_beancounter_held\{namespace="default",name="b",resource="numproc"\} 1/);
 });
+
+test('a VE whose cgroup vanished mid-pass is skipped, the others are read; disk figures are re-read every diskIntervalMs', async () => {
+  const { api, client, runtime, reconciler } = setup();
+  for (const n of ['c', 'd']) {
+    await client.create(aVE(n, { processes: 20 }));
+    await reconciler.reconcile(`default/${n}`, signal);
+  }
+  const gone = (await client.get('c', 'default'))!.metadata.uid!;
+  let diskReads = 0;
+  let now = 0;
+  const flaky = Object.create(runtime) as typeof runtime;
+  flaky.readUsage = async (uid: string) => {
+    if (uid === gone) throw Object.assign(new Error('failed to read memory.usage_in_bytes: ENOENT'), { code: 'NotFound' });
+    return runtime.readUsage(uid);
+  };
+  flaky.diskUsage = async (uid: string) => {
+    if (uid !== gone) diskReads++;
+    return { sizeBytes: 1 << 30, inodes: 1000, mounted: true, usedBytes: diskReads << 20, inodesUsed: 5 };
+  };
+  const metrics = new BeancounterMetrics();
+  const r = new BeancounterRefresher({ runtime: flaky, client, ves: () => api.objects(ref) as VirtualEnvironment[], log: silentLogger, metrics, minPublishMs: 0, diskIntervalMs: 10_000, now: () => now });
+  assert.deepEqual(await r.refresh(), { read: 1, published: 1, failed: 1 });
+  const reads = diskReads;
+  now = 2000;
+  await r.refresh();
+  assert.equal(diskReads, reads, 'disk not read again within 10 s');
+  const d = () => client.get('d', 'default').then((v) => v!.status?.beancounters?.find((b) => b.resource === 'diskspace')?.held);
+  assert.equal(await d(), 1024 * reads, 'the kept disk reading is still shown');
+  now = 10_000;
+  await r.refresh();
+  assert.ok(diskReads > reads, 'read again after 10 s');
+  assert.equal(await d(), 1024 * diskReads);
+});
+
+test('metrics: a changed value is exported, an unlimited one and a vanished row drop their series', async () => {
+  const m = new BeancounterMetrics();
+  const ve = { namespace: 'default', name: 'm' };
+  const row = (resource: string, held: number, limit: number | string) => ({ resource, held, maxheld: held, barrier: 0, limit, failcnt: 0 });
+  m.set(ve, [row('numproc', 3, 20), row('numfile', 8, 100)]);
+  m.set(ve, [row('numproc', 3, 20), row('numfile', 8, 100)]);
+  m.set(ve, [row('numproc', 4, 'unlimited')]);
+  const text = await m.registry.metrics();
+  assert.match(text, /kubevz_beancounter_held\{namespace="default",name="m",resource="numproc"\} 4/);
+  assert.doesNotMatch(text, /kubevz_beancounter_limit\{[^}]*resource="numproc"\}/, 'unlimited: no limit series');
+  assert.doesNotMatch(text, /resource="numfile"/, 'the row went away: so did its series');
+  m.set(ve, [row('numproc', 4, 30)]);
+  assert.match(await m.registry.metrics(), /kubevz_beancounter_limit\{namespace="default",name="m",resource="numproc"\} 30/, 'a limit set again is exported again');
+  m.retain([]);
+  assert.doesNotMatch(await m.registry.metrics(), /name="m"/);
+});

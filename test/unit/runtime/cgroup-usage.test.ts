@@ -3,12 +3,12 @@
 // v2 host has it, since this project's CI host is v1.
 
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createCgroupReader } from '../../../src/runtime/cgroup.js';
+import { CounterFiles, createCgroupReader } from '../../../src/runtime/cgroup.js';
 import { CgroupV1 } from '../../../src/runtime/cgroup-v1.js';
 import { CgroupV2, parseIoMax } from '../../../src/runtime/cgroup-v2.js';
 import { limitsDiff, sharesToWeight } from '../../../src/runtime/limits.js';
@@ -152,4 +152,135 @@ test('usage reader: fds over the VE processes, netns sockets and traffic', async
   assert.deepEqual(u.network, { rxBytes: 5000, txBytes: 7000 });
   assert.deepEqual(parseSockstat('TCP: inuse 7 orphan 0\nUDP: inuse 1 mem 2\n'), { TCP: 7, UDP: 1 });
   assert.deepEqual(parseNetDev('h1\nh2\n'), { rxBytes: 0, txBytes: 0 });
+});
+
+/** Descriptors of this process open on files under a directory. */
+function heldUnder(dir: string): string[] {
+  return readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    })
+    .filter((l) => l.startsWith(`${dir}/`));
+}
+
+test('counter files stay open between reads and are re-read from offset 0', async () => {
+  const root = join(tmp, 'v1open');
+  cpSync(v1root, root, { recursive: true });
+  const r = new CgroupV1(root);
+  const path = (n: string) => join(root, 'pids', p, n);
+  const opened = () => heldUnder(join(root, 'pids', p));
+  await r.readUsage(p);
+  const held = opened().length;
+  assert.ok(held >= 3, `pids.current, pids.max, pids.events, cgroup.procs kept open (${held})`);
+  writeFileSync(path('pids.current'), '7\n'); // same inode, new text: what the kernel does
+  const u = await r.readUsage(p);
+  assert.equal(u.processes.held, 7, 'the kept descriptor sees the new value');
+  assert.equal(opened().length, held, 'no descriptor opened again');
+  r.forget(p);
+  assert.equal(opened().length, 0, 'forget closes them');
+});
+
+test('a stale descriptor (the cgroup went away) is dropped: reopened by path, or NotFound', async () => {
+  const root = join(tmp, 'v1stale');
+  cpSync(v1root, root, { recursive: true });
+  const r = new CgroupV1(root);
+  assert.equal((await r.readUsage(p, { initPid: 101 })).processes.held, 19);
+  // On cgroupfs a removed cgroup's descriptors fail with ENODEV; a plain file keeps its old
+  // text, so close every descriptor of ours under this cgroup behind the reader's back (EBADF).
+  const closeOurs = () => {
+    let n = 0;
+    for (const fd of readdirSync('/proc/self/fd')) {
+      try {
+        if (readlinkSync(`/proc/self/fd/${fd}`).startsWith(`${root}/`)) {
+          closeSync(Number(fd));
+          n++;
+        }
+      } catch {
+        // the listing's own descriptor, already gone
+      }
+    }
+    return n;
+  };
+  assert.ok(closeOurs() > 0);
+  writeFileSync(join(root, 'pids', p, 'pids.current'), '5\n');
+  assert.equal((await r.readUsage(p, { initPid: 101 })).processes.held, 5, 'reopened by path');
+  closeOurs();
+  rmSync(join(root, 'memory', p), { recursive: true });
+  await assert.rejects(r.readUsage(p, { initPid: 101 }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'NotFound');
+    assert.match(err.message, /memory\.usage_in_bytes/);
+    return true;
+  });
+});
+
+test('a new init PID reopens the cgroup files (a restarted VE may have a new cgroup at the same path)', async () => {
+  const root = join(tmp, 'v1restart');
+  cpSync(v1root, root, { recursive: true });
+  const r = new CgroupV1(root);
+  assert.equal((await r.readUsage(p, { initPid: 101 })).memory.oomKills, 2);
+  // The cgroup is replaced: new inodes at the same paths.
+  const oom = join(root, 'memory', p, 'memory.oom_control');
+  rmSync(oom);
+  writeFileSync(oom, 'oom_kill_disable 0\nunder_oom 0\noom_kill 0\n');
+  assert.equal((await r.readUsage(p, { initPid: 101 })).memory.oomKills, 2, 'same init: the kept descriptor (old inode) is used');
+  assert.equal((await r.readUsage(p, { initPid: 555 })).memory.oomKills, 0, 'new init: reopened');
+});
+
+test('descriptors of a cgroup nobody reads any more are closed after a few passes', async () => {
+  const root = join(tmp, 'v1sweep');
+  cpSync(v1root, root, { recursive: true });
+  const other = '/kubevz/kvz-b';
+  cpSync(join(root, 'memory', p), join(root, 'memory', other), { recursive: true });
+  for (const c of ['cpu', 'cpuacct', 'pids', 'blkio']) cpSync(join(root, c, p), join(root, c, other), { recursive: true });
+  const r = new CgroupV1(root);
+  const held = (cg: string) => heldUnder(join(root, 'memory', cg)).length;
+  await r.readUsage(p);
+  await r.readUsage(other);
+  assert.ok(held(other) > 0);
+  for (let i = 0; i < 50; i++) await r.readUsage(p); // kvz-b was destroyed: only kvz-a is read
+  assert.equal(held(other), 0, "the gone VE's descriptors were released");
+  assert.ok(held(p) > 0, 'the live one keeps its descriptors');
+  r.forget();
+  assert.equal(held(p), 0);
+});
+
+test('v2: optional files absent in one cgroup read as absent on every pass, not as errors', async () => {
+  const r = new CgroupV2(V2);
+  for (let i = 0; i < 3; i++) {
+    const none = await r.readUsage('/kubevz/kvz-unlimited');
+    assert.equal(none.memory.maxheld, undefined, 'no memory.peak');
+    assert.equal(none.swap?.maxheld, undefined, 'no memory.swap.peak');
+  }
+  const u = await r.readUsage('/kubevz/kvz-limited');
+  assert.equal(u.memory.failcnt, 59);
+  r.forget();
+});
+
+test('usage reader on the real /proc: fds counted for live processes, a gone process counts nothing', async () => {
+  const procs = [process.pid, 2 ** 22 + 1]; // ourselves, and a PID above pid_max: no such process
+  const cgroup = { readUsage: async () => ({ memory: { held: 0, failcnt: 0, oomKills: 0 }, processes: { held: 2, failcnt: 0 }, cpu: { usageUs: 0, periods: 0, throttledPeriods: 0, throttledUs: 0 }, io: { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 }, procs }) };
+  const u = await new UsageReader(cgroup as unknown as CgroupV1).read({ cgroupPath: '/x' });
+  const listed = readdirSync('/proc/self/fd').length; // includes the listing's own descriptor
+  assert.ok(u.openFiles !== undefined && Math.abs(u.openFiles - listed) <= 2, `${u.openFiles} fds, the listing says ${listed}`);
+  procs.splice(0, 1);
+  assert.equal((await new UsageReader(cgroup as unknown as CgroupV1).read({ cgroupPath: '/x' })).openFiles, undefined, 'no readable process: unknown, not 0');
+});
+
+test('kept descriptors are capped: past the cap files are opened and closed on each read', () => {
+  const root = join(tmp, 'v1cap');
+  cpSync(v1root, root, { recursive: true });
+  const files = new CounterFiles((cg) => ['pids.current', 'pids.max', 'pids.events'].map((n) => join(root, 'pids', cg, n)), 2);
+  const set = files.of(p);
+  assert.deepEqual([set.read(0), set.read(1), set.read(2)], ['19', '20', 'max 181']);
+  assert.equal(files.open, 2);
+  assert.equal(heldUnder(join(root, 'pids', p)).length, 2);
+  writeFileSync(join(root, 'pids', p, 'pids.events'), 'max 182\n');
+  assert.equal(files.of(p).read(2), 'max 182', 'the uncached file is read fresh');
+  files.forget();
+  assert.equal(files.open, 0);
+  assert.equal(heldUnder(join(root, 'pids', p)).length, 0);
 });
