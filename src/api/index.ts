@@ -6,3 +6,4 @@ export * from './crds.js';
 export * from './schema.js';
 export * from './duration.js';
 export * from './migration-phases.js';
+export * from './json.js';

@@ -2,6 +2,7 @@
 // server does it: prune unknown fields (KEP-2332), apply `default:`s, then validate (ajv) and report
 // every failing field as a path such as `spec.resources.memory.limit` with a reason.
 
+import { isObject as isObj } from './json.js';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { CustomResourceDefinition, SchemaNode } from './crds.js';
 
@@ -100,9 +101,6 @@ function withRootFields(schema: SchemaNode): SchemaNode {
   return { ...schema, type: 'object', properties: props };
 }
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 const PASS_THROUGH = [
   'enum', 'pattern', 'minLength', 'maxLength', 'minimum', 'maximum', 'minItems', 'maxItems', 'uniqueItems',

@@ -194,6 +194,7 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
       heartbeatMs: deps.heartbeatMs,
       ...(timeout !== null ? { timeoutSeconds: Number(timeout) } : {}),
       open: deps.openWatches,
+      ...(table ? {} : { shareKey: apiVersionOf(t.def, t.version) }),
       render: (_type, obj, first) => {
         const o = withVersion(t, obj as Obj);
         if (!table) return o;

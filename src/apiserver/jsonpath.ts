@@ -2,6 +2,8 @@
 // `[n]`, `[-n]`, `[a:b]`, `[*]`, `.*`, `..name`, and filters `[?(@.type=="Ready")]` with
 // ==, !=, <, >, <=, >= or a bare existence test. Missing keys yield no result rather than an error.
 
+import { isObject as isObj } from '../api/json.js';
+
 type Step =
   | { kind: 'key'; key: string }
   | { kind: 'index'; index: number }
@@ -91,9 +93,6 @@ export function parsePath(expr: string): Step[] {
   return steps;
 }
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function children(v: unknown): unknown[] {
   if (Array.isArray(v)) return v;

@@ -19,9 +19,9 @@ export function meta(o: Obj | Record<string, unknown>): Meta {
   return (typeof m === 'object' && m !== null ? m : {}) as Meta;
 }
 
-export function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+import { isObject as isObj, jsonEqual } from '../api/json.js';
+
+export { isObj, jsonEqual };
 
 /** RFC 3339 with second precision, as metav1.Time serialises. */
 export function nowTimestamp(now: Date = new Date()): string {
@@ -57,3 +57,4 @@ export function canonical(v: unknown): string {
     return out;
   });
 }
+

@@ -1,12 +1,9 @@
 // RFC 7386 JSON merge patch and RFC 6902 JSON patch, on plain JSON values.
 
+import { isObject as isObj, jsonEqual as deepEqual } from '../api/json.js';
 import { ApiError, errors } from './status-errors.js';
 
 type Json = unknown;
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** RFC 7386: objects merge recursively, `null` deletes a key, anything else replaces. */
 export function mergePatch(target: Json, patch: Json): Json {
@@ -30,16 +27,6 @@ function parsePointer(p: string): string[] {
   if (p === '') return [];
   if (!p.startsWith('/')) throw errors.badRequest(`JSON pointer must start with "/": ${JSON.stringify(p)}`);
   return p.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
-}
-
-function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
-  if (isObj(a) && isObj(b)) {
-    const ka = Object.keys(a);
-    return ka.length === Object.keys(b).length && ka.every((k) => k in b && deepEqual(a[k], b[k]));
-  }
-  return false;
 }
 
 // A failed `test` is 422 on the real server; other failures are 422 too (the patch "cannot be applied").

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { CustomResourceDefinition, FieldError } from '../api/index.js';
 import { isCrd } from '../api/index.js';
 import type { Logger } from '../core/index.js';
-import { canonical, isObj, meta, nowTimestamp, randomSuffix, subdomainProblem } from './object-meta.js';
+import { isObj, jsonEqual, meta, nowTimestamp, randomSuffix, subdomainProblem } from './object-meta.js';
 import { applyConfiguration, decodeManagedFields, encodeManagedFields, type ManagedContext, type ManagerEntry, recordUpdate, rootSchema, sameOwnership, settle } from './managed-fields.js';
 import { jsonPatch, mergePatch } from './patch.js';
 import { CRD_RESOURCE, NAMESPACE_RESOURCE, type ResourceDef, type ResourceTable, resourceFromCrd } from './resources.js';
@@ -285,11 +285,11 @@ export class Registry {
   private setManagedFields(def: ResourceDef, version: string, old: Obj, next: Obj, bodyManaged: unknown, opts: WriteOptions): void {
     const om = meta(old);
     const stored = decodeManagedFields(om.managedFields);
-    const clientSet = Array.isArray(bodyManaged) && canonical(bodyManaged) !== canonical(om.managedFields ?? []);
+    const clientSet = Array.isArray(bodyManaged) && !jsonEqual(bodyManaged, om.managedFields ?? []);
     const base = clientSet ? decodeManagedFields(bodyManaged) : stored;
     const entries = settle(opts.applyEntries ?? recordUpdate(this.managedContext(def, version, opts), base, old, next), next);
-    const strip = (o: Obj) => canonical({ ...o, metadata: { ...o.metadata, managedFields: undefined } });
-    if (!clientSet && strip(old) === strip(next) && sameOwnership(entries, stored)) {
+    const strip = (o: Obj) => ({ ...o, metadata: { ...o.metadata, managedFields: undefined } });
+    if (!clientSet && jsonEqual(strip(old), strip(next)) && sameOwnership(entries, stored)) {
       if (om.managedFields === undefined) delete next.metadata.managedFields;
       else next.metadata.managedFields = om.managedFields;
       return;
@@ -344,8 +344,8 @@ export class Registry {
     const nm = next.metadata;
     nm.resourceVersion = om.resourceVersion;
     if (opts.subresource !== 'status') {
-      const specOf = (o: Obj) => canonical({ ...o, metadata: undefined, status: def.statusSubresource ? undefined : o.status });
-      if (specOf(old) !== specOf(next)) nm.generation = (om.generation ?? 0) + 1;
+      const specOf = (o: Obj) => ({ ...o, metadata: undefined, status: def.statusSubresource ? undefined : o.status });
+      if (!jsonEqual(specOf(old), specOf(next))) nm.generation = (om.generation ?? 0) + 1;
     }
     if (Array.isArray(nm.finalizers) && nm.finalizers.length === 0) delete nm.finalizers;
     if (om.deletionTimestamp && !(Array.isArray(nm.finalizers) && nm.finalizers.length > 0)) {
@@ -354,7 +354,7 @@ export class Registry {
     }
     this.setManagedFields(def, version, old, next, bodyManaged, opts);
     // A no-op write creates no revision and no event.
-    if (canonical(next) === canonical(old)) return old;
+    if (jsonEqual(next, old)) return old;
     if (opts.dryRun) return next;
     const out = this.casUpdate(def, old, next);
     this.afterWrite(def, out, false);
@@ -364,7 +364,7 @@ export class Registry {
   private casUpdate(def: ResourceDef, old: Obj, next: Obj): Obj {
     const om = meta(old);
     try {
-      return this.store.update(def.key, om.namespace ?? '', om.name ?? '', next, Number(om.resourceVersion));
+      return this.store.update(def.key, om.namespace ?? '', om.name ?? '', next, Number(om.resourceVersion), old);
     } catch (err) {
       if (err instanceof StoreConflict) throw err.kind === 'missing' ? errors.notFound(def, om.name ?? '') : errors.conflict(def, om.name ?? '');
       throw err;
@@ -392,9 +392,9 @@ export class Registry {
   }
 
   private collectDependents(ownerUid: string): void {
-    let candidates: ReturnType<Store['findMentioning']>;
+    let candidates: ReturnType<Store['ownedBy']>;
     try {
-      candidates = this.store.findMentioning(ownerUid);
+      candidates = this.store.ownedBy(ownerUid);
     } catch (err) {
       this.log.debug({ err }, 'garbage collection skipped (store closed?)');
       return;

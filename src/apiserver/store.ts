@@ -130,19 +130,44 @@ export class Store {
     return { items: rows.map((r) => JSON.parse(r.body) as Obj), rev: this.rev };
   }
 
-  /** Objects in any resource whose body mentions `needle` (used to find dependents by owner uid). */
-  findMentioning(needle: string): { resource: string; object: Obj }[] {
-    const rows = this.stmt(`SELECT resource, body FROM objects WHERE instr(body, ?) > 0`).all(needle) as { resource: string; body: string }[];
-    return rows.map((r) => ({ resource: r.resource, object: JSON.parse(r.body) as Obj }));
+  /**
+   * Objects (any resource) with an ownerReference to `ownerUid`, for the garbage collector. The
+   * index is built on first use from the stored bodies and kept up by every write after that,
+   * so a burst of deletions does not scan the whole table once per deleted object.
+   */
+  ownedBy(ownerUid: string): { resource: string; object: Obj }[] {
+    const owners = this.ownerIndex();
+    const out: { resource: string; object: Obj }[] = [];
+    for (const key of owners.get(ownerUid) ?? []) {
+      const [resource, namespace, name] = key.split('\0') as [string, string, string];
+      const object = this.get(resource, namespace, name);
+      if (object) out.push({ resource, object });
+    }
+    return out;
+  }
+
+  /** owner uid → keys (resource NUL namespace NUL name) of the objects that name it. */
+  private owners: Map<string, Set<string>> | undefined;
+
+  private ownerIndex(): Map<string, Set<string>> {
+    if (this.owners) return this.owners;
+    const owners = new Map<string, Set<string>>();
+    const rows = this.stmt(`SELECT resource, namespace, name, body FROM objects WHERE instr(body, '"ownerReferences"') > 0`).all() as { resource: string; namespace: string; name: string; body: string }[];
+    for (const r of rows) indexOwners(owners, `${r.resource}\0${r.namespace}\0${r.name}`, undefined, JSON.parse(r.body) as Obj);
+    this.owners = owners;
+    return owners;
   }
 
   create(resource: string, namespace: string, name: string, obj: Obj): Obj {
     return this.write('ADDED', resource, namespace, name, obj, undefined);
   }
 
-  /** Compare-and-swap on the stored revision: `expectedRev` must be the object's current RV. */
-  update(resource: string, namespace: string, name: string, obj: Obj, expectedRev: number): Obj {
-    return this.write('MODIFIED', resource, namespace, name, obj, expectedRev);
+  /**
+   * Compare-and-swap on the stored revision: `expectedRev` must be the object's current RV.
+   * `stored` is the object as read at that revision, when the caller has it (saves parsing it again).
+   */
+  update(resource: string, namespace: string, name: string, obj: Obj, expectedRev: number, stored?: Obj): Obj {
+    return this.write('MODIFIED', resource, namespace, name, obj, expectedRev, stored);
   }
 
   /** Removes the object; the DELETED event carries `last` with the delete's revision. */
@@ -150,15 +175,16 @@ export class Store {
     return this.write('DELETED', resource, namespace, name, last, expectedRev);
   }
 
-  private write(type: EventType, resource: string, namespace: string, name: string, obj: Obj, expectedRev: number | undefined): Obj {
+  private write(type: EventType, resource: string, namespace: string, name: string, obj: Obj, expectedRev: number | undefined, stored?: Obj): Obj {
     let prev: Obj | undefined;
     const out = this.db.transaction(() => {
-      const cur = this.stmt(`SELECT rev, body FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).get(resource, namespace, name) as Row | undefined;
+      const cur = this.stmt(`SELECT rev FROM objects WHERE resource = ? AND namespace = ? AND name = ?`).get(resource, namespace, name) as { rev: number } | undefined;
       if (type === 'ADDED' && cur) throw new StoreConflict('exists');
       if (type !== 'ADDED') {
         if (!cur) throw new StoreConflict('missing');
         if (cur.rev !== expectedRev) throw new StoreConflict('modified');
-        prev = JSON.parse(cur.body) as Obj;
+        // The caller's copy is the stored object only if it carries the revision that matched.
+        prev = stored && stored.metadata.resourceVersion === String(cur.rev) ? stored : this.get(resource, namespace, name);
       }
       const rev = this.rev + 1;
       const body: Obj = { ...obj, metadata: { ...obj.metadata, resourceVersion: String(rev) } };
@@ -169,6 +195,7 @@ export class Store {
       this.rev = rev;
       return body;
     }).immediate();
+    if (this.owners) indexOwners(this.owners, `${resource}\0${namespace}\0${name}`, prev, type === 'DELETED' ? undefined : out);
     const ev: StoreEvent = { type, resource, namespace, name, rev: this.rev, object: out };
     if (prev) ev.prev = prev;
     for (const l of this.listeners) l(ev);
@@ -205,5 +232,25 @@ export class Store {
   close(): void {
     this.listeners.clear();
     this.db.close();
+  }
+}
+
+function ownerUids(o: Obj | undefined): string[] {
+  const refs = o?.metadata.ownerReferences;
+  if (!Array.isArray(refs)) return [];
+  return refs.map((r) => (r && typeof r === 'object' ? (r as { uid?: unknown }).uid : undefined)).filter((u): u is string => typeof u === 'string');
+}
+
+/** Moves `key` in the owner index from the owners of `before` to those of `after`. */
+function indexOwners(owners: Map<string, Set<string>>, key: string, before: Obj | undefined, after: Obj | undefined): void {
+  for (const uid of ownerUids(before)) {
+    const set = owners.get(uid);
+    set?.delete(key);
+    if (set?.size === 0) owners.delete(uid);
+  }
+  for (const uid of ownerUids(after)) {
+    let set = owners.get(uid);
+    if (!set) owners.set(uid, (set = new Set()));
+    set.add(key);
   }
 }

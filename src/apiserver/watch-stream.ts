@@ -16,7 +16,15 @@ export interface WatchStreamOptions {
   render: (type: WatchEventType, obj: Record<string, unknown>, first: boolean) => Record<string, unknown>;
   /** Registry of open watches, so server close can end them. */
   open: Set<() => void>;
+  /**
+   * Set when `render` depends only on the event type, the object and this key (not on the watch):
+   * then every watch with the same key sends the same text for one stored event, serialised once.
+   */
+  shareKey?: string;
 }
+
+/** Event lines already serialised, per stored object (live events hand every watch the same object). */
+const sharedLines = new WeakMap<Record<string, unknown>, Map<string, string>>();
 
 export function serveWatch(req: IncomingMessage, res: ServerResponse, o: WatchStreamOptions): void {
   res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
@@ -34,9 +42,22 @@ export function serveWatch(req: IncomingMessage, res: ServerResponse, o: WatchSt
   };
   const write = (type: WatchEventType, obj: Record<string, unknown>): void => {
     if (ended) return;
-    const object = type === 'ERROR' || type === 'BOOKMARK' ? obj : o.render(type, obj, first);
-    if (type !== 'ERROR' && type !== 'BOOKMARK') first = false;
-    res.write(`${JSON.stringify({ type, object })}\n`);
+    if (type === 'ERROR' || type === 'BOOKMARK') {
+      res.write(`${JSON.stringify({ type, object: obj })}\n`);
+      return;
+    }
+    const key = o.shareKey === undefined ? undefined : `${type} ${o.shareKey}`;
+    let lines = key === undefined ? undefined : sharedLines.get(obj);
+    let line = key === undefined ? undefined : lines?.get(key);
+    if (line === undefined) {
+      line = `${JSON.stringify({ type, object: o.render(type, obj, first) })}\n`;
+      if (key !== undefined) {
+        if (!lines) sharedLines.set(obj, (lines = new Map()));
+        lines.set(key, line);
+      }
+    }
+    first = false;
+    res.write(line);
   };
   o.open.add(finish);
   req.on('close', finish);

@@ -15,6 +15,9 @@ import { MigrationController, PinnedMove, type Secret } from './migration.js';
 import { NodeHealth } from './node-health.js';
 import { Scheduler } from './scheduler.js';
 
+/** How long VE changes are gathered before their node's status.allocated is written. */
+const ALLOCATED_COALESCE_MS = 500;
+
 export interface ControllerOptions {
   client: ResourceClient<VirtualEnvironment>;
   nodes: ResourceClient<VENode>;
@@ -50,6 +53,7 @@ export class Controller {
       client: this.o.client,
       nodes: () => this.nodeInformer?.list() ?? [],
       ves: () => this.veInformer?.list() ?? [],
+      cached: (name, namespace) => this.veInformer?.get(name, namespace),
       retryMs: this.o.retryMs,
       log: log.child({ controller: 'scheduler' }),
     });
@@ -88,24 +92,38 @@ export class Controller {
     const mq = this.migLoop?.queue;
     const pq = this.pinLoop?.queue;
     const lastNode = new Map<string, string>();
+    // What of a node matters to health and placement: a write of status.allocated alone (ours,
+    // coalesced below) needs neither a health look nor a retry of the VEs that wait.
+    const nodeState = new Map<string, string>();
     this.nodeInformer = await this.o.nodes.inform({}, (type, node) => {
-      nq.add(node.metadata.name);
+      const name = node.metadata.name;
+      const state = JSON.stringify([node.metadata.generation, node.metadata.labels, node.spec, { ...node.status, allocated: undefined }]);
+      if (type !== 'DELETED' && nodeState.get(name) === state) return;
+      if (type === 'DELETED') nodeState.delete(name);
+      else nodeState.set(name, state);
+      nq.add(name);
       // A node that appeared, came back or changed may take VEs that waited.
       if (type !== 'DELETED') for (const key of scheduler.unbound()) sq.add(key);
     });
     this.veInformer = await this.o.client.inform({}, (type, ve) => {
       const key = objectKey(ve);
-      if (type !== 'DELETED') sq.add(key);
-      if (type !== 'DELETED') pq?.add(key);
+      // Filtered on the event's object (the newest state seen), so that a burst of status writes
+      // does not cost a reconcile (and a GET) each: a bound VE stays bound, so only unbound ones
+      // concern the scheduler, and only a VE whose spec.nodeName differs from where it runs
+      // concerns the pinned move. Any later change brings a newer event.
+      if (type !== 'DELETED' && !boundNode(ve) && !ve.metadata.deletionTimestamp) sq.add(key);
+      if (type !== 'DELETED' && ve.spec.nodeName && ve.status?.nodeName && ve.spec.nodeName !== ve.status.nodeName) pq?.add(key);
       if (mq) {
         for (const m of this.migInformer?.list() ?? []) {
           if (m.metadata.namespace === ve.metadata.namespace && m.spec.ve === ve.metadata.name) mq.add(objectKey(m));
         }
       }
+      // status.allocated of the node changes with its VEs: coalesced, so that a burst of VE
+      // changes costs the node one status write per window rather than one per VE.
       const node = boundNode(ve);
       const before = lastNode.get(key);
-      if (node) nq.add(node);
-      if (before && before !== node) nq.add(before);
+      if (node) nq.addAfter(node, ALLOCATED_COALESCE_MS);
+      if (before && before !== node) nq.addAfter(before, ALLOCATED_COALESCE_MS);
       if (type === 'DELETED' || !node) lastNode.delete(key);
       else lastNode.set(key, node);
     });

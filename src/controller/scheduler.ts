@@ -12,7 +12,7 @@
 
 import { NODE_LABEL, type VENode, type VirtualEnvironment } from '../api/types.js';
 import { findCondition, setCondition } from '../core/conditions.js';
-import { errorMessage } from '../core/errors.js';
+import { errorCode, errorMessage } from '../core/errors.js';
 import { nullRecorder, type EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import { objectKey, splitKey, type Reconciler, type ReconcileResult } from '../core/reconcile.js';
@@ -25,6 +25,11 @@ export interface SchedulerOptions {
   nodes: () => VENode[];
   /** VEs as the controller's informer sees them (for what each node has allotted). */
   ves: () => VirtualEnvironment[];
+  /**
+   * One VE from the informer cache. Given, placement starts from it instead of a GET, and the
+   * binding is conditional on its resourceVersion: a stale copy costs a conflict and a GET.
+   */
+  cached?: (name: string, namespace?: string) => VirtualEnvironment | undefined;
   events?: EventRecorder;
   log: Logger;
   now?: () => number;
@@ -44,8 +49,8 @@ export class Scheduler implements Reconciler {
   readonly name = 'scheduler';
   /** Bindings made but not yet seen in the informer cache (uid → node, requests). */
   private readonly assumed = new Map<string, { node: string; req: Amounts }>();
-  /** Placement decisions are made one at a time, so two VEs cannot both take the last room. */
-  private lock: Promise<void> = Promise.resolve();
+  /** veRequests per informer object (objects are replaced, never mutated, on change). */
+  private readonly requests = new WeakMap<VirtualEnvironment, Amounts>();
 
   constructor(private readonly o: SchedulerOptions) {}
 
@@ -54,26 +59,32 @@ export class Scheduler implements Reconciler {
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
-    const prev = this.lock;
-    let release!: () => void;
-    this.lock = new Promise((r) => (release = r));
-    await prev;
-    try {
-      return await this.schedule(key);
-    } finally {
-      release();
+    const { namespace, name } = splitKey(key);
+    const fromCache = this.o.cached?.(name, namespace);
+    if (fromCache) {
+      try {
+        return await this.schedule(key, fromCache, true);
+      } catch (err) {
+        if (errorCode(err) !== 'Conflict') throw err;
+        // The cached copy was stale: decide again on the stored object.
+      }
     }
+    const ve = await this.o.client.get(name, namespace);
+    return ve ? this.schedule(key, ve, false) : {};
   }
 
-  private async schedule(key: string): Promise<ReconcileResult> {
+  /** `conditional`: the binding must apply to exactly this resourceVersion of the VE. */
+  private async schedule(key: string, ve: VirtualEnvironment, conditional: boolean): Promise<ReconcileResult> {
     const { namespace, name } = splitKey(key);
     const { client, log } = this.o;
     const events = this.o.events ?? nullRecorder;
-    const ve = await client.get(name, namespace);
-    if (!ve || ve.metadata.deletionTimestamp) return {};
+    if (ve.metadata.deletionTimestamp) return {};
     if (boundNode(ve)) return {};
     const generation = ve.metadata.generation;
 
+    // Placement and its reservation (`assumed`) happen in one synchronous step, with no await in
+    // between: the next placement, by any worker, already counts this one. The writes that follow
+    // need no lock; a failed binding gives its reservation back.
     let placement: Placement;
     if (ve.spec.nodeName) placement = { node: ve.spec.nodeName, message: `pinned by spec.nodeName to node ${ve.spec.nodeName}` };
     else {
@@ -83,7 +94,22 @@ export class Scheduler implements Reconciler {
         placement = { message: `cannot be scheduled: ${errorMessage(err)}` };
       }
     }
+    const uid = ve.metadata.uid;
+    if (placement.node && uid) {
+      let req: Amounts = ZERO;
+      try {
+        req = veRequests(ve);
+      } catch {
+        /* pinned with a malformed quantity: the agent reports the field */
+      }
+      this.assumed.set(uid, { node: placement.node, req });
+    }
 
+    if (!placement.node && conditional) {
+      // Unschedulable is reported from the stored object, not from a possibly stale copy.
+      const fresh = await client.get(name, namespace);
+      return fresh ? this.schedule(key, fresh, false) : {};
+    }
     if (!placement.node) {
       const conditions = setCondition(ve.status?.conditions, { type: 'Scheduled', status: 'False', reason: 'Unschedulable', message: placement.message, observedGeneration: generation });
       const withReady = findCondition(conditions, 'Ready')?.status === 'True' ? conditions : setCondition(conditions, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: 'waiting for a node with room for the VE', observedGeneration: generation });
@@ -97,14 +123,13 @@ export class Scheduler implements Reconciler {
     }
 
     const node = placement.node;
-    await client.mergePatch(name, namespace, { metadata: { labels: { [NODE_LABEL]: node } } });
-    let req: Amounts = ZERO;
     try {
-      req = veRequests(ve);
-    } catch {
-      /* pinned with a malformed quantity: the agent reports the field */
+      const rv = conditional && ve.metadata.resourceVersion ? { resourceVersion: ve.metadata.resourceVersion } : {};
+      await client.mergePatch(name, namespace, { metadata: { ...rv, labels: { [NODE_LABEL]: node } } });
+    } catch (err) {
+      if (uid) this.assumed.delete(uid);
+      throw err;
     }
-    if (ve.metadata.uid) this.assumed.set(ve.metadata.uid, { node, req });
     const conditions = setCondition(ve.status?.conditions, {
       type: 'Scheduled',
       status: 'True',
@@ -123,8 +148,11 @@ export class Scheduler implements Reconciler {
     const out = new Map<string, { amounts: Amounts; ves: number }>();
     const seen = new Set<string>();
     const count = (node: string, req: Amounts) => {
-      const cur = out.get(node) ?? { amounts: ZERO, ves: 0 };
-      out.set(node, { amounts: add(cur.amounts, req), ves: cur.ves + 1 });
+      const cur = out.get(node);
+      if (cur) {
+        cur.amounts = add(cur.amounts, req);
+        cur.ves++;
+      } else out.set(node, { amounts: req, ves: 1 });
     };
     for (const ve of this.o.ves()) {
       const node = boundNode(ve);
@@ -133,11 +161,14 @@ export class Scheduler implements Reconciler {
         seen.add(ve.metadata.uid);
         this.assumed.delete(ve.metadata.uid);
       }
-      let req = ZERO;
-      try {
-        req = veRequests(ve);
-      } catch {
-        /* counted as zero; its agent reports the bad field */
+      let req = this.requests.get(ve);
+      if (!req) {
+        try {
+          req = veRequests(ve);
+        } catch {
+          req = ZERO; // counted as zero; its agent reports the bad field
+        }
+        this.requests.set(ve, req);
       }
       count(node, req);
     }

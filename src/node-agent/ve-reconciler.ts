@@ -65,18 +65,62 @@ export class VEReconciler implements Reconciler {
   /** VEs this agent process has looked at (the first look after a reboot applies onBoot). */
   private readonly seen = new Set<string>();
 
-  constructor(private readonly o: VEReconcilerOptions) {
+  private readonly o: VEReconcilerOptions;
+  /** namespace/name → resourceVersion of this reconciler's last write of the VE (isOwnWrite). */
+  private readonly written = new Map<string, string>();
+  /** VEs whose finalizer cleanup ran here: their deletion needs no search of the host. */
+  private readonly cleaned = new Set<string>();
+
+  constructor(o: VEReconcilerOptions) {
+    this.o = { ...o, client: this.recordingWrites(o.client) };
     this.events = o.events ?? nullRecorder;
     this.backoff = o.backoff ?? new RestartBackoff();
+  }
+
+  /**
+   * Whether `ve` is exactly what this reconciler's last write of it produced. The reconcile that
+   * wrote it went on from that state, so the watch event of the write (its echo) needs no
+   * reconcile of its own; with many VEs that halves the agent's work. Any other change, by
+   * anyone, has another resourceVersion.
+   */
+  isOwnWrite(ve: VirtualEnvironment): boolean {
+    const rv = ve.metadata.resourceVersion;
+    return rv !== undefined && this.written.get(`${ve.metadata.namespace}/${ve.metadata.name}`) === rv;
+  }
+
+  private recordingWrites(client: ResourceClient<VirtualEnvironment>): ResourceClient<VirtualEnvironment> {
+    const note = (ve: VirtualEnvironment): VirtualEnvironment => {
+      if (ve.metadata.resourceVersion) this.written.set(`${ve.metadata.namespace}/${ve.metadata.name}`, ve.metadata.resourceVersion);
+      return ve;
+    };
+    return {
+      ref: client.ref,
+      get: (name, namespace) => client.get(name, namespace),
+      list: (opts) => client.list(opts),
+      create: async (obj) => note(await client.create(obj)),
+      mergePatch: async (name, namespace, patch) => note(await client.mergePatch(name, namespace, patch)),
+      jsonPatch: async (name, namespace, ops) => note(await client.jsonPatch(name, namespace, ops)),
+      applyPatch: async (obj, opts) => note(await client.applyPatch(obj, opts)),
+      patchStatus: async (name, namespace, status) => note(await client.patchStatus(name, namespace, status)),
+      jsonPatchStatus: async (name, namespace, ops) => note(await client.jsonPatchStatus(name, namespace, ops)),
+      delete: (name, namespace) => client.delete(name, namespace),
+      inform: (opts, onEvent) => client.inform(opts, onEvent),
+    };
   }
 
   async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult> {
     const { namespace, name } = splitKey(key);
     const ve = await this.o.client.get(name, namespace);
     if (!ve) {
-      await this.cleanupByName(key);
+      this.written.delete(key);
+      // A VE gone without its finalizer running here (deleted while unbound, or elsewhere) keeps no addresses.
+      const live = new Set(this.o.knownVEs().map((o) => o.metadata.uid));
+      for (const uid of this.allocations.keys()) if (!live.has(uid)) this.allocations.delete(uid);
+      // Removed by its finalizer cleanup here already: no need to list every VE on the host.
+      if (!this.cleaned.delete(key)) await this.cleanupByName(key);
       return {};
     }
+    this.cleaned.delete(key);
     const boundTo = ve.metadata.labels?.[NODE_LABEL];
     const held = this.o.migrationHold?.(ve.metadata.uid ?? '') ?? false;
     if (boundTo !== this.o.nodeName && !ve.metadata.deletionTimestamp) {
@@ -102,6 +146,8 @@ export class VEReconciler implements Reconciler {
       const out = await withFinalizer(this.o.client, VE_FINALIZER, ve, async (ev) => {
         if (ev.kind === 'cleanup') {
           const res = await this.o.runtime.destroy(ev.obj.metadata.uid!, { timeoutMs: this.stopTimeoutMs(ev.obj), signal });
+          this.cleaned.add(key);
+          this.allocations.delete(ev.obj.metadata.uid!);
           if (res !== 'unchanged') {
             log.info('removed the VE from the host');
             this.events.event(ev.obj, 'Normal', 'Destroyed', `removed the VE from node ${this.o.nodeName}`);
@@ -313,18 +359,42 @@ export class VEReconciler implements Reconciler {
     return { nodeName: this.o.nodeName, addresses, initPid: host?.state === 'running' ? host.pid : undefined, security: host?.security };
   }
 
+  /**
+   * Addresses this reconciler allocated, by VE uid. Several workers allocate at once, before any
+   * of their status writes is back in the informer cache: without these, two VEs of a burst get
+   * the same free address (and one of them an AddressConflict for good).
+   */
+  private readonly allocations = new Map<string, string[]>();
+
   /** Declared addresses, else the ones already allocated (host, status), else free ones (address-pool.ts). */
   private addressesFor(ve: VirtualEnvironment, host: VEHostState): string[] {
-    return chooseAddresses({
+    const uid = ve.metadata.uid ?? '';
+    const mine = this.allocations.get(uid);
+    if (mine && !ve.spec.network?.addresses?.length && !host.config?.addresses?.length && !ve.status?.addresses?.length) return mine;
+    let allocated = false;
+    const addresses = chooseAddresses({
       declared: ve.spec.network?.addresses ?? [],
       applied: host.config?.addresses,
       reported: ve.status?.addresses,
       subnet: this.o.subnet,
       subnet6: this.o.subnet6,
-      usedByOthers: () => this.o.knownVEs()
-        .filter((o) => o.metadata.uid !== ve.metadata.uid)
-        .flatMap((o) => [...(o.spec.network?.addresses ?? []), ...(o.status?.addresses ?? [])]),
+      usedByOthers: () => {
+        allocated = true;
+        const used: string[] = [];
+        for (const o of this.o.knownVEs()) {
+          if (o.metadata.uid === uid) continue;
+          for (const a of o.spec.network?.addresses ?? []) used.push(a);
+          for (const a of o.status?.addresses ?? []) used.push(a);
+        }
+        for (const [other, addrs] of this.allocations) if (other !== uid) used.push(...addrs);
+        return used;
+      },
     });
+    // Kept until the VE goes (its status reaches the other workers' cache only later), or until
+    // it declares addresses of its own.
+    if (allocated) this.allocations.set(uid, addresses);
+    else if (ve.spec.network?.addresses?.length) this.allocations.delete(uid);
+    return addresses;
   }
 
   /** Another VE of this node with a better claim on one of these addresses (address-pool.ts addressConflict). */

@@ -2,21 +2,9 @@
 // resources: set what the manifest says, and null out what the last applied manifest had but
 // the new one dropped, leaving fields that others (defaults, controllers) set alone.
 
-export type JsonObject = Record<string, unknown>;
+import { isObject, jsonEqual as deepEqual, type JsonObject } from '../api/json.js';
 
-export function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-export function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
-  if (isObject(a) && isObject(b)) {
-    const ka = Object.keys(a);
-    return ka.length === Object.keys(b).length && ka.every((k) => k in b && deepEqual(a[k], b[k]));
-  }
-  return false;
-}
+export { isObject, type JsonObject };
 
 /**
  * The merge patch that turns `current` into something that has every field of `modified`, and

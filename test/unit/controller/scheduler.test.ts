@@ -170,3 +170,61 @@ test('node health: a silent node gets Ready=Unknown, its VEs Ready=Unknown, noth
   assert.ok(events.events.some((e) => e.reason === 'NodeNotReady' && e.name === 'a'));
   assert.ok(events.events.some((e) => e.reason === 'NodeNotReady' && e.name === 'n1'));
 });
+
+test('placements made concurrently count each other: capacity holds without a lock around the writes', async () => {
+  const { ves, scheduler } = await setup([aNode('big').memory('8Gi').build(), aNode('mid').memory('4Gi').build(), aNode('small').memory('2Gi').build()]);
+  for (let i = 0; i < 7; i++) await ves.create(aVE(`c${i}`, { resources: { memory: { limit: '1Gi' } } }));
+  // All seven at once, as several workers would run them.
+  await Promise.all(Array.from({ length: 7 }, (_, i) => scheduler.reconcile(`default/c${i}`)));
+  const count = new Map<string, number>();
+  for (let i = 0; i < 7; i++) {
+    const node = (await ves.get(`c${i}`, 'default'))!.metadata.labels![NODE_LABEL]!;
+    count.set(node, (count.get(node) ?? 0) + 1);
+  }
+  assert.deepEqual(Object.fromEntries(count), { big: 4, mid: 2, small: 1 });
+});
+
+test('a stale cached copy binds nothing: the conditional binding conflicts and the stored object decides', async () => {
+  const api = new FakeApi();
+  const ves = api.client<VirtualEnvironment>(veRef);
+  const nodeClient = api.client<VENode>(nodeRef);
+  for (const n of [aNode('n1').build(), aNode('n2').build()]) {
+    await nodeClient.create(n);
+    await nodeClient.patchStatus(n.metadata.name, undefined, n.status!);
+  }
+  const stale = await ves.create(aVE('s'));
+  // Meanwhile the VE was pinned to n2 (the cache has not seen it yet).
+  await ves.mergePatch('s', 'default', { spec: { nodeName: 'n2' } });
+  let gets = 0;
+  const counting: typeof ves = Object.assign(Object.create(ves) as typeof ves, { get: (name: string, ns?: string) => ((gets++), ves.get(name, ns)) });
+  const scheduler = new Scheduler({
+    client: counting,
+    nodes: () => api.objects(nodeRef) as VENode[],
+    ves: () => api.objects(veRef) as VirtualEnvironment[],
+    cached: () => stale,
+    log: silentLogger, now: () => NOW, nodeGraceMs: 40_000,
+  });
+  await scheduler.reconcile('default/s');
+  const ve = (await ves.get('s', 'default'))!;
+  assert.equal(ve.metadata.labels?.[NODE_LABEL], 'n2');
+  assert.equal(ve.status?.nodeName, 'n2');
+  assert.equal(gets, 1, 'one GET after the conflict');
+  // Nothing is left reserved for the failed attempt: n1 counts no VE.
+  assert.equal(scheduler.allocated().get('n1'), undefined);
+});
+
+test('a current cached copy is bound without a GET', async () => {
+  const api = new FakeApi();
+  const ves = api.client<VirtualEnvironment>(veRef);
+  const nodeClient = api.client<VENode>(nodeRef);
+  const n = aNode('n1').build();
+  await nodeClient.create(n);
+  await nodeClient.patchStatus('n1', undefined, n.status!);
+  const current = await ves.create(aVE('c'));
+  let gets = 0;
+  const counting: typeof ves = Object.assign(Object.create(ves) as typeof ves, { get: (name: string, ns?: string) => ((gets++), ves.get(name, ns)) });
+  const scheduler = new Scheduler({ client: counting, nodes: () => api.objects(nodeRef) as VENode[], ves: () => api.objects(veRef) as VirtualEnvironment[], cached: () => current, log: silentLogger, now: () => NOW });
+  await scheduler.reconcile('default/c');
+  assert.equal((await ves.get('c', 'default'))!.metadata.labels?.[NODE_LABEL], 'n1');
+  assert.equal(gets, 0);
+});

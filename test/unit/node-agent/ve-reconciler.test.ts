@@ -194,3 +194,46 @@ test('a failed start is reported and retried', async () => {
   await reconciler.reconcile('default/a', signal);
   assert.equal((await client.get('a', 'default'))!.status?.phase, 'Running');
 });
+
+test('the echo of its own last write is known as such; any later change is not', async () => {
+  const { client, reconciler } = setup();
+  await client.create(aVE('echo', { powerState: 'Stopped' }));
+  await reconciler.reconcile('default/echo', signal);
+  const written = (await client.get('echo', 'default'))!;
+  assert.equal(written.status?.phase, 'Stopped');
+  assert.equal(reconciler.isOwnWrite(written), true);
+  // Someone else's change (a new spec) has another resourceVersion: it wakes the reconciler.
+  const changed = await client.mergePatch('echo', 'default', { spec: { powerState: 'Running' } });
+  assert.equal(reconciler.isOwnWrite(changed), false);
+  assert.equal(reconciler.isOwnWrite(aVE('never-written')), false);
+});
+
+test('a VE removed by its finalizer here is not searched for on the host again', async () => {
+  const { client, runtime, reconciler } = setup();
+  const created = await client.create(aVE('gone', { powerState: 'Stopped' }));
+  await reconciler.reconcile('default/gone', signal);
+  await client.delete('gone', 'default');
+  await reconciler.reconcile('default/gone', signal); // finalizer cleanup, then the object goes
+  assert.equal(await client.get('gone', 'default'), undefined);
+  assert.equal((await runtime.inspect(created.metadata.uid!)).state, 'absent');
+  let listed = 0;
+  const list = runtime.list.bind(runtime);
+  runtime.list = async () => ((listed++), list());
+  await reconciler.reconcile('default/gone', signal); // the DELETED event
+  assert.equal(listed, 0);
+  // An unknown VE that is gone is still searched for (a leftover after a crash).
+  await reconciler.reconcile('default/other', signal);
+  assert.equal(listed, 1);
+});
+
+test('VEs reconciled at once get distinct addresses, though none sees the others\' status yet', async () => {
+  const api = new FakeApi();
+  const client = api.client<VirtualEnvironment>(ref);
+  const runtime = new FakeRuntime();
+  // The informer cache as it is during a burst: none of the new VEs has a status there yet.
+  const reconciler = new VEReconciler({ client, runtime, nodeName: 'n1', subnet: '10.213.7.0/24', knownVEs: () => [], stopTimeoutMs: 100, resyncMs: 30_000, log: silentLogger });
+  for (let i = 0; i < 5; i++) await client.create(aVE(`burst${i}`, { powerState: 'Stopped' }));
+  await Promise.all(Array.from({ length: 5 }, (_, i) => reconciler.reconcile(`default/burst${i}`, signal)));
+  const addresses = await Promise.all(Array.from({ length: 5 }, async (_, i) => (await client.get(`burst${i}`, 'default'))!.status?.addresses?.[0]));
+  assert.equal(new Set(addresses).size, 5, addresses.join(' '));
+});
