@@ -9,7 +9,8 @@
 // Prints medians, the ratio kubevz/baseline and the targets of the issue (busybox downtime
 // < 300 ms median; kubevz ≤ baseline). Asserts nothing. Root; runc, CRIU at /usr/local/sbin/criu,
 // iproute2, a static busybox at /bin/busybox. `npm run build` first, then:
-//   node dist/bench/migration.js [--rounds N] [--baseline-only] [--kubevz-only]
+//   node dist/bench/migration.js [--rounds N] [--baseline-only] [--kubevz-only] [--logs DIR]
+// (--logs DIR keeps the agents' and controller's logs there, for their stage timings.)
 // (`--debian`, a Debian VE with 256 MiB of touched memory, is not implemented yet.)
 // Everything it creates carries the run id and is removed at the end, also after a failure.
 
@@ -273,8 +274,16 @@ chmod 755 /etc/init.d/S50echo
 
 async function viaKubevz(): Promise<Round[]> {
   const dir = mkdtempSync(join(tmpdir(), `kvz-bench-mign-${id}-`));
-  const cluster = await startCluster({ nodes: 2, dir, heartbeat: '2s', nodeGrace: '10s', sharedSubnet: true });
+  const cluster = await startCluster({ nodes: 2, dir, heartbeat: '2s', nodeGrace: '10s', sharedSubnet: true, logLevel: flagValue('--logs') ? 'debug' : 'info' });
   const out: Round[] = [];
+  // KVZ_BENCH_PERF=FILE: a system-wide record of process forks, execs and exits while the rounds
+  // run (`perf script -i FILE`), to see which commands sit on the critical path and for how long.
+  const tracers: ReturnType<typeof spawn>[] = [];
+  if (process.env.KVZ_BENCH_PERF) {
+    writeFileSync(`${process.env.KVZ_BENCH_PERF}.pids`, JSON.stringify(cluster.state.nodes.map((n) => ({ name: n.name, pid: n.agentPid }))));
+    tracers.push(spawn('perf', ['record', '-q', '-a', '-e', 'sched:sched_process_fork', '-e', 'sched:sched_process_exec', '-e', 'sched:sched_process_exit', '-o', process.env.KVZ_BENCH_PERF], { stdio: 'ignore' }));
+    await new Promise((r) => setTimeout(r, 1000));
+  }
   try {
     const kc = loadKubeConfig(cluster.kubeconfig);
     const ves = makeResourceClient<VirtualEnvironment>(kc, { ...VE_RESOURCE, namespaced: true }, silentLogger);
@@ -321,6 +330,16 @@ async function viaKubevz(): Promise<Round[]> {
       await runningOn(to.name);
     }
   } finally {
+    for (const t of tracers) {
+      t.kill('SIGINT');
+      await new Promise((r) => t.once('exit', r));
+    }
+    const keep = flagValue('--logs');
+    if (keep) {
+      mkdirSync(keep, { recursive: true });
+      for (const n of cluster.state.nodes) if (existsSync(n.logFile)) cpSync(n.logFile, join(keep, `${n.name.replace(/-[^-]+$/, '')}.log`));
+      if (existsSync(join(dir, 'controller.log'))) cpSync(join(dir, 'controller.log'), join(keep, 'controller.log'));
+    }
     await cluster.stop();
   }
   return out;

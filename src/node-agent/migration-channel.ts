@@ -13,7 +13,7 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -31,6 +31,10 @@ export interface IncomingHandler {
   /** Per-block sha256 of the incoming disk image. */
   digests(m: VEMigration): Promise<string[]>;
   writeBlock(m: VEMigration, index: number, data: Buffer): Promise<void>;
+  /** The last disk delta is written (the source's image is at rest): the target may mount it. Must not throw. */
+  diskComplete?(m: VEMigration): void;
+  /** The CRIU images start arriving, so the VE is dumped and off the LAN on the source. Must not throw. */
+  imagesArriving?(m: VEMigration): void;
   /** Where this migration's CRIU images are kept on this node. */
   imageDir(m: VEMigration): string;
   restore(m: VEMigration, imageDir: string, signal?: AbortSignal): Promise<{ ms: number }>;
@@ -46,6 +50,9 @@ export interface ChannelServerOptions {
   log: Logger;
 }
 
+/** Image files up to this size are buffered and written concurrently (migration images are mostly tiny). */
+const SMALL_IMAGE_FILE = 1 << 20;
+
 /** Phases in which the source may send disk blocks and images. */
 const SENDING: readonly MigrationPhase[] = ['TargetReady', 'Checkpointing', 'Transferring'];
 
@@ -59,6 +66,8 @@ export class MigrationChannelServer {
   private server: http.Server | undefined;
   /** Migration uid → sha256 of the images received and verified; restore needs it. */
   private readonly verified = new Map<string, string>();
+  /** `<migration uid>/<secret name>` → its token (dropped with forget()). */
+  private readonly tokens = new Map<string, string>();
   private readonly log: Logger;
 
   constructor(private readonly o: ChannelServerOptions) {
@@ -95,12 +104,17 @@ export class MigrationChannelServer {
 
   /** Forget what was verified for a migration (its incoming copy was dropped). */
   forget(uid: string | undefined): void {
-    if (uid) this.verified.delete(uid);
+    if (!uid) return;
+    this.verified.delete(uid);
+    for (const k of this.tokens.keys()) if (k.startsWith(`${uid}/`)) this.tokens.delete(k);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const started = Date.now();
     try {
-      const m = /^\/v1\/migrations\/([^/]+)\/([^/]+)\/(disk\/digests|disk\/blocks|checkpoint|restore|abort|state)$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
+      const url = new URL(req.url ?? '/', 'http://x');
+      const final = url.searchParams.get('final') === '1';
+      const m = /^\/v1\/migrations\/([^/]+)\/([^/]+)\/(disk\/digests|disk\/blocks|checkpoint|restore|abort|state)$/.exec(url.pathname);
       if (!m) throw new HttpError(404, `no such endpoint ${req.method} ${req.url}`);
       const [, namespace, name, what] = m as unknown as [string, string, string, string];
       const route = `${req.method} ${what}`;
@@ -122,11 +136,17 @@ export class MigrationChannelServer {
             blocks++;
             bytes += b.data.length;
           }
+          if (final) this.o.handler.diskComplete?.(mig);
+          this.log.debug({ migration: `${namespace}/${name}`, blocks, bytes, final, ms: Date.now() - started }, 'disk blocks received');
           return json(res, 200, { blocks, bytes });
         }
-        case 'PUT checkpoint':
+        case 'PUT checkpoint': {
           needPhase(SENDING);
-          return json(res, 200, await this.receiveImages(mig, req));
+          const t0 = Date.now();
+          const got = await this.receiveImages(mig, req);
+          this.log.debug({ migration: `${namespace}/${name}`, files: got.files, bytes: got.bytes, ms: Date.now() - t0, sinceRequest: Date.now() - started }, 'checkpoint images received');
+          return json(res, 200, got);
+        }
         case 'POST restore': {
           needPhase(['Restoring']);
           if (!this.verified.has(mig.metadata.uid ?? '')) throw new HttpError(409, 'no verified checkpoint images for this migration; PUT checkpoint first');
@@ -170,13 +190,26 @@ export class MigrationChannelServer {
   private async token(mig: VEMigration): Promise<string | undefined> {
     const secretName = mig.status?.credentialSecret;
     if (!secretName) return undefined;
-    return readToken(this.o.secrets, secretName, mig.metadata.namespace);
+    // A migration's credential never changes: read once, so the requests made during the downtime
+    // cost one API read (the migration's phase) instead of two.
+    const key = `${mig.metadata.uid ?? ''}/${secretName}`;
+    const known = this.tokens.get(key);
+    if (known) return known;
+    const t = await readToken(this.o.secrets, secretName, mig.metadata.namespace);
+    if (t) {
+      this.tokens.set(key, t);
+      // Ended migrations are rarely asked again: keep only the newest few.
+      for (const k of this.tokens.keys()) if (this.tokens.size > 64) this.tokens.delete(k);
+    }
+    return t;
   }
 
   private async receiveImages(mig: VEMigration, req: http.IncomingMessage): Promise<{ files: number; bytes: number; sha256: string }> {
     const uid = mig.metadata.uid ?? '';
     this.verified.delete(uid);
     const dir = this.o.handler.imageDir(mig);
+    // Their arrival means the VE is dumped and off the LAN on the source: the target may wire its netns now.
+    this.o.handler.imagesArriving?.(mig);
     // A resend replaces what an earlier, broken upload left.
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -189,11 +222,26 @@ export class MigrationChannelServer {
     })(req);
     let files = 0;
     let bytes = 0;
-    for await (const f of readFileFrames(new ByteReader(tap))) {
-      checkImageName(f.name);
-      await pipeline(Readable.from(f.data), createWriteStream(join(dir, f.name), { mode: 0o600 }));
-      files++;
-      bytes += f.size;
+    // A dump is mostly small files: those are written side by side while the next ones arrive (one
+    // at a time, each open/write/close waited for, they took longer than the bytes); large ones stream.
+    const writes: Promise<void>[] = [];
+    try {
+      for await (const f of readFileFrames(new ByteReader(tap))) {
+        checkImageName(f.name);
+        const path = join(dir, f.name);
+        if (f.size <= SMALL_IMAGE_FILE) {
+          const parts: Buffer[] = [];
+          for await (const c of f.data) parts.push(Buffer.from(c));
+          writes.push(writeFile(path, Buffer.concat(parts), { mode: 0o600 }));
+        } else {
+          await pipeline(Readable.from(f.data), createWriteStream(path, { mode: 0o600 }));
+        }
+        files++;
+        bytes += f.size;
+      }
+    } finally {
+      const failed = (await Promise.allSettled(writes)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
     }
     const got = hash.digest('hex');
     const want = String(req.headers['x-kvz-sha256'] ?? req.trailers['x-kvz-sha256'] ?? '');
@@ -265,10 +313,13 @@ export class MigrationChannelClient {
     return this.call('GET', 'disk/digests');
   }
 
-  /** Streams blocks as frames; resolves to the bytes sent (frame payload). */
-  async putBlocks(blocks: AsyncIterable<{ index: number; data: Buffer }>): Promise<number> {
+  /**
+   * Streams blocks as frames; resolves to the bytes sent (frame payload). `final`: the image is at
+   * rest and these are its last blocks (the target may mount it once they are written).
+   */
+  async putBlocks(blocks: AsyncIterable<{ index: number; data: Buffer }>, opts: { final?: boolean } = {}): Promise<number> {
     let bytes = 0;
-    await this.call('PUT', 'disk/blocks', async function* () {
+    await this.call('PUT', opts.final ? 'disk/blocks?final=1' : 'disk/blocks', async function* () {
       for await (const b of blocks) {
         yield blockFrameHeader(b.index, b.data.length);
         yield b.data;
@@ -310,9 +361,13 @@ export class MigrationChannelClient {
     await this.call('POST', 'abort');
   }
 
-  /** Abort that still goes out when this client's signal has fired (rollbacks). */
-  async abortUnsigned(): Promise<void> {
-    await new MigrationChannelClient(this.address, this.port, this.namespace, this.name, this.token).abort();
+  /**
+   * Abort that still goes out when this client's signal has fired (rollbacks). Bounded: with the
+   * network to the target cut, a rollback must not wait on it (the target drops its copy by
+   * itself once it sees the migration Failed).
+   */
+  async abortUnsigned(timeoutMs = 5_000): Promise<void> {
+    await new MigrationChannelClient(this.address, this.port, this.namespace, this.name, this.token, AbortSignal.timeout(timeoutMs)).abort();
   }
 
   async state(): Promise<{ running: boolean }> {

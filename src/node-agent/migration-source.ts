@@ -16,7 +16,7 @@
 
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KubeObject, MigrationPhase, VEMigration, VirtualEnvironment } from '../api/types.js';
 import { errorCode, errorMessage, KvzError } from '../core/errors.js';
@@ -24,7 +24,7 @@ import type { EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import type { ResourceClient } from '../core/resource-client.js';
 import type { VEConfig, VERuntime } from '../runtime/index.js';
-import { blockDigests, readBlocks } from '../runtime/disk-sync.js';
+import { blockDigests, changedBlocks, readBlocks } from '../runtime/disk-sync.js';
 import { MigrationChannelClient, readToken, type ImageFile } from './migration-channel.js';
 import { BLOCK_SIZE } from './migration-frames.js';
 import { advance, isMigrationGone, markerDir, readMarkers, removeMarker, writeMarker, type SourceMarker } from './migration-status.js';
@@ -159,12 +159,34 @@ export class MigrationSource {
       } else {
         await this.o.runtime.ensureStopped(veUid, { timeoutMs: this.o.stopTimeoutMs, signal });
       }
-      await this.o.runtime.migration.releaseDisk(veUid);
-      await advance(this.o.migrations, namespace, name, ['Checkpointing'], 'Transferring', { message: 'sending the disk delta and the checkpoint' });
-      check();
+      // The phase write, the images and the disk's final delta go side by side: each is short, but
+      // in a row they were most of the transfer. A live VE's disk is frozen rather than unmounted
+      // (consistent in one command; a rollback just thaws it); the last delta tells the target to
+      // mount it at once, and the images arriving tell it to wire the netns, while the rest streams.
+      const rt = this.o.runtime.migration;
+      const live = mode === 'live';
       const tx = Date.now();
-      bytes += await this.sendDelta(client, disk, remote);
-      if (marker.imageDir) bytes += await client.putCheckpoint(await imageFiles(marker.imageDir));
+      const [, imageBytes, diskBytes] = await allOrFirstError([
+        advance(this.o.migrations, namespace, name, ['Checkpointing'], 'Transferring', { message: 'sending the disk delta and the checkpoint' }),
+        (async () => {
+          if (!marker.imageDir) return 0;
+          const t = Date.now();
+          const n = await client!.putCheckpoint(await imageFiles(marker.imageDir));
+          timings.images = Date.now() - t;
+          return n;
+        })(),
+        (async () => {
+          let t = Date.now();
+          if (live && rt.freezeDisk) await rt.freezeDisk(veUid, signal);
+          else await rt.releaseDisk(veUid);
+          timings.diskRelease = Date.now() - t;
+          t = Date.now();
+          const n = await this.sendDelta(client!, disk, remote, live);
+          timings.diskDelta = Date.now() - t;
+          return n;
+        })(),
+      ]);
+      bytes += imageBytes + diskBytes;
       timings.transfer = Date.now() - tx;
       check();
       // The point of no return for the controller: a conflict here means it failed or aborted the migration.
@@ -193,7 +215,7 @@ export class MigrationSource {
         status: { timings, downtimeMs, bytesTransferred: bytes, method: mode === 'live' ? 'stop-and-copy' : 'offline' },
       });
       log.info({ downtimeMs, bytes, timings }, 'migration succeeded');
-      await this.finish(marker);
+      await this.finish(marker, true);
     } catch (err) {
       const failure = err instanceof Failure ? err : isMigrationGone(err) ? new Failure('Aborted', errorMessage(err)) : new Failure(errorCode(err) === 'Unavailable' ? 'TransferFailed' : 'SourceError', errorMessage(err));
       log.warn({ reason: failure.reason, err: failure.message }, 'migration failed; rolling back on the source');
@@ -205,18 +227,22 @@ export class MigrationSource {
     }
   }
 
-  /** Sends the blocks whose digest differs from what the target holds; returns the bytes sent. */
-  private async sendDelta(client: MigrationChannelClient, disk: string, remote: string[]): Promise<number> {
+  /**
+   * Sends the blocks whose digest differs from what the target holds; returns the bytes sent.
+   * `final`: the image is at rest and this is its last delta (sent even when empty), after which
+   * the target may mount it.
+   */
+  private async sendDelta(client: MigrationChannelClient, disk: string, remote: string[], final = false): Promise<number> {
     const local = await blockDigests(disk, BLOCK_SIZE);
-    const want = local.map((d: string, i: number) => (d !== remote[i] ? i : -1)).filter((i: number) => i >= 0);
-    if (!want.length) return 0;
+    const want = changedBlocks(local, remote);
+    if (!want.length && !final) return 0;
     return client.putBlocks((async function* () {
       for await (const b of readBlocks(disk, want, BLOCK_SIZE)) {
         // Recorded from the data sent (the block may change between digest and read while the VE runs).
         remote[b.index] = createHash('sha256').update(b.data).digest('hex');
         yield b;
       }
-    })());
+    })(), { final });
   }
 
   /** The VE runs here again; the target drops its copy; the migration says Failed (unless it already ended). */
@@ -240,6 +266,8 @@ export class MigrationSource {
   private async runLocally(marker: SourceMarker): Promise<void> {
     const host = await this.o.runtime.inspect(marker.veUid);
     if (host.state === 'running') return;
+    // A disk frozen after the dump must be writable again before anything runs on it.
+    await this.o.runtime.migration.thawDisk?.(marker.veUid);
     const config = marker.config ?? host.config;
     if (!config) throw new KvzError('Internal', `cannot bring VE ${marker.veUid} back: no record of its config`);
     if (marker.dumped && marker.imageDir) {
@@ -268,7 +296,20 @@ export class MigrationSource {
     return token ? new MigrationChannelClient(t.address, t.port, marker.namespace, marker.name, token) : undefined;
   }
 
-  private async finish(marker: SourceMarker): Promise<void> {
+  /**
+   * Ends this node's part. After a success the VE's copy here is inert: its disk is thawed (a
+   * frozen filesystem must not be unmounted) and released, as a plain dump would have left it.
+   */
+  private async finish(marker: SourceMarker, succeeded = false): Promise<void> {
+    if (succeeded) {
+      const rt = this.o.runtime.migration;
+      try {
+        await rt.thawDisk?.(marker.veUid);
+        if ((await this.o.runtime.inspect(marker.veUid)).state !== 'running') await rt.releaseDisk(marker.veUid);
+      } catch (err) {
+        this.o.log.warn({ uid: marker.veUid, err: errorMessage(err) }, 'could not release the migrated VE\'s disk on the source; its clean-up will retry');
+      }
+    }
     if (marker.imageDir) await rm(join(marker.imageDir, '..'), { recursive: true, force: true });
     await removeMarker(this.o.stateDir, marker.namespace, marker.name);
   }
@@ -290,7 +331,7 @@ export class MigrationSource {
         if (mig && marker.migrationUid && mig.metadata.uid !== marker.migrationUid) mig = undefined;
         const phase = mig?.status?.phase;
         if (phase === 'Succeeded') {
-          await this.finish(marker);
+          await this.finish(marker, true);
           continue;
         }
         if (phase === 'Restoring') {
@@ -303,7 +344,7 @@ export class MigrationSource {
           }
           if (s.running) {
             await advance(this.o.migrations, marker.namespace, marker.name, ['Restoring'], 'Succeeded', { message: `the VE runs on node ${mig?.status?.targetNode} (completed after the source agent restarted)`, status: { method: marker.mode === 'live' ? 'stop-and-copy' : 'offline' } });
-            await this.finish(marker);
+            await this.finish(marker, true);
             continue;
           }
         }
@@ -319,13 +360,28 @@ export class MigrationSource {
   }
 }
 
+/** Waits for all; the first rejection (in order) wins, but only after none is left running. */
+async function allOrFirstError<T extends readonly unknown[]>(ps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(ps);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+/**
+ * The dump's files, looked at side by side; small ones (most of a dump) are read into memory at
+ * once, so sending them costs no per-file open/read/close round in the downtime. Large ones stream.
+ */
 async function imageFiles(dir: string): Promise<ImageFile[]> {
-  const out: ImageFile[] = [];
-  for (const name of (await readdir(dir)).sort()) {
+  return Promise.all((await readdir(dir)).sort().map(async (name): Promise<ImageFile> => {
     const p = join(dir, name);
     const st = await stat(p);
     if (!st.isFile()) throw new KvzError('Internal', `unexpected non-file ${p} in the checkpoint images`);
-    out.push({ name, size: st.size, open: () => createReadStream(p) });
-  }
-  return out;
+    if (st.size > SMALL_IMAGE_FILE) return { name, size: st.size, open: () => createReadStream(p) };
+    const data = await readFile(p);
+    return { name, size: data.length, open: async function* () { yield data; } };
+  }));
 }
+
+/** Image files up to this size are read whole before sending. */
+const SMALL_IMAGE_FILE = 1 << 20;

@@ -42,6 +42,11 @@ interface Incoming {
 export class MigrationTarget implements IncomingHandler {
   /** Incoming copies this agent prepared, by migration key (namespace/name). */
   private readonly incoming = new Map<string, Incoming>();
+  /**
+   * Work begun while the data still streams (disk mount, netns), by migration uid. Only a head
+   * start: a restore waits for it, and redoes whatever of it failed.
+   */
+  private readonly ahead = new Map<string, Promise<void>[]>();
 
   constructor(private readonly o: MigrationTargetOptions) {}
 
@@ -129,8 +134,26 @@ export class MigrationTarget implements IncomingHandler {
     return config;
   }
 
+  private startAhead(m: VEMigration, what: string, fn: () => Promise<void>): void {
+    const uid = m.metadata.uid ?? '';
+    const key = `${m.metadata.namespace}/${m.metadata.name}`;
+    const t0 = Date.now();
+    const p = fn().then(
+      () => this.o.log.info({ migration: key, ms: Date.now() - t0 }, `${what}: done ahead of the restore`),
+      (err: unknown) => this.o.log.warn({ migration: key, err: errorMessage(err) }, `${what} ahead of the restore failed; the restore will do it`),
+    );
+    this.ahead.set(uid, [...(this.ahead.get(uid) ?? []), p]);
+  }
+
+  private async settleAhead(migrationUid: string): Promise<void> {
+    const pending = this.ahead.get(migrationUid);
+    this.ahead.delete(migrationUid);
+    await Promise.all(pending ?? []);
+  }
+
   private async dropIncoming(key: string, held: Incoming, why: string): Promise<void> {
     this.incoming.delete(key);
+    await this.settleAhead(held.migrationUid);
     const ve = await this.o.ves.list().then((all) => all.find((v) => v.metadata.uid === held.veUid)).catch(() => undefined);
     if (ve?.metadata.labels?.[NODE_LABEL] === this.o.nodeName && !ve.metadata.annotations?.[MIGRATION_ANNOTATION]) {
       // The VE belongs to this node (a finished move): not an incoming copy any more.
@@ -160,12 +183,29 @@ export class MigrationTarget implements IncomingHandler {
     return writeBlock(this.o.runtime.migration.diskImagePath(m.status!.veUid!), index, data, BLOCK_SIZE);
   }
 
+  diskComplete(m: VEMigration): void {
+    const rt = this.o.runtime.migration;
+    if (m.spec.mode === 'offline' || !rt.mountIncomingDisk) return;
+    const veUid = m.status!.veUid!;
+    this.startAhead(m, 'mounting the incoming disk', () => rt.mountIncomingDisk!(veUid));
+  }
+
+  imagesArriving(m: VEMigration): void {
+    const rt = this.o.runtime.migration;
+    if (m.spec.mode === 'offline' || !rt.prepareRestoreNetwork) return;
+    this.startAhead(m, 'wiring the incoming VE\'s network', async () => {
+      const ve = await this.o.ves.get(m.spec.ve, m.metadata.namespace);
+      if (!ve || ve.metadata.uid !== m.status?.veUid) return;
+      await rt.prepareRestoreNetwork!(this.configFor(ve));
+    });
+  }
+
   imageDir(m: VEMigration): string {
     return join(this.imageRoot(m), 'images');
   }
 
   async restore(m: VEMigration, imageDir: string, signal?: AbortSignal): Promise<{ ms: number }> {
-    const ve = await this.o.ves.get(m.spec.ve, m.metadata.namespace);
+    const [ve] = await Promise.all([this.o.ves.get(m.spec.ve, m.metadata.namespace), this.settleAhead(m.metadata.uid ?? '')]);
     if (!ve || ve.metadata.uid !== m.status?.veUid) throw new Error(`VE ${m.metadata.namespace}/${m.spec.ve} is gone`);
     const r = await this.o.runtime.migration.restore(this.configFor(ve), imageDir, signal);
     this.o.log.info({ migration: `${m.metadata.namespace}/${m.metadata.name}`, ms: r.ms }, 'restored the VE from the source\'s checkpoint');

@@ -17,7 +17,11 @@ export async function loopDevicesFor(file: string, signal?: AbortSignal): Promis
   return parseLosetupJ(res.stdout);
 }
 
-/** Detaches every loop device backed by `file`; a device already gone is fine. */
+/**
+ * Detaches every loop device backed by `file`; a device already gone is fine. Returns once none
+ * is listed any more (or after ~2 s): an autoclear device whose filesystem was just unmounted is
+ * released by the kernel a moment later, and callers (and checks) expect it gone on return.
+ */
 export async function detachLoops(file: string, signal?: AbortSignal): Promise<string[]> {
   const devs = await loopDevicesFor(file, signal);
   for (const dev of devs) {
@@ -25,6 +29,10 @@ export async function detachLoops(file: string, signal?: AbortSignal): Promise<s
     if (res.exitCode !== 0 && !/No such device/i.test(res.stderr)) {
       await run('losetup', ['-d', dev], { signal });
     }
+  }
+  for (let i = 0; devs.length && i < 100; i++) {
+    if (!(await loopDevicesFor(file, signal)).length) break;
+    await new Promise((r) => setTimeout(r, 20));
   }
   return devs;
 }

@@ -11,6 +11,10 @@ import { FakeRuntime } from '../../helpers/fake-runtime.js';
 export class MigratingFakeRuntime extends FakeRuntime {
   /** uids whose container was dumped by a migration checkpoint (no container, disk kept). */
   readonly dumped = new Set<string>();
+  /** uids whose disk is frozen (freezeDisk): nothing may run on it until thawDisk. */
+  readonly frozen = new Set<string>();
+  /** The disk image's bytes when mountIncomingDisk mounted it (the target's copy must be complete by then). */
+  readonly mountedDisk = new Map<string, Buffer>();
 
   constructor(readonly dir: string) {
     super();
@@ -55,6 +59,7 @@ export class MigratingFakeRuntime extends FakeRuntime {
     },
     restore: async (config: VEConfig, imageDir: string): Promise<{ ms: number }> => {
       this.calls.push(`restore ${config.uid}`);
+      if (this.frozen.has(config.uid)) throw new KvzError('Internal', `VE ${config.uid}'s disk is frozen: a restore onto it would hang`);
       if (this.failNextRestore) {
         const e = this.failNextRestore;
         this.failNextRestore = undefined;
@@ -80,6 +85,22 @@ export class MigratingFakeRuntime extends FakeRuntime {
     diskImagePath: (uid: string) => this.diskImagePath(uid),
     releaseDisk: async (uid: string) => {
       this.calls.push(`releaseDisk ${uid}`);
+      if (this.frozen.has(uid)) throw new KvzError('Internal', `VE ${uid}'s disk is frozen: thaw it before releasing it`);
+    },
+    freezeDisk: async (uid: string) => {
+      this.calls.push(`freezeDisk ${uid}`);
+      this.frozen.add(uid);
+    },
+    thawDisk: async (uid: string) => {
+      this.calls.push(`thawDisk ${uid}`);
+      this.frozen.delete(uid);
+    },
+    mountIncomingDisk: async (uid: string) => {
+      this.calls.push(`mountIncomingDisk ${uid}`);
+      this.mountedDisk.set(uid, readFileSync(this.diskImagePath(uid)));
+    },
+    prepareRestoreNetwork: async (config: VEConfig) => {
+      this.calls.push(`prepareRestoreNetwork ${config.uid}`);
     },
     prepareIncoming: async (config: VEConfig) => {
       this.calls.push(`prepareIncoming ${config.uid}`);

@@ -107,11 +107,20 @@ test('a live migration between two agents over the channel ends Succeeded; the t
   assert.ok((m.status?.bytesTransferred ?? 0) > 2 << 20, 'disk blocks and images were moved');
   assert.equal(typeof m.status?.downtimeMs, 'number');
   assert.deepEqual(m.status?.transitions?.map((x) => x.phase), ['PreparingTarget', 'TargetReady', 'Checkpointing', 'Transferring', 'Restoring', 'Succeeded']);
-  for (const k of ['prepareTarget', 'diskPrecopy', 'checkpoint', 'transfer', 'restore', 'total']) assert.equal(typeof m.status?.timings?.[k], 'number', k);
+  for (const k of ['prepareTarget', 'diskPrecopy', 'checkpoint', 'diskRelease', 'diskDelta', 'images', 'transfer', 'restore', 'total']) assert.equal(typeof m.status?.timings?.[k], 'number', k);
   const there = await b.runtime.inspect(uid);
   assert.equal(there.state, 'running');
   assert.equal(there.pid, pid, 'the same processes run on the target');
   assert.deepEqual(readFileSync(b.runtime.diskImagePath(uid)), readFileSync(a.runtime.diskImagePath(uid)), 'the disk arrived intact');
+  // The source froze the dumped VE's disk instead of unmounting it, and thawed and released it after the success.
+  const src = a.runtime.calls.filter((c) => /^(freezeDisk|thawDisk|releaseDisk) /.test(c)).map((c) => c.split(' ')[0]);
+  assert.deepEqual(src, ['freezeDisk', 'thawDisk', 'releaseDisk']);
+  assert.equal(a.runtime.frozen.size, 0, 'nothing left frozen on the source');
+  // The target mounted the complete disk and wired the netns before the restore, while the data streamed.
+  assert.deepEqual(b.runtime.mountedDisk.get(uid), readFileSync(a.runtime.diskImagePath(uid)), 'mounted only once the last block was in');
+  const tgt = b.runtime.calls.map((c) => c.split(' ')[0]);
+  assert.ok(tgt.indexOf('mountIncomingDisk') >= 0 && tgt.indexOf('mountIncomingDisk') < tgt.indexOf('restore'), `target calls: ${tgt.join(', ')}`);
+  assert.ok(tgt.indexOf('prepareRestoreNetwork') >= 0 && tgt.indexOf('prepareRestoreNetwork') < tgt.indexOf('restore'), `target calls: ${tgt.join(', ')}`);
   assert.equal((await a.runtime.inspect(uid)).state, 'absent', 'nothing runs on the source');
 
   // The controller rebinds: the source's copy goes, the target adopts the VE without restarting it.
@@ -139,6 +148,7 @@ test('a restore failure on the target ends Failed with the VE running on the sou
   const home = await a.runtime.inspect(uid);
   assert.equal(home.state, 'running');
   assert.equal(home.pid, pid, 'restored from the dump on the source, not booted afresh');
+  assert.equal(a.runtime.frozen.size, 0, 'the source thawed the disk before restoring onto it');
   await until('target dropped its copy', async () => !b.runtime.incoming.has(uid) && !b.runtime.ves.has(uid));
   assert.equal(existsSync(b.runtime.diskImagePath(uid)), false);
 });
@@ -155,6 +165,7 @@ test('after a source agent restart mid-transfer the VE is rolled back and the mi
   await w.migs.patchStatus('mig1', 'default', { phase: 'Transferring' });
   const imageDir = join(first.stateDir, 'migrations', 'outgoing', 'x', 'images');
   await first.runtime.migration.checkpoint(uid, { imageDir });
+  await first.runtime.migration.freezeDisk!(uid); // crashed with the disk frozen: recovery must thaw it before restoring
   const config = (await first.runtime.inspect(uid)).config;
   await writeMarker(first.stateDir, { namespace: 'default', name: 'mig1', migrationUid: (await w.migs.get('mig1', 'default'))!.metadata.uid, veUid: uid, mode: 'live', dumped: true, imageDir, config });
   assert.equal((await first.runtime.inspect(uid)).state, 'absent');
