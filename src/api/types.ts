@@ -151,6 +151,8 @@ export interface NodeFeatures {
   onlineDiskGrow?: boolean;
   secondLevelQuota?: boolean;
   userNamespaces?: boolean;
+  /** lxcfs serves VE /proc files (meminfo, cpuinfo, ...) with each VE's own limits. */
+  lxcfs?: boolean;
 }
 
 export interface VENodeStatus {

@@ -53,6 +53,8 @@ export interface NodeAgentOptions {
    * address other nodes reach it at.
    */
   migrations?: { client: ResourceClient<VEMigration>; secrets: ResourceClient<KubeObject>; listen?: string; advertise?: string };
+  /** Start and supervise the runtime's node services (lxcfs) [true]; they outlive the agent (teardownNode ends them). */
+  nodeServices?: boolean;
 }
 
 export class NodeAgent {
@@ -64,6 +66,7 @@ export class NodeAgent {
   private registration: NodeRegistration | undefined;
   private templateAgent: TemplateAgent | undefined;
   private migrationAgent: MigrationAgent | undefined;
+  private servicesStarted = false;
   private readonly log: Logger;
 
   constructor(private readonly o: NodeAgentOptions) {
@@ -71,9 +74,17 @@ export class NodeAgent {
   }
 
   async start(): Promise<void> {
+    // lxcfs before any VE is created or adopted (those started from now on read their own figures
+    // in /proc), and before registering (the VENode reports whether it runs). Never fails.
+    if (this.o.nodeServices !== false && this.o.runtime.startNodeServices) {
+      await this.o.runtime.startNodeServices();
+      this.servicesStarted = true;
+    }
     if (this.o.registration) {
       // Register first: the controller places VEs only on nodes that have reported in.
-      this.registration = new NodeRegistration({ ...this.o.registration, nodeName: this.o.nodeName, events: this.o.events, log: this.log });
+      const reg = this.o.registration;
+      const probe = { ...reg.probe, features: async () => ({ ...(await reg.probe.features()), ...(await this.lxcfsFeature()) }) };
+      this.registration = new NodeRegistration({ ...reg, probe, nodeName: this.o.nodeName, events: this.o.events, log: this.log });
       await this.registration.start();
     }
     if (this.o.templates) {
@@ -117,7 +128,10 @@ export class NodeAgent {
     });
     this.loop = new ControllerLoop({ reconciler, log: this.log, workers: this.o.workers ?? 4 });
     const queue = this.loop.queue;
-    this.informer = await this.o.client.inform({ labelSelector: `${NODE_LABEL}=${this.o.nodeName}` }, (_type, obj) => queue.add(objectKey(obj)));
+    // The echo of the reconciler's own write wakes nothing (ve-reconciler.ts isOwnWrite).
+    this.informer = await this.o.client.inform({ labelSelector: `${NODE_LABEL}=${this.o.nodeName}` }, (type, obj) => {
+      if (type === 'DELETED' || !reconciler.isOwnWrite(obj)) queue.add(objectKey(obj));
+    });
     this.loop.start();
     for (const ve of this.informer.list()) queue.add(objectKey(ve));
 
@@ -145,6 +159,13 @@ export class NodeAgent {
     this.orphanTimer = setInterval(() => void this.scanOrphans(), this.o.orphanScanMs ?? 60_000);
     this.orphanTimer.unref();
     this.log.info({ ves: this.informer.list().length }, 'node agent started');
+  }
+
+  /** VENode features.lxcfs: whether the runtime's lxcfs serves VE /proc files (absent for runtimes without node services). */
+  private async lxcfsFeature(): Promise<{ lxcfs?: boolean }> {
+    if (!this.o.runtime.startNodeServices) return {};
+    const f = (await this.o.runtime.nodeFeatures()).lxcfs;
+    return { lxcfs: f?.available ?? false };
   }
 
   /** The migration data channel's address (when listening). */
@@ -182,6 +203,9 @@ export class NodeAgent {
 
   /** Stops watching and reconciling; the VEs keep running. */
   async stop(): Promise<void> {
+    // lxcfs keeps serving the VEs; the next agent adopts it.
+    if (this.servicesStarted) this.o.runtime.releaseNodeServices?.();
+    this.servicesStarted = false;
     this.registration?.stop();
     this.exitWatcher?.stop();
     await this.beancounters?.stop();

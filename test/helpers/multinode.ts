@@ -41,7 +41,7 @@ import { promisify } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { startApiServer, type RunningApiServer } from '../../src/apiserver/index.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { createRuntime } from '../../src/runtime/index.js';
+import { createRuntime, stopNodeServices } from '../../src/runtime/index.js';
 import { kvzBin } from './kvz-up.js';
 import { uniqueSuffix } from './prereq.js';
 
@@ -430,6 +430,8 @@ function helperPath(): string {
 async function destroyNode(stateDir: string, bridge: string, subnet: string): Promise<void> {
   const rt = createRuntime({ stateDir, bridge: { name: bridge, subnet }, log: silentLogger });
   for (const ve of await rt.list()) await rt.destroy(ve.uid, { timeoutMs: 5_000 });
+  // The node's lxcfs (started by its agent, outlives it) and its FUSE mount under the state dir.
+  await stopNodeServices({ stateDir });
   // Leftover mounts under the state dir (templates, a crash half-way), deepest first.
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${stateDir}/`));
   for (const m of mounts.reverse()) await sh('umount', ['-l', m], { allowFail: true });

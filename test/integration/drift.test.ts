@@ -93,7 +93,7 @@ describe('drift correction on a real host', { skip: skip && process.env.CI !== '
     await agent?.stop();
     for (const uid of uids) await runtime.destroy(uid, { timeoutMs: 3_000 }).catch(() => undefined);
     await server?.close();
-    await teardownNode({ bridge });
+    await teardownNode({ bridge, stateDir: join(stateDir, 'node') });
     rmSync(stateDir, { recursive: true, force: true });
   });
 
