@@ -85,13 +85,6 @@ export function checkTarget(i: PreflightInput, ve: VirtualEnvironment, source: V
     if (sf.criuVersion !== tf.criuVersion) {
       out.push({ ok: false, reason: 'CriuVersionMismatch', message: `source has CRIU ${sf.criuVersion ?? '(unknown)'} and target ${name} CRIU ${tf.criuVersion ?? '(unknown)'}; install the same CRIU version on both, or use mode offline` });
     } else out.push({ ok: true, note: `same CRIU version (${tf.criuVersion ?? 'unknown'})` });
-    if (ve.status?.security?.userNamespace) {
-      out.push({
-        ok: false,
-        reason: 'UserNamespaceNotSupported',
-        message: 'checkpoint of VEs in a user namespace is not supported yet (CRIU cannot restore into the VE\'s network namespace from a new user namespace); use mode offline, or a privileged VE (spec.security.userNamespace: false)',
-      });
-    }
   }
   const subnet = target.status?.nodeInfo?.subnet;
   if ((ve.spec.network?.mode ?? 'bridged') === 'bridged' && subnet) {

@@ -6,7 +6,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -17,10 +17,6 @@ import type { NodeFeature } from './types.js';
 /** Where hack/setup.sh installs the CRIU kubevz needs (distributions ship older ones). */
 export const CRIU_PATH = '/usr/local/sbin/criu';
 export const MIN_CRIU: readonly [number, number] = [4, 2];
-
-/** Why a VE with a user namespace is refused (PLATFORM-NOTES, ADR 004). */
-export const USERNS_CHECKPOINT_REASON =
-  'CRIU 4.2 restores a user namespace as a new one and then cannot join the VE\'s network namespace, which its pinned user namespace owns';
 
 /** The CRIU binary: /usr/local/sbin/criu, else the first `criu` on PATH. */
 export function findCriu(env: NodeJS.ProcessEnv = process.env): string | undefined {
@@ -54,7 +50,6 @@ export function versionAtLeast(v: number[], min: readonly number[]): boolean {
 
 /** Whether this node can checkpoint VEs: a CRIU new enough for this kernel. */
 export function checkpointFeature(criu = findCriu()): NodeFeature {
-  const limit = `; VEs with a user namespace cannot be checkpointed (${USERNS_CHECKPOINT_REASON}): run them with spec.security.userNamespace: false to suspend or live-migrate them`;
   if (!criu) return { available: false, reason: `CRIU is not installed (looked at ${CRIU_PATH} and PATH): run hack/setup.sh, which builds CRIU ${MIN_CRIU.join('.')}+` };
   const res = spawnSync(criu, ['--version'], { encoding: 'utf8', timeout: 5_000 });
   const v = parseCriuVersion(`${res.stdout ?? ''}${res.stderr ?? ''}`);
@@ -62,16 +57,7 @@ export function checkpointFeature(criu = findCriu()): NodeFeature {
   if (!versionAtLeast(v, MIN_CRIU)) {
     return { available: false, reason: `${criu} is CRIU ${v.join('.')}; this kernel needs ${MIN_CRIU.join('.')} or newer (older ones fail on the vDSO and on TCP sockets): run hack/setup.sh` };
   }
-  return { available: true, reason: `CRIU ${v.join('.')} at ${criu}${limit}` };
-}
-
-/** The refusal for a VE that has a user namespace; it keeps running. */
-export function usernsRefusal(name: string): KvzError {
-  return checkpointError(
-    `VE ${name} has a user namespace and cannot be checkpointed: ${USERNS_CHECKPOINT_REASON}. It keeps running; to suspend or live-migrate it, recreate it with spec.security.userNamespace: false (or migrate it offline)`,
-    { refused: true },
-    'Unavailable',
-  );
+  return { available: true, reason: `CRIU ${v.join('.')} at ${criu}` };
 }
 
 /**
@@ -82,6 +68,23 @@ export function checkpointError(message: string, details: Record<string, unknown
   return new KvzError(code, message, { cause, details: { reason: 'CheckpointFailed', ...details } });
 }
 
+/**
+ * A VE with a user namespace started before kubevz let runc make its netns (its bundle joins an
+ * agent-made netns by path) would dump with that netns as external, and such images cannot be
+ * restored into a new user namespace: refuse before the dump, while it still runs.
+ */
+export async function checkpointableBundle(bundleConfig: string, name: string): Promise<void> {
+  const spec = JSON.parse(await readFile(bundleConfig, 'utf8').catch(() => '{}')) as { linux?: { namespaces?: { type: string; path?: string }[] } };
+  const ns = spec.linux?.namespaces ?? [];
+  if (ns.some((n) => n.type === 'user') && ns.some((n) => n.type === 'network' && n.path)) {
+    throw checkpointError(
+      `VE ${name} was started with a network namespace made before its user namespace could be checkpointed; it keeps running. Restart it once (stop, then start) and checkpoint it then`,
+      { refused: true },
+      'Unavailable',
+    );
+  }
+}
+
 // ---- per-VE CRIU config ----
 
 export function criuConfigPath(veDir: string): string {
@@ -89,20 +92,110 @@ export function criuConfigPath(veDir: string): string {
 }
 
 /**
- * CRIU options a VE needs, by its init. systemd watches files through inotify on the overlay:
- * CRIU must resolve those handles by scanning (force-irmap), limited to where they are.
+ * CRIU options a VE needs. systemd watches files through inotify on the overlay: CRIU must
+ * resolve those handles by scanning (force-irmap), limited to where they are. A VE with a user
+ * namespace gets its network from the action script (NetnsHandoff) while CRIU restores it.
  */
-export function criuConfigText(flavor: InitFlavor): string {
+export function criuConfigText(flavor: InitFlavor, o: { actionScript?: string } = {}): string {
   const lines = ['# kubevz: CRIU options for this VE (runc reads this file through the org.criu.config annotation)'];
-  if (flavor === 'systemd') lines.push('force-irmap', 'irmap-scan-path /usr/share/dbus-1');
+  if (flavor === 'systemd') lines.push('force-irmap', 'irmap-scan-path /etc', 'irmap-scan-path /usr/share/dbus-1');
+  if (o.actionScript) lines.push(`action-script ${o.actionScript}`);
   return `${lines.join('\n')}\n`;
 }
 
-export async function writeCriuConfig(veDir: string, flavor: InitFlavor): Promise<string> {
+export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { handoffDir?: string } = {}): Promise<string> {
   const path = criuConfigPath(veDir);
-  await writeFile(`${path}.tmp`, criuConfigText(flavor));
+  let actionScript: string | undefined;
+  if (o.handoffDir) {
+    actionScript = join(veDir, 'criu-action.sh');
+    await writeFile(`${actionScript}.tmp`, NetnsHandoff.scriptText(o.handoffDir), { mode: 0o700 });
+    await rename(`${actionScript}.tmp`, actionScript);
+  }
+  await writeFile(`${path}.tmp`, criuConfigText(flavor, { actionScript }));
   await rename(`${path}.tmp`, path);
   return path;
+}
+
+// ---- the network of a VE with a user namespace, during a restore ----
+
+/**
+ * runc always checkpoints with CRIU's `--empty-ns network`, and a VE with a user namespace cannot
+ * be restored into a netns made beforehand (the restored user namespace is a new one that does
+ * not own it: "Can't setns …/net: Operation not permitted"). So CRIU makes an empty netns inside
+ * the new user namespace, and at its `setup-namespaces` step — after the namespaces exist, before
+ * any socket is restored — the VE's action script hands the root task's pid to the agent through
+ * a file in the restore's work dir and waits; the agent pins and wires that netns (CNI, exactly as
+ * for a boot, input held closed) and answers with `netns.done` (or `netns.failed`, which fails the
+ * restore). Files rather than pipes: neither side can be left blocked in an open().
+ */
+export class NetnsHandoff {
+  /** How long the script waits for the agent before it fails the restore. */
+  static readonly TIMEOUT_S = 60;
+
+  constructor(private readonly dir: string) {}
+
+  /** The action script (host /bin/sh, run by CRIU for every action; only setup-namespaces does anything). */
+  static scriptText(dir: string): string {
+    const q = `'${dir.replace(/'/g, `'\\''`)}'`;
+    const ticks = NetnsHandoff.TIMEOUT_S * 100;
+    return `#!/bin/sh
+# kubevz: CRIU action script of one VE (see NetnsHandoff in src/runtime/checkpoint.ts).
+[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] || exit 0
+d=${q}
+[ -d "$d" ] || exit 0
+echo "$CRTOOLS_INIT_PID" > "$d/netns.pid.tmp" && mv "$d/netns.pid.tmp" "$d/netns.pid" || exit 1
+i=0
+while [ ! -e "$d/netns.done" ]; do
+  if [ -e "$d/netns.failed" ] || [ $i -ge ${ticks} ]; then exit 1; fi
+  i=$((i + 1))
+  sleep 0.01
+done
+`;
+  }
+
+  /** Clears markers of an earlier attempt; call before the restore starts. */
+  async reset(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    for (const f of ['netns.pid', 'netns.pid.tmp', 'netns.done', 'netns.failed']) await rm(join(this.dir, f), { force: true });
+  }
+
+  /**
+   * Runs `wire(pid)` when the script asks, while `restoring` (runc restore) runs; resolves or
+   * rejects as the restore does. A failed wiring fails the restore with its own error.
+   */
+  async serve(restoring: Promise<void>, wire: (pid: number) => Promise<void>, signal?: AbortSignal): Promise<void> {
+    let finished = false;
+    const done = restoring.finally(() => {
+      finished = true;
+    });
+    let wireError: unknown;
+    const answer = (async () => {
+      for (let delay = 2; !finished; delay = Math.min(delay * 2, 10)) {
+        if (signal?.aborted) return;
+        const text = await readFile(join(this.dir, 'netns.pid'), 'utf8').catch(() => '');
+        const pid = Number(text.trim());
+        if (text.endsWith('\n') && Number.isInteger(pid) && pid > 0) {
+          try {
+            await wire(pid);
+            await writeFile(join(this.dir, 'netns.done'), '');
+          } catch (err) {
+            wireError = err;
+            await writeFile(join(this.dir, 'netns.failed'), `${(err as Error).message}\n`).catch(() => undefined);
+          }
+          return;
+        }
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    })();
+    try {
+      await done;
+    } catch (err) {
+      await answer;
+      throw wireError ?? err;
+    }
+    await answer;
+    if (wireError) throw wireError;
+  }
 }
 
 // ---- images ----
@@ -113,6 +206,21 @@ export async function prepareImageDir(dir: string): Promise<void> {
   await chmod(dir, 0o700);
   const left = await readdir(dir);
   if (left.length) throw new KvzError('Invalid', `checkpoint image dir ${dir} is not empty (${left.slice(0, 3).join(', ')}…): give a new or empty directory`);
+}
+
+/**
+ * CRIU reads a restore's images partly from the VE's new user namespace, before and after its ids
+ * are mapped: as host root (owner) and as the VE's root (group). So: root:<VE root's host gid>,
+ * dir 0750, files 0640 — still nothing for other users of the host.
+ */
+export async function shareImagesWithVE(dir: string, hostGid: number): Promise<void> {
+  await chown(dir, 0, hostGid);
+  await chmod(dir, 0o750);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    await chown(join(dir, e.name), 0, hostGid);
+    await chmod(join(dir, e.name), 0o640);
+  }
 }
 
 /** Sum of the sizes of the regular files in `dir` (CRIU writes no subdirectories). */

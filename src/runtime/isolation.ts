@@ -5,7 +5,7 @@
 // ownership, exclusive device grants.
 
 import { existsSync } from 'node:fs';
-import { chmod, chown, lchown, lstat, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -13,7 +13,7 @@ import type { Revert } from '../core/revert.js';
 import { run } from './command.js';
 import { DeviceGrants, type ResolvedDevice } from './devices.js';
 import { createUsernsNetns, mountIdmapped, usernsFeature } from './idmap-mount.js';
-import { addNetns, netnsPath } from './netns.js';
+import { addNetns, attachNetns } from './netns.js';
 import { isMounted } from './rootfs.js';
 import type { IdRange, NodeFeature, VEConfig, VESecurityState } from './types.js';
 import { UsernsAllocator, fmt } from './userns.js';
@@ -120,14 +120,46 @@ export class Isolation {
     return this.grants.claim(config.uid, config.name, config.devices ?? []);
   }
 
-  /** The VE's netns: owned by its user namespace (pinned in its dir), or a plain one when privileged. */
-  async addNetns(uid: string, ns: string, revert: Revert, signal?: AbortSignal): Promise<void> {
+  /**
+   * The VE's netns at /run/netns/<ns>. Privileged: a plain one the agent makes. With a user
+   * namespace the netns must be one runc (create) or CRIU (restore) made inside it — CRIU cannot
+   * put restored tasks into a netns owned by a user namespace it did not make — so it is only
+   * pinned here, from the VE's first task `pid`.
+   */
+  async addNetns(uid: string, ns: string, signal?: AbortSignal, pid?: number): Promise<void> {
+    if (pid !== undefined) return attachNetns(ns, pid, signal);
     const sec = await this.state(uid);
-    if (!sec?.uidRange) return addNetns(ns, signal);
+    if (sec?.uidRange) throw new KvzError('Internal', `VE ${uid} has a user namespace: its netns is made by runc or CRIU and pinned from its pid, not made by the agent`);
+    return addNetns(ns, signal);
+  }
+
+  /**
+   * The VE's user namespace pinned in its dir (runc joins it on create), made once with the VE's
+   * range. The helper makes a netns with it, which is not used: it is unmounted at once.
+   */
+  async ensureUsernsPin(uid: string, revert: Revert, signal?: AbortSignal): Promise<string> {
+    const sec = await this.state(uid);
+    const pin = usernsPin(this.veDir(uid));
+    if (!sec?.uidRange) throw new KvzError('Internal', `VE ${uid} has no user namespace to pin`);
+    if (await isMounted(pin)) return pin;
+    const scratch = join(this.veDir(uid), 'userns-netns.tmp');
+    await unmountAll(scratch, signal);
+    revert.add('unmount user namespace pin', () => unmountAll(pin));
+    await createUsernsNetns(this.opts.helper, pin, scratch, sec.uidRange, signal);
+    await unmountAll(scratch, signal);
+    await rm(scratch, { force: true });
+    return pin;
+  }
+
+  /**
+   * After a restore the VE lives in a user namespace CRIU made (same range): the pin follows it,
+   * so the old one is freed and later boots join the VE's current one.
+   */
+  async repinUserns(uid: string, pid: number, signal?: AbortSignal): Promise<void> {
     const pin = usernsPin(this.veDir(uid));
     await unmountAll(pin, signal);
-    revert.add('unmount user namespace pin', () => unmountAll(pin));
-    await createUsernsNetns(this.opts.helper, pin, netnsPath(ns), sec.uidRange, signal);
+    await writeFile(pin, '', { flag: 'a' });
+    await run('mount', ['--bind', `/proc/${pid}/ns/user`, pin], { signal });
   }
 
   /** The overlay's lower: the template itself (privileged), or its idmapped mount in the VE's dir. */

@@ -4,7 +4,7 @@
 // restore sets up exactly what a boot does and undoes it the same way on failure.
 
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import {
@@ -15,10 +15,14 @@ import {
   criuLogTail,
   dirBytes,
   prepareImageDir,
-  usernsRefusal,
+  shareImagesWithVE,
+  checkpointableBundle,
+  NetnsHandoff,
 } from './checkpoint.js';
 import { CNI_IFNAME } from './cni.js';
-import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, isImageMounted, unmountImage } from './disk-image.js';
+import { run } from './command.js';
+import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, imageFsBytes, imageInodes, isImageMounted, mountImage, readDiskRecord, unmountImage, writeDiskRecord } from './disk-image.js';
+import { detachLoops } from './loop.js';
 import { containerId } from './names.js';
 import { netnsPath } from './netns.js';
 import { rootfsPaths, unmountRootfs } from './rootfs.js';
@@ -40,8 +44,8 @@ export class VEMigration implements VEMigrationRuntime {
 
   /** The dump itself; the caller holds the VE's lock and knows it runs. */
   async dump(uid: string, opts: CheckpointOptions, name = uid): Promise<CheckpointResult> {
-    if ((await this.rt.securityOf(uid))?.userNamespace) throw usernsRefusal(name);
     const id = containerId(uid);
+    await checkpointableBundle(join(this.rt.bundleDir(uid), 'config.json'), name);
     await prepareImageDir(opts.imageDir);
     const work = this.rt.criuWorkDir(uid, 'dump');
     await rm(work, { recursive: true, force: true });
@@ -86,7 +90,6 @@ export class VEMigration implements VEMigrationRuntime {
       if (st && st.status !== 'stopped') {
         throw new KvzError('Conflict', `VE ${config.name} already has a container here (state ${st.status}); it cannot be restored over it`);
       }
-      if ((await this.rt.securityOf(config.uid))?.userNamespace) throw usernsRefusal(config.name);
       if (!existsSync(imageDir)) throw new KvzError('NotFound', `checkpoint images ${imageDir} do not exist`);
       if (st) await this.rt.deleteStopped(id, signal);
       const t0 = performance.now();
@@ -96,14 +99,21 @@ export class VEMigration implements VEMigrationRuntime {
     });
   }
 
-  /** `runc restore` from the written bundle, then the addresses announced; inside bringUp's Revert. */
-  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal): Promise<void> {
+  /**
+   * `runc restore` from the written bundle, then the addresses announced; inside bringUp's Revert.
+   * A VE with a user namespace gets its netns wired by `userns.wire` while CRIU restores it (NetnsHandoff).
+   */
+  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal, userns?: { hostGid: number; wire: (pid: number) => Promise<void> }): Promise<void> {
     const { uid } = config;
     const work = this.rt.criuWorkDir(uid, 'restore');
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
+    const handoff = userns ? new NetnsHandoff(this.rt.handoffDir(uid)) : undefined;
+    if (userns) await shareImagesWithVE(imageDir, userns.hostGid);
+    await handoff?.reset();
     try {
-      await this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal });
+      const restoring = this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal });
+      await (handoff && userns ? handoff.serve(restoring, userns.wire, signal) : restoring);
     } catch (err) {
       const tail = await criuLogTail(join(work, 'restore.log'));
       throw checkpointError(
@@ -152,12 +162,67 @@ export class VEMigration implements VEMigrationRuntime {
       await this.rt.ensureTemplate(config.template, undefined, { signal });
       const disk = diskPaths(dir);
       if (await isImageMounted(disk)) throw new KvzError('Conflict', `VE ${config.name}'s disk is mounted on this node; it cannot be received here`);
+      // A loop device still backed by an image of this name (a crash mid-way before) goes now, so
+      // mountIncomingDisk need not look for one during the downtime.
+      await detachLoops(disk.image, signal).catch(() => undefined);
       await createEmptyImage(disk, config.disk?.sizeBytes ?? DEFAULT_DISK_BYTES);
       const file = join(dir, 'config.json');
       await writeFile(`${file}.tmp`, `${JSON.stringify(config, null, 2)}\n`);
       await rename(`${file}.tmp`, file);
       log.info({ image: disk.image }, 'incoming VE prepared');
     });
+  }
+
+  /**
+   * After a dump: the VE's filesystem frozen (fsfreeze) rather than unmounted, so the image file is
+   * consistent to read and mounts cleanly elsewhere (a frozen ext4 has its journal flushed), in one
+   * command instead of two unmounts and a loop look-up — and a rollback only thaws it. The VE must
+   * not run (the caller has just dumped it: no `runc state` look-up during the downtime). thawDisk
+   * undoes it; a frozen disk must be thawed before it is unmounted or written.
+   */
+  freezeDisk(uid: string, signal?: AbortSignal): Promise<void> {
+    return this.rt.withVE(uid, async () => {
+      const disk = diskPaths(this.rt.veDir(uid));
+      if (!(await isImageMounted(disk))) return; // not mounted: the image file is already at rest
+      await run('fsfreeze', ['--freeze', disk.mount], { signal });
+    });
+  }
+
+  /** Thaws what freezeDisk froze; a disk that is not frozen or not mounted is fine. */
+  async thawDisk(uid: string, signal?: AbortSignal): Promise<void> {
+    const disk = diskPaths(this.rt.veDir(uid));
+    if (!(await isImageMounted(disk))) return;
+    const res = await run('fsfreeze', ['--unfreeze', disk.mount], { signal, allowFailure: true });
+    // EINVAL: it was not frozen.
+    if (res.exitCode !== 0 && !/Invalid argument/i.test(res.stderr)) {
+      throw new KvzError('CommandFailed', `could not thaw the disk of VE ${uid} (fsfreeze --unfreeze ${disk.mount}): ${res.stderr.trim()}`);
+    }
+  }
+
+  /**
+   * Target side, once the last disk block arrived: the incoming image mounted (loop, ext4) and its
+   * record written, so the restore only adds the overlay. prepareIncoming detached any loop device
+   * of the image, so no `losetup -j` look-up is needed.
+   */
+  mountIncomingDisk(uid: string, signal?: AbortSignal): Promise<void> {
+    return this.rt.withVE(uid, async () => {
+      const disk = diskPaths(this.rt.veDir(uid));
+      if (await isImageMounted(disk)) return;
+      if (!(await readDiskRecord(disk))) {
+        await writeDiskRecord(disk, { sizeBytes: (await imageFsBytes(disk.image)) ?? (await stat(disk.image)).size, inodes: await imageInodes(disk.image) });
+      }
+      await mountImage(disk, { signal, fresh: true });
+    });
+  }
+
+  /**
+   * Target side, once the source has dumped the VE (its netns is off the LAN there): the VE's netns
+   * wired with input held, so the restore finds it ready. Skipped for a VE whose netns the restore
+   * makes itself (user namespace).
+   */
+  async prepareRestoreNetwork(config: VEConfig, signal?: AbortSignal): Promise<void> {
+    if (config.security?.uidRange || (await this.rt.securityOf(config.uid))?.uidRange) return;
+    await this.rt.prepareRestoreNetwork(config, signal);
   }
 
   async abortIncoming(uid: string): Promise<void> {

@@ -36,6 +36,11 @@ export async function addNetns(name: string, signal?: AbortSignal): Promise<void
   await run('ip', ['netns', 'add', name], { signal });
 }
 
+/** Pins the network namespace of a running process as /run/netns/<name> (made by runc or CRIU). */
+export async function attachNetns(name: string, pid: number, signal?: AbortSignal): Promise<void> {
+  await run('ip', ['netns', 'attach', name, String(pid)], { signal });
+}
+
 /** Removes the netns; a missing one is fine. */
 export async function deleteNetns(name: string, signal?: AbortSignal): Promise<void> {
   if (!netnsExists(name)) return;

@@ -1,5 +1,6 @@
 // The OCI runtime spec (config.json) for a system container: the template's init as PID 1 in
-// its own pid/mount/uts/ipc/cgroup namespaces, an agent-made network namespace joined by path,
+// its own pid/mount/uts/ipc/cgroup namespaces, an agent-made network namespace joined by path
+// (privileged) or a new one inside the VE's user namespace,
 // a capability set fit for a full distribution minus the host-dangerous ones, a device
 // allow-list (devices.ts), a seccomp profile (seccomp.ts), by default a user namespace joined by
 // path (idmap-mount.ts), and the VE's limits. Pure: everything host-specific comes in as parameters.
@@ -28,8 +29,12 @@ export interface OciSpecInput {
   config: VEConfig;
   /** Absolute path of the VE's mounted root. */
   rootfs: string;
-  /** Absolute path of the VE's network namespace (/run/netns/<id>). */
-  netnsPath: string;
+  /**
+   * Absolute path of the VE's network namespace (/run/netns/<id>) to join; undefined = a new one
+   * (runc makes it on create, CRIU on restore) inside the VE's user namespace: CRIU can only put a
+   * VE with a user namespace back into a netns it made itself (ADR 004).
+   */
+  netnsPath?: string;
   cgroupsPath: string;
   /** Init argv inside the VE. */
   init: string[];
@@ -38,12 +43,26 @@ export interface OciSpecInput {
   resourceOptions?: OciResourceOptions;
   /** What the template's init needs (template meta.json); default: a plain init stopped with TERM. */
   boot?: BootProfile;
-  /** The VE's user namespace (pinned at `path`, owning the netns) and its host id range; undefined = privileged mode. */
-  userns?: { path: string; range: IdRange };
+  /**
+   * The VE's user namespace and its host id range; undefined = privileged mode. `path`: the pinned
+   * namespace runc joins on create; none on restore, where CRIU makes it anew from the images.
+   */
+  userns?: { path?: string; range: IdRange };
   /** Host devices granted to the VE (devices.ts, already checked exclusive). */
   devices?: ResolvedDevice[];
   /** The VE's own CRIU config file (checkpoint.ts); runc reads it on checkpoint and restore. */
   criuConfig?: string;
+  /** Node files bound over the VE's /proc (and /sys) files: lxcfs's (lxcfs.ts); undefined = the VE's own. */
+  procBinds?: { source: string; destination: string }[];
+}
+
+/**
+ * Binds come after /proc and /sys are mounted (they land on those files). runc (and CRIU, which
+ * gets them as external mounts on checkpoint and restore) accepts binds over /proc only for
+ * lxcfs's files. nosuid/nodev/noexec as the host's lxcfs mount has them.
+ */
+function procBindMounts(binds: { source: string; destination: string }[] | undefined): Mount[] {
+  return (binds ?? []).map((b) => ({ destination: b.destination, type: 'bind', source: b.source, options: ['bind', 'nosuid', 'nodev', 'noexec'] }));
 }
 
 /** runc's per-container CRIU config file annotation (instead of the host-wide /etc/criu/runc.conf). */
@@ -166,6 +185,7 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
       { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
       { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'] },
       { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=755', 'size=65536k'] },
+      ...procBindMounts(input.procBinds),
     ],
     annotations: {
       'io.kubevz.uid': config.uid,
@@ -180,9 +200,9 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
         { type: 'uts' },
         { type: 'ipc' },
         { type: 'cgroup' },
-        { type: 'network', path: input.netnsPath },
-        // Joined, not made: the agent made it with the netns, so the VE's root owns its network.
-        ...(input.userns ? [{ type: 'user', path: input.userns.path }] : []),
+        input.netnsPath ? { type: 'network', path: input.netnsPath } : { type: 'network' },
+        // Joined on create (the agent pinned it), so a netns made after it is owned by the VE's root.
+        ...(input.userns ? [input.userns.path ? { type: 'user', path: input.userns.path } : { type: 'user' }] : []),
       ],
       cgroupsPath: input.cgroupsPath,
       resources: { ...ociResources(config.limits, input.resourceOptions), devices: deviceRules(input.devices ?? []) },

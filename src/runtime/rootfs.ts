@@ -68,7 +68,9 @@ export async function mountsUnder(dir: string): Promise<string[]> {
 export async function mountRootfs(lower: string, p: RootfsPaths, signal?: AbortSignal): Promise<boolean> {
   if (await isMounted(p.target)) return false;
   await Promise.all([mkdir(p.target, { recursive: true }), mkdir(p.upper, { recursive: true }), mkdir(p.work, { recursive: true })]);
-  await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${p.upper},workdir=${p.work}`, p.target], { signal });
+  // xino=on: every file reports the overlay's st_dev (and a unique st_ino), which is what inotify
+  // watches name; without it CRIU cannot resolve systemd's watch on /etc/localtime (ADR 004).
+  await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${p.upper},workdir=${p.work},xino=on`, p.target], { signal });
   return true;
 }
 

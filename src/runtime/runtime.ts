@@ -3,7 +3,7 @@
 // what differs, and records the config it applied, so a repeat after a crash completes or
 // redoes the work. Multi-step changes run under a Revert.
 
-import { rename, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chown, rename, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
@@ -22,15 +22,16 @@ import { UsageReader } from './usage.js';
 import { cgroupPath, containerId, macAddress } from './names.js';
 import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
 import { VEMigration } from './migration.js';
-import { SuspendCheckpoints, checkpointFeature, findCriu, holdInput, usernsRefusal, writeCriuConfig } from './checkpoint.js';
-import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
+import { SuspendCheckpoints, checkpointFeature, findCriu, holdInput, writeCriuConfig } from './checkpoint.js';
+import { deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
-import { Isolation, usernsPin } from './isolation.js';
+import { Isolation } from './isolation.js';
 import { DEFAULT_IDMAP_HELPER } from './idmap-mount.js';
 import { cloneImage } from './clone.js';
 import { diskPaths, diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
 import { ensureRootfs, growRunning, isMounted, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
 import { run } from './command.js';
+import { Lxcfs, stopNodeServices } from './lxcfs.js';
 import { Runc, type RuncState } from './runc.js';
 import { TemplateCache, type EnsureTemplateOptions, type TemplateInfo } from './templates.js';
 import type { InitProfile, TemplateRecipe } from './template-recipe.js';
@@ -158,6 +159,8 @@ export interface HostRuntimeOptions extends RuntimeOptions {
   cgroupRoot?: string;
   /** CRIU binary; default /usr/local/sbin/criu, else PATH. */
   criuBinary?: string;
+  /** lxcfs binary [lxcfs on PATH] and how often its supervisor checks it [2000 ms]. */
+  lxcfs?: { binary?: string; checkMs?: number };
 }
 
 /** What a bring-up does after the bundle: boot init, or restore CRIU images. */
@@ -177,6 +180,8 @@ export class HostRuntime implements VERuntime {
   private readonly vesDir: string;
   private readonly isolation: Isolation;
   readonly migration: VEMigration;
+  /** The node's lxcfs, once startNodeServices() ran (lxcfs.ts). */
+  private lxcfs: Lxcfs | undefined;
 
   constructor(private readonly opts: HostRuntimeOptions) {
     this.log = opts.log;
@@ -212,6 +217,10 @@ export class HostRuntime implements VERuntime {
   /** Where CRIU writes its logs and work files for one operation ('dump', 'restore'). */
   criuWorkDir(uid: string, what: string): string {
     return join(this.veDir(uid), 'criu-work', what);
+  }
+  /** Where a restore's CRIU action script and the agent meet to wire the VE's new netns (NetnsHandoff). */
+  handoffDir(uid: string): string {
+    return join(this.veDir(uid), 'criu-handoff');
   }
   suspendCheckpoints(uid: string): SuspendCheckpoints {
     return new SuspendCheckpoints(this.veDir(uid));
@@ -346,12 +355,13 @@ export class HostRuntime implements VERuntime {
       const security = await this.isolation.resolve(config, existedBefore, log);
       const devices = await this.isolation.claimDevices(config);
       const template = await this.templates.ensure(config.template, undefined, { signal });
-      if (template.init.flavor === 'systemd' && security.userNamespace) {
-        // systemd in a user namespace on a v1 host needs its cgroup dirs chowned between create and
-        // start (PLATFORM-NOTES); until that exists, refuse clearly instead of a VE that dies at boot.
-        throw new KvzError('Unavailable', `template ${config.template} boots systemd, which kubevz cannot yet run in a user namespace; set spec.security.userNamespace: false for VE ${config.name}`);
-      }
+      // systemd manages its own cgroup tree: in a user namespace its root must own the VE's cgroup
+      // dirs, between create and start, and again after a restore (CRIU makes them as host root).
+      const delegate = template.init.flavor === 'systemd' && security.uidRange ? security.uidRange.hostId : undefined;
       const lower = await this.isolation.lower(template.rootfs, uid, security, revert, signal);
+      // With a user namespace the VE's netns is made by runc (create) or CRIU (restore) inside it
+      // and wired once it exists; whatever netns it had before goes.
+      const ownNetns = security.uidRange !== undefined;
       lap('template');
 
       const paths = rootfsPaths(this.veDir(uid));
@@ -378,37 +388,52 @@ export class HostRuntime implements VERuntime {
           await this.isolation.ownUpper(paths.upper, paths.target, security, ['etc', 'etc/hostname', 'etc/hosts', 'etc/resolv.conf']);
         })(),
         // A restore's new netns takes no packets until the VE's sockets are back (holdInput).
-        this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore' }).then(() => (how.kind === 'restore' ? undefined : this.wakeHostLink(uid, signal))),
+        ownNetns
+          ? this.teardownNetwork(uid, signal)
+          : this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore' }).then(() => (how.kind === 'restore' ? undefined : this.wakeHostLink(uid, signal))),
       ]);
       lap('rootfsAndNetwork');
 
       await this.checkCpuset(config.limits);
-      const names = await this.netNames(uid);
-      if (!names) throw new KvzError('Internal', `VE ${uid} has no network names after its network was set up`);
-      const criuConfig = await writeCriuConfig(this.veDir(uid), template.init.flavor);
+      const names = ownNetns ? undefined : await this.netNames(uid);
+      if (!ownNetns && !names) throw new KvzError('Internal', `VE ${uid} has no network names after its network was set up`);
+      // runc joins the pinned user namespace on create; a restore makes it anew from the images.
+      const pin = ownNetns && how.kind === 'boot' ? await this.isolation.ensureUsernsPin(uid, revert, signal) : undefined;
+      const criuConfig = await writeCriuConfig(this.veDir(uid), template.init.flavor, { handoffDir: ownNetns ? this.handoffDir(uid) : undefined });
+      const procBinds = how.kind === 'restore' ? await this.lxcfs?.restoreBinds() : await this.lxcfs?.bootBinds(log);
       const spec = buildOciSpec({
+        procBinds,
         criuConfig,
         resourceOptions: { device: blockDeviceOf(paths.upper) },
         config,
         rootfs: paths.target,
-        netnsPath: netnsPath(names.netns),
+        netnsPath: names ? netnsPath(names.netns) : undefined,
         cgroupsPath: cgroupPath(uid),
         init: template.init.command,
         boot: this.bootProfile(template.init),
         host: hostInfo(),
-        userns: security.uidRange ? { path: usernsPin(this.veDir(uid)), range: security.uidRange } : undefined,
+        userns: security.uidRange ? { path: pin, range: security.uidRange } : undefined,
         devices,
       });
       await writeJsonAtomic(join(this.bundleDir(uid), 'config.json'), spec);
 
       revert.add('delete container', () => this.forceDelete(id));
       lap('bundle');
+      const wire = (pid: number) => this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore', attachPid: pid });
       if (how.kind === 'restore') {
-        await this.migration.runRestore(config, how.imageDir, signal);
+        await this.migration.runRestore(config, how.imageDir, signal, security.uidRange ? { hostGid: security.uidRange.hostId, wire } : undefined);
         lap('runcRestore');
+        if (ownNetns) await this.isolation.repinUserns(uid, await this.initPid(id, signal), signal);
+        if (delegate !== undefined) await this.delegateCgroup(uid, delegate);
       } else {
         await this.runc.create(id, this.bundleDir(uid), { signal });
         lap('runcCreate');
+        if (ownNetns) {
+          await wire(await this.initPid(id, signal));
+          await this.wakeHostLink(uid, signal);
+          lap('network');
+        }
+        if (delegate !== undefined) await this.delegateCgroup(uid, delegate);
         await this.runc.start(id, signal);
         lap('runcStart');
       }
@@ -431,7 +456,6 @@ export class HostRuntime implements VERuntime {
         if (!st && (await this.suspendCheckpoints(uid).newest())) return 'unchanged';
         throw new KvzError('Conflict', `VE ${applied?.name ?? uid} is not running (state ${runState(st)}); only a running VE can be suspended`);
       }
-      if ((await this.isolation.state(uid))?.userNamespace) throw usernsRefusal(applied?.name ?? uid);
       if (st.status === 'paused') await this.runc.resume(id, signal);
       const store = this.suspendCheckpoints(uid);
       const { name, path } = await store.create();
@@ -471,7 +495,6 @@ export class HostRuntime implements VERuntime {
     const store = this.suspendCheckpoints(config.uid);
     const cp = await store.newest();
     if (!cp) throw new KvzError('NotFound', `VE ${config.name} has no suspend checkpoint`);
-    if ((await this.isolation.state(config.uid))?.userNamespace) throw usernsRefusal(config.name);
     await this.bringUp(config, applied, { kind: 'restore', imageDir: cp.path }, signal);
     await store.removeAll();
     this.veLog(config.uid, config.name).info({ checkpoint: cp.name }, 'VE resumed from its suspend checkpoint');
@@ -615,7 +638,50 @@ export class HostRuntime implements VERuntime {
   }
 
   async nodeFeatures(): Promise<Record<string, NodeFeature>> {
-    return { ...this.features() };
+    return { ...this.features(), lxcfs: this.lxcfs?.feature() ?? { available: false, reason: 'lxcfs is not started on this node (the node agent starts it)' } };
+  }
+
+  // ---- node services (lxcfs) ----
+
+  /** Starts or adopts the node's lxcfs and supervises it; VEs started from now on get its /proc files. Never fails: VEs run without it. */
+  async startNodeServices(): Promise<void> {
+    this.lxcfs ??= new Lxcfs({
+      stateDir: this.opts.stateDir,
+      helper: this.opts.idmapHelper ?? DEFAULT_IDMAP_HELPER,
+      binary: this.opts.lxcfs?.binary,
+      checkMs: this.opts.lxcfs?.checkMs,
+      log: this.log,
+      eachRunningVE: (fn) => this.eachRunningVE(fn),
+    });
+    await this.lxcfs.start();
+  }
+
+  /** Stops supervising; lxcfs keeps serving running VEs (teardownNode with stateDir ends it). */
+  releaseNodeServices(): void {
+    this.lxcfs?.release();
+  }
+
+  /** The node's lxcfs supervisor (tests: its pid). */
+  get lxcfsSupervisor(): Lxcfs | undefined {
+    return this.lxcfs;
+  }
+
+  /**
+   * fn(uid, init pid) for each running or paused VE of this runtime (one `runc list`), under the
+   * VE's lock, a few at a time (one VE busy in a long operation does not hold up the others).
+   */
+  private async eachRunningVE(fn: (uid: string, pid: number) => Promise<void>): Promise<void> {
+    const todo = (await this.runc.list())
+      .filter((c) => c.pid > 0 && (c.status === 'running' || c.status === 'paused') && c.annotations?.['io.kubevz.uid'])
+      .map((c) => ({ uid: c.annotations!['io.kubevz.uid']!, pid: c.pid }));
+    const worker = async () => {
+      for (let ve = todo.shift(); ve; ve = todo.shift()) {
+        const { uid, pid } = ve;
+        // Stopped or restarted meanwhile: a new start has its binds fresh from the bundle.
+        await this.mutex.run(uid, async () => (pidGone(pid) ? undefined : fn(uid, pid)));
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
   }
 
   private featureCache: Record<string, NodeFeature> | undefined;
@@ -778,6 +844,46 @@ export class HostRuntime implements VERuntime {
     if (up) await rm(marker, { force: true });
   }
 
+  /**
+   * Hands the VE's cgroup tree to its root (host id `owner`): every directory and file under the
+   * VE's cgroup in the hierarchies systemd writes — `name=systemd` and `unified` on v1, the one
+   * tree on v2. Controllers' limits stay the host's: on v1 those are other hierarchies; on v2 the
+   * limit files of the VE's own cgroup directory stay root's.
+   */
+  private async delegateCgroup(uid: string, owner: number): Promise<void> {
+    const root = this.opts.cgroupRoot ?? '/sys/fs/cgroup';
+    const tops = this.cgroup.version === 'v1'
+      ? [join(root, 'systemd', cgroupPath(uid)), join(root, 'unified', cgroupPath(uid))]
+      : [join(root, cgroupPath(uid))];
+    const delegated = /^(cgroup\.(procs|threads|subtree_control)|tasks|notify_on_release|cgroup\.clone_children)$/;
+    const walk = async (dir: string, top: boolean): Promise<void> => {
+      await chown(dir, owner, owner);
+      for (const e of await readdir(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) await walk(p, false);
+        else if (!top || this.cgroup.version === 'v1' || delegated.test(e.name)) await chown(p, owner, owner).catch(() => undefined);
+      }
+    };
+    for (const t of tops) if (existsSync(t)) await walk(t, true);
+  }
+
+  /** The host pid of a container's init (created or restored). */
+  private async initPid(id: string, signal?: AbortSignal): Promise<number> {
+    const st = await this.runc.state(id, signal);
+    if (!st || st.pid <= 0) throw new KvzError('Internal', `container ${id} has no init process (state ${runState(st)})`);
+    return st.pid;
+  }
+
+  /**
+   * Migration target (VEMigration.prepareRestoreNetwork): the VE's netns wired now, input held as
+   * for a restore, so the restore's bringUp finds it intact and skips it. Undone on failure.
+   */
+  async prepareRestoreNetwork(config: VEConfig, signal?: AbortSignal): Promise<void> {
+    await this.mutex.run(config.uid, () => Revert.run(this.veLog(config.uid, config.name), async (revert) => {
+      await this.ensureNetwork(config, await this.appliedConfig(config.uid), revert, signal, { holdInput: true });
+    }));
+  }
+
   /** A boot over a network left down by a dump brings it up again. */
   private async wakeHostLink(uid: string, signal?: AbortSignal): Promise<void> {
     if (existsSync(join(this.veDir(uid), 'link-down'))) await this.setHostLink(uid, true, signal);
@@ -795,15 +901,17 @@ export class HostRuntime implements VERuntime {
    * The VE's netns wired to the node bridge. Reused when it is complete and has the same
    * addresses; anything partial (crash half-way) is torn down and redone.
    */
-  private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal, opts: { holdInput?: boolean } = {}): Promise<void> {
+  private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal, opts: { holdInput?: boolean; attachPid?: number } = {}): Promise<void> {
     const { uid } = config;
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
-    if (stored && (await this.networkIntact(uid)) && stored.addresses.join(',') === config.addresses.join(',') && (stored.mode ?? 'bridged') === modeOf(config)) return;
+    const reusable = opts.attachPid === undefined && stored && (await this.networkIntact(uid));
+    if (reusable && stored.addresses.join(',') === config.addresses.join(',') && (stored.mode ?? 'bridged') === modeOf(config)) return;
     if (applied || stored || (await this.netNames(uid))) await this.teardownNetwork(uid, signal);
     // Names chosen (and recorded) now: another runtime on this host may hold the primary ones.
     const { netns: ns, veth } = await chooseNetNames(this.veDir(uid), uid, this.opts.stateDir);
 
-    await this.isolation.addNetns(uid, ns, revert, signal);
+    // attachPid: the netns of the VE's first task (made by runc or CRIU), pinned under the name.
+    await this.isolation.addNetns(uid, ns, signal, opts.attachPid);
     revert.add('delete netns', () => deleteNetns(ns));
     const path = netnsPath(ns);
     if (opts.holdInput) await holdInput(path, signal);
@@ -894,10 +1002,13 @@ export class HostRuntime implements VERuntime {
 
 /**
  * Removes node-level network objects the runtime made (the bridge, only when kubevz created it:
- * an existing bridge the VEs were attached to stays) and the empty cgroup parent. For tests and
+ * an existing bridge the VEs were attached to stays), the empty cgroup parent and, given the
+ * runtime's stateDir, the node's lxcfs (lxcfs.ts: its mount and process). For tests and
  * node decommissioning; VEs must be destroyed first.
  */
-export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; signal?: AbortSignal }): Promise<void> {
+export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; signal?: AbortSignal; stateDir?: string }): Promise<void> {
+  // The node's lxcfs (when stateDir is given): it outlives agent restarts, only a teardown ends it.
+  if (opts.stateDir) await stopNodeServices({ stateDir: opts.stateDir });
   await deleteManagedBridge(opts.bridge, opts.signal);
   const root = opts.cgroupRoot ?? '/sys/fs/cgroup';
   for (const c of V1_CONTROLLERS) {

@@ -229,6 +229,16 @@ export interface VEMigrationRuntime {
    */
   prepareIncoming(config: VEConfig, signal?: AbortSignal): Promise<void>;
   abortIncoming(uid: string): Promise<void>;
+  /**
+   * Live-migration speed-ups, all optional (a runtime without them takes the plain path):
+   * freezeDisk makes a dumped VE's image consistent without unmounting it (thawDisk undoes it,
+   * before any restore or release here); on the target, mountIncomingDisk mounts the filled image
+   * and prepareRestoreNetwork wires the VE's netns (input held) ahead of `restore`.
+   */
+  freezeDisk?(uid: string, signal?: AbortSignal): Promise<void>;
+  thawDisk?(uid: string, signal?: AbortSignal): Promise<void>;
+  mountIncomingDisk?(uid: string, signal?: AbortSignal): Promise<void>;
+  prepareRestoreNetwork?(config: VEConfig, signal?: AbortSignal): Promise<void>;
 }
 
 /**
@@ -283,6 +293,14 @@ export interface VERuntime {
   /** Restores the newest suspend checkpoint ('unchanged' when already running). A failed restore leaves the checkpoint. */
   resume(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult>;
   readonly migration: VEMigrationRuntime;
+  /**
+   * Starts (or adopts) the node services VEs rely on — lxcfs, for the VE's own figures in /proc —
+   * and supervises them: a dead one is restarted and put back into running VEs. Never fails (VEs
+   * run without them; nodeFeatures().lxcfs says why). Optional: runtimes without node services.
+   */
+  startNodeServices?(): Promise<void>;
+  /** Stops supervising; the services keep serving running VEs (only teardownNode ends them). */
+  releaseNodeServices?(): void;
 }
 
 export interface RuntimeOptions {

@@ -4,9 +4,10 @@
 // freed with the VE's directory; a range carried in the config (migration) is kept if free.
 
 import { createHash } from 'node:crypto';
-import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
+import { containerId } from './names.js';
 import type { IdRange } from './types.js';
 
 /** Ids per VE: a full 16-bit uid space, what distributions expect (nobody = 65534). */
@@ -33,24 +34,55 @@ export function parseIdMap(text: string): IdRange[] {
   return out;
 }
 
-/** Host ranges of every live user namespace (any tool, any agent): /proc/PID/uid_map. */
-export async function liveHostRanges(procRoot = '/proc'): Promise<IdRange[]> {
+/**
+ * Host ranges of every live user namespace (any tool, any agent): /proc/PID/uid_map. The user
+ * namespace of the container `exceptContainer` (any process of it found by its cgroup, and every
+ * process in that namespace, such as a `runc exec` not yet in the cgroup) is left out: the same
+ * VE running under another agent of this host is the source of its own incoming migration, whose
+ * range it keeps.
+ */
+export async function liveHostRanges(procRoot = '/proc', exceptContainer?: string): Promise<IdRange[]> {
   const pids = (await readdir(procRoot).catch(() => [] as string[])).filter((d) => /^\d+$/.test(d));
+  const procs = (
+    await Promise.all(
+      pids.map(async (pid) => {
+        const dir = join(procRoot, pid);
+        const ranges = parseIdMap(await readFile(join(dir, 'uid_map'), 'utf8').catch(() => ''));
+        // A zombie holds no namespace anyone can use: a VE's init killed by a dump lingers until
+        // the host's PID 1 reaps it, and its range must be free for the VE's restore.
+        if (!ranges.length || (await isZombie(dir))) return undefined;
+        const userns = await readlink(join(dir, 'ns', 'user')).catch(() => '');
+        const own = exceptContainer !== undefined && (await inContainer(dir, exceptContainer));
+        const comm = (await readFile(join(dir, 'comm'), 'utf8').catch(() => '')).trim();
+        return { ranges, userns, own, pid, comm };
+      }),
+    )
+  ).filter((p) => p !== undefined);
+  const ownNs = new Set(procs.filter((p) => p.own && p.userns).map((p) => p.userns));
   const seen = new Set<string>();
-  const out: IdRange[] = [];
-  await Promise.all(
-    pids.map(async (pid) => {
-      const text = await readFile(join(procRoot, pid, 'uid_map'), 'utf8').catch(() => '');
-      for (const r of parseIdMap(text)) {
-        const key = `${r.hostId}:${r.size}`;
-        if (!seen.has(key)) {
-          seen.add(key);
-          out.push(r);
-        }
+  const out: (IdRange & { heldBy?: string })[] = [];
+  for (const p of procs) {
+    if (p.own || ownNs.has(p.userns)) continue;
+    for (const r of p.ranges) {
+      const key = `${r.hostId}:${r.size}`;
+      if (!seen.has(key)) {
+        seen.add(key);
+        out.push({ ...r, heldBy: `pid ${p.pid} (${p.comm})` });
       }
-    }),
-  );
+    }
+  }
   return out;
+}
+
+/** Whether the process's cgroup (any hierarchy) is the container's own: …/<id>. */
+async function inContainer(procDir: string, id: string): Promise<boolean> {
+  const text = await readFile(join(procDir, 'cgroup'), 'utf8').catch(() => '');
+  return text.split('\n').some((l) => l.endsWith(`/${id}`));
+}
+
+async function isZombie(procDir: string): Promise<boolean> {
+  const stat = await readFile(join(procDir, 'stat'), 'utf8').catch(() => '');
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
 }
 
 /** The VE's first slot to try: a hash of its uid, so agents sharing a host rarely probe the same slots. */
@@ -79,8 +111,8 @@ export function validRange(r: IdRange): boolean {
 export interface UsernsAllocatorOptions {
   /** ves/ of the agent's state dir: one directory per VE uid. */
   vesDir: string;
-  /** Live user-namespace ranges on the host (default: /proc/PID/uid_map); injectable for tests. */
-  liveRanges?: () => Promise<IdRange[]>;
+  /** Live user-namespace ranges on the host but the VE's own (default: /proc/PID/uid_map); injectable for tests. */
+  liveRanges?: (uid: string) => Promise<IdRange[]>;
 }
 
 /**
@@ -119,13 +151,22 @@ export class UsernsAllocator {
       }
       return { range: have, allocated: false };
     }
-    const taken = [...(await this.recordedOthers(uid)).map((o) => o.range), ...(await (this.opts.liveRanges ?? liveHostRanges)())];
+    const recorded = (await this.recordedOthers(uid)).map((o) => o.range);
+    const live = () => (this.opts.liveRanges ?? ((u: string) => liveHostRanges('/proc', containerId(u))))(uid);
+    let taken = [...recorded, ...(await live())];
     let range: IdRange;
     if (want) {
       if (!validRange(want)) throw new KvzError('Invalid', `host id range ${fmt(want)} is not a valid range`);
+      // A process seen in the range may be a passing one (a helper's throw-away user namespace, a
+      // process exiting): a kept range is looked at again a few times before it is refused.
+      for (let i = 0; i < 5 && !recorded.some((t) => rangesOverlap(t, want)) && taken.some((t) => rangesOverlap(t, want)); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        taken = [...recorded, ...(await live())];
+      }
       const clash = taken.find((t) => rangesOverlap(t, want));
       if (clash) {
-        throw new KvzError('Conflict', `host id range ${fmt(want)} asked for VE ${uid} overlaps ${fmt(clash)}, already in use on this node; free it or drop spec.security.uidRange to get a new range (the VE's files then need their owners shifted)`);
+        const by = (clash as { heldBy?: string }).heldBy;
+        throw new KvzError('Conflict', `host id range ${fmt(want)} asked for VE ${uid} overlaps ${fmt(clash)}, already in use on this node${by ? ` by ${by}` : ''}; free it or drop spec.security.uidRange to get a new range (the VE's files then need their owners shifted)`);
       }
       range = want;
     } else {

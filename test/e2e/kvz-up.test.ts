@@ -92,6 +92,8 @@ describe('kvz up end to end', { skip: missing.length ? `needs ${missing.join(', 
 
     const exit = await stack.kvz(['exec', 'e2e-a', '--', 'sh', '-c', 'exit 3'], { allowFail: true });
     assert.equal(exit.code, 3, 'kvz exec exits with the command exit code');
+    const piped = await stack.kvz(['exec', 'e2e-a', '--', 'tr', 'a-z', 'A-Z'], { input: 'piped into the VE\n' });
+    assert.equal(piped.stdout, 'PIPED INTO THE VE\n', 'kvz exec passes stdin through');
 
     assert.equal(cgroupFile(ve.status.initPid, 'memory', 'memory.limit_in_bytes'), String(64 * 1024 * 1024));
     assert.equal(cgroupFile(ve.status.initPid, 'pids', 'pids.max'), '100');

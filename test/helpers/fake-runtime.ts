@@ -216,11 +216,8 @@ export class FakeRuntime implements VERuntime {
     }
   }
 
-  /** Like the host: CRIU cannot restore a VE with a user namespace, so it is refused up front. */
-  checkCheckpointable(ve: FakeVE): void {
-    if (ve.config.security?.userNamespace ?? true) {
-      throw Object.assign(new Error(`VE ${ve.config.name} has a user namespace and cannot be checkpointed; set spec.security.userNamespace: false`), { code: 'Unavailable', details: { reason: 'CheckpointFailed', refused: true } });
-    }
+  /** Like the host, any VE (user namespace or privileged) can be checkpointed; failures are injected. */
+  checkCheckpointable(_ve: FakeVE): void {
     this.takeFailure('failNextCheckpoint');
   }
 

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { uniqueSuffix } from './prereq.js';
+import { stopNodeServices } from '../../src/runtime/index.js';
 
 const run = promisify(execFile);
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -39,7 +40,7 @@ export interface Stack {
   proc: ChildProcess;
   logs: string[];
   kubectl(args: string[], opts?: { allowFail?: boolean; input?: string }): Promise<{ stdout: string; stderr: string; code: number }>;
-  kvz(args: string[], opts?: { allowFail?: boolean }): Promise<{ stdout: string; stderr: string; code: number }>;
+  kvz(args: string[], opts?: { allowFail?: boolean; input?: string }): Promise<{ stdout: string; stderr: string; code: number }>;
   stop(): Promise<void>;
 }
 
@@ -56,7 +57,7 @@ async function runCmd(cmd: string, args: string[], env: NodeJS.ProcessEnv, allow
   }
 }
 
-export async function startKvzUp(opts: { manifestsDir?: string; extraArgs?: string[]; /** Third octet of the subnet, when the test must know it before start. */ net?: number } = {}): Promise<Stack> {
+export async function startKvzUp(opts: { manifestsDir?: string; extraArgs?: string[]; /** Third octet of the subnet, when the test must know it before start. */ net?: number; /** Flags for node itself (e.g. --cpu-prof in benchmarks). */ nodeArgs?: string[]; /** KVZ_LOG_LEVEL of the stack (default debug, for test failure output). */ logLevel?: string } = {}): Promise<Stack> {
   const id = uniqueSuffix();
   const stateDir = mkdtempSync(join(tmpdir(), 'kvz-e2e-'));
   const manifests = opts.manifestsDir ?? mkdtempSync(join(tmpdir(), 'kvz-e2e-manifests-'));
@@ -68,8 +69,8 @@ export async function startKvzUp(opts: { manifestsDir?: string; extraArgs?: stri
   const logs: string[] = [];
   const proc = spawn(
     process.execPath,
-    [kvzBin, 'up', '--state-dir', stateDir, '--manifests', manifests, '--listen', `127.0.0.1:${port}`, '--node-name', nodeName, '--bridge', bridge, '--subnet', subnet, ...(opts.extraArgs ?? [])],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KVZ_LOG_LEVEL: 'debug' } },
+    [...(opts.nodeArgs ?? []), kvzBin, 'up', '--state-dir', stateDir, '--manifests', manifests, '--listen', `127.0.0.1:${port}`, '--node-name', nodeName, '--bridge', bridge, '--subnet', subnet, ...(opts.extraArgs ?? [])],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KVZ_LOG_LEVEL: opts.logLevel ?? 'debug' } },
   );
   proc.stdout!.on('data', (d) => logs.push(String(d)));
   proc.stderr!.on('data', (d) => logs.push(String(d)));
@@ -87,7 +88,7 @@ export async function startKvzUp(opts: { manifestsDir?: string; extraArgs?: stri
   const stack: Stack = {
     stateDir, manifests, kubeconfig, nodeName, bridge, subnet, net, port, proc, logs,
     kubectl: (args, o = {}) => runCmd('kubectl', ['--kubeconfig', kubeconfig, ...args], env, o.allowFail ?? false, o.input),
-    kvz: (args, o = {}) => runCmd(process.execPath, [kvzBin, '--kubeconfig', kubeconfig, ...args], env, o.allowFail ?? false),
+    kvz: (args, o = {}) => runCmd(process.execPath, [kvzBin, '--kubeconfig', kubeconfig, ...args], env, o.allowFail ?? false, o.input),
     async stop() {
       if (proc.exitCode === null) {
         const exited = new Promise((r) => proc.once('exit', r));
@@ -96,6 +97,8 @@ export async function startKvzUp(opts: { manifestsDir?: string; extraArgs?: stri
         if (proc.exitCode === null) proc.kill('SIGKILL');
       }
       await run('ip', ['link', 'del', bridge]).catch(() => {});
+      // The node's lxcfs outlives `kvz up` (as VEs do); its FUSE mount is under the state dir.
+      await stopNodeServices({ stateDir }).catch(() => {});
       if (existsSync(stateDir)) rmSync(stateDir, { recursive: true, force: true });
       if (!opts.manifestsDir) rmSync(manifests, { recursive: true, force: true });
     },

@@ -79,18 +79,14 @@ export function runtimeContract(name: string, make: () => Promise<ContractSubjec
     if (!feature.available) return t.skip(`checkpoint unavailable: ${feature.reason}`);
     await runtime.ensureTemplate(subject.config.template);
 
-    // A VE with a user namespace (the default) is refused up front and keeps running.
+    // A VE with a user namespace (the default) suspends and resumes like a privileged one.
     const userns = { ...subject.config, security: undefined };
     await runtime.ensureRunning(userns);
-    const before = await runtime.inspect(userns.uid);
-    await assert.rejects(runtime.suspend(userns.uid), (err: Error & { code?: string }) => {
-      assert.ok(err.code === 'Unavailable' || err.code === 'CommandFailed', `code ${err.code}`);
-      assert.match(err.message, /userNamespace: false/, 'the refusal says the way out');
-      return true;
-    });
-    const after = await runtime.inspect(userns.uid);
-    assert.equal(after.state, 'running', 'a refused VE keeps running');
-    assert.equal(after.pid, before.pid, 'with the same init');
+    assert.equal(await runtime.suspend(userns.uid), 'updated');
+    assert.equal((await runtime.inspect(userns.uid)).state, 'suspended');
+    assert.equal(await runtime.resume(userns), 'updated');
+    assert.equal((await runtime.inspect(userns.uid)).state, 'running');
+    assert.equal(await runtime.exec(userns.uid, ['true'], { tty: false }), 0);
     assert.equal(await runtime.destroy(userns.uid, stop), 'deleted');
 
     const config = { ...subject.config, security: { userNamespace: false } };

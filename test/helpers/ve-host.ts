@@ -28,6 +28,8 @@ export interface VEHost {
   rt: VERuntime;
   stateDir: string;
   suffix: string;
+  /** The node bridge and its subnet, for a second runtime on the same state dir. */
+  bridge: { name: string; subnet: string };
   /** A config with a fresh uid and the next free address of this host's subnet. */
   config(name: string, extra?: Partial<VEConfig>): VEConfig;
   execOut(uid: string, argv: string[]): Promise<{ code: number; out: string }>;
@@ -52,6 +54,7 @@ export function makeVEHost(prefix: string, octet: number): VEHost {
     rt,
     stateDir,
     suffix,
+    bridge: { name: bridge, subnet },
     config(name, extra = {}) {
       const uid = randomUUID();
       uids.add(uid);

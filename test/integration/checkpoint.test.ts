@@ -1,7 +1,7 @@
 // Suspend/resume and live migration with real runc + CRIU: a counter kept by a service that the
 // VE's init started goes on after a restore, a TCP connection from the host survives, images are
-// root-only, a VE with a user namespace is refused and keeps running, and a VE moves between two
-// runtimes (two state dirs, one host, one bridge) with its disk copied block by block.
+// root-only, and a VE moves between two runtimes (two state dirs, one host, one bridge) with its
+// disk copied block by block — privileged, and with a user namespace (CRIU makes its netns anew).
 
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -105,20 +105,52 @@ test('suspend and resume: the counter and a TCP connection go on; images are roo
   }
 });
 
-test('a VE with a user namespace is refused and keeps running', { skip }, async () => {
-  const userns = host.config('ckpu');
-  await host.rt.ensureRunning(userns);
-  const before = await host.rt.inspect(userns.uid);
-  await assert.rejects(host.rt.suspend(userns.uid), (err: Error & { code?: string }) => {
-    assert.equal(err.code, 'Unavailable');
-    assert.match(err.message, /user namespace.*userNamespace: false/s);
-    return true;
-  });
-  await assert.rejects(host.rt.migration.checkpoint(userns.uid, { imageDir: join(host.stateDir, 'x-images') }), { code: 'Unavailable' });
-  const after = await host.rt.inspect(userns.uid);
-  assert.equal(after.state, 'running');
-  assert.equal(after.pid, before.pid, 'same init');
-  assert.equal(await host.rt.destroy(userns.uid, stop), 'deleted');
+/** A VE (default: user namespace) running SERVICE from its init, counting. */
+async function serviceVE(name: string, extra: Partial<VEConfig> = {}): Promise<VEConfig> {
+  const c = host.config(name, extra);
+  await host.rt.ensureRunning(c);
+  const w = await host.execOut(c.uid, ['sh', '-c', `cat > /etc/init.d/S50counter <<'EOF'\n${SERVICE}EOF\nchmod +x /etc/init.d/S50counter`]);
+  assert.equal(w.code, 0, w.out);
+  await host.rt.ensureStopped(c.uid, stop);
+  await host.rt.ensureRunning(c);
+  await waitFor('the counter', async () => (await counter(c.uid)).n > 3);
+  return c;
+}
+
+async function connected(ip: string): Promise<Socket> {
+  const sock = connect(7000, ip);
+  await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+  return sock;
+}
+
+test('a VE with a user namespace suspends and resumes with its TCP connection, and its root still owns its network', { skip }, async () => {
+  const c = await serviceVE('ckpu');
+  const { uid } = c;
+  assert.equal((await host.rt.inspect(uid)).security?.userNamespace, true, 'the VE has a user namespace');
+  const sock = await connected(c.addresses[0]!.split('/')[0]!);
+  try {
+    assert.equal(await echo(sock, 'one\n'), 'one\n');
+    const c1 = await counter(uid);
+    assert.equal(await host.rt.suspend(uid), 'updated');
+    assert.equal((await host.rt.inspect(uid)).state, 'suspended');
+    assert.equal(await host.rt.resume(c), 'updated');
+    assert.equal((await host.rt.inspect(uid)).state, 'running');
+    await waitFor('the counter to go on', async () => (await counter(uid)).n > c1.n);
+    assert.equal((await counter(uid)).pid, c1.pid, 'the same counter process (restored, not restarted)');
+    assert.equal(await echo(sock, 'two\n'), 'two\n', 'the same TCP connection works after resume');
+    // The restored netns is owned by the VE's (restored) user namespace: its root administers it.
+    const admin = await host.execOut(uid, ['ip', 'addr', 'add', '192.0.2.7/32', 'dev', 'lo']);
+    assert.equal(admin.code, 0, `the VE's root configures its own network after resume: ${admin.out}`);
+    const ids = await host.execOut(uid, ['cat', '/proc/self/uid_map']);
+    assert.match(ids.out, /^\s*0\s+\d+\s+65536/m, 'still a mapped user namespace');
+    // And it suspends again (the userns pin and netns follow the restored VE).
+    assert.equal(await host.rt.suspend(uid), 'updated');
+    assert.equal(await host.rt.resume(c), 'updated');
+    assert.equal(await echo(sock, 'three\n'), 'three\n', 'the connection survives a second suspend');
+  } finally {
+    sock.destroy();
+    assert.equal(await host.rt.destroy(uid, stop), 'deleted');
+  }
 });
 
 test('destroy removes a suspended VE with its checkpoints', { skip }, async () => {
@@ -131,7 +163,11 @@ test('destroy removes a suspended VE with its checkpoints', { skip }, async () =
   assert.ok(!(await host.loopsUnderStateDir()).some((l) => l.includes(other.uid)), 'no loop device left');
 });
 
-test('live migration between two runtimes on one host: checkpoint, disk by blocks, restore', { skip }, async () => {
+/**
+ * Moves `config` from the suite's runtime A to a runtime B (own state dir, A's bridge) by dump,
+ * block copy and restore, with a TCP connection from the host open all along.
+ */
+async function migrateBetweenRuntimes(config: VEConfig): Promise<void> {
   const { uid } = config;
   const a = host.rt;
   const ip = config.addresses[0]!.split('/')[0]!;
@@ -140,9 +176,11 @@ test('live migration between two runtimes on one host: checkpoint, disk by block
   const subnet = `${config.addresses[0]!.split('.').slice(0, 3).join('.')}.0/24`;
   const bDir = mkdtempSync(join(tmpdir(), 'kvz-ckpb-'));
   const b = createRuntime({ stateDir: bDir, bridge: { name: bridge, subnet }, log: silentLogger });
+  const sock = await connected(ip);
   try {
+    assert.equal(await echo(sock, 'before\n'), 'before\n');
     const c1 = await counter(uid);
-    const images = join(host.stateDir, 'migration-out');
+    const images = join(host.stateDir, `migration-out-${uid}`);
     const cp = await a.migration.checkpoint(uid, { imageDir: images });
     assert.ok(cp.bytes > 0 && cp.imageDir === images);
     assert.equal(statSync(images).mode & 0o777, 0o700);
@@ -151,7 +189,10 @@ test('live migration between two runtimes on one host: checkpoint, disk by block
     await a.migration.releaseDisk(uid);
     assert.deepEqual((await host.loopsUnderStateDir()).filter((l) => l.includes(uid)), [], 'A released the image');
 
-    await b.migration.prepareIncoming(config);
+    // The target keeps the VE's host id range (its files are owned by it), as the agents do.
+    const sec = (await a.inspect(uid)).security;
+    const incoming: VEConfig = sec?.uidRange ? { ...config, security: { userNamespace: true, uidRange: sec.uidRange } } : config;
+    await b.migration.prepareIncoming(incoming);
     const src = a.migration.diskImagePath(uid);
     const dst = b.migration.diskImagePath(uid);
     assert.equal(statSync(dst).size, statSync(src).size, 'the incoming image has the size of the source');
@@ -164,7 +205,7 @@ test('live migration between two runtimes on one host: checkpoint, disk by block
     for (const f of readdirSync(images)) copyFileSync(join(images, f), join(inB, f));
     assert.equal(await dirDigest(inB), await dirDigest(images), 'images arrive intact');
 
-    const res = await b.migration.restore(config, inB);
+    const res = await b.migration.restore(incoming, inB);
     assert.ok(res.ms >= 0);
     assert.equal((await b.inspect(uid)).state, 'running', 'the VE runs on B');
     // A releases: its copy (netns with the same address) goes; only B answers from now on.
@@ -179,10 +220,23 @@ test('live migration between two runtimes on one host: checkpoint, disk by block
       return Buffer.concat(chunks).toString().trim();
     })();
     assert.equal(out, c1.pid, 'the counter process moved with the VE');
+    assert.equal(await echo(sock, 'after\n'), 'after\n', 'the TCP connection moved with the VE');
     assert.equal(await b.destroy(uid, stop), 'deleted');
     assert.equal(await b.migration.abortIncoming(uid), undefined, 'abortIncoming is idempotent on nothing');
   } finally {
+    sock.destroy();
     await b.destroy(uid, stop).catch(() => undefined);
+    await a.destroy(uid, stop).catch(() => undefined);
     rmSync(bDir, { recursive: true, force: true });
   }
+}
+
+test('live migration between two runtimes on one host: checkpoint, disk by blocks, restore', { skip }, async () => {
+  await migrateBetweenRuntimes(config);
+});
+
+test('live migration of a VE with a user namespace between two runtimes, with its TCP connection', { skip }, async () => {
+  const c = await serviceVE('ckpm');
+  assert.equal((await host.rt.inspect(c.uid)).security?.userNamespace, true);
+  await migrateBetweenRuntimes(c);
 });

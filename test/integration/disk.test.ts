@@ -129,7 +129,7 @@ test('growing: online when the agent holds CAP_SYS_RESOURCE, else at the next st
 
 test('an agent restart re-uses the mounted disk and an attached loop device', async (t) => {
   if (!guard(t)) return;
-  const rt2 = createRuntime({ stateDir: h.stateDir, bridge: { name: `kvzd${h.suffix}`.slice(0, 15), subnet: '10.216.0.0/24' }, log: silentLogger });
+  const rt2 = createRuntime({ stateDir: h.stateDir, bridge: h.bridge, log: silentLogger });
   const c64 = { ...config, disk: { ...config.disk!, sizeBytes: 64 * MiB } };
   assert.equal(await rt2.ensureRunning(c64), 'unchanged');
   assert.equal((await h.loopsUnderStateDir()).length, 1);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { SuspendCheckpoints, checkpointFeature, criuConfigText, criuErrorLine, dirBytes, parseCriuVersion, prepareImageDir, usernsRefusal, versionAtLeast } from '../../../src/runtime/checkpoint.js';
+import { NetnsHandoff, SuspendCheckpoints, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
 import { scopedNetNames, containerId, hostVethName } from '../../../src/runtime/names.js';
 import { buildOciSpec, CRIU_CONFIG_ANNOTATION } from '../../../src/runtime/oci-spec.js';
 
@@ -32,7 +32,7 @@ test('the checkpoint feature says why when CRIU is missing or too old', () => {
   writeFileSync(good, '#!/bin/sh\necho "Version: 4.2.1"\n', { mode: 0o755 });
   const g = checkpointFeature(good);
   assert.equal(g.available, true);
-  assert.match(g.reason, /userNamespace: false/, 'the user-namespace limit is in the reason');
+  assert.match(g.reason, /4\.2\.1/);
 });
 
 test('systemd VEs get irmap options; others an empty config', () => {
@@ -50,11 +50,69 @@ test('the bundle names the VE\'s CRIU config in org.criu.config', () => {
   assert.equal(spec.annotations[CRIU_CONFIG_ANNOTATION], '/var/lib/kubevz/ves/u/criu.conf');
 });
 
-test('a user-namespace refusal is Unavailable and says the way out', () => {
-  const e = usernsRefusal('default/web');
-  assert.equal(e.code, 'Unavailable');
-  assert.equal(e.details.reason, 'CheckpointFailed');
-  assert.match(e.message, /spec\.security\.userNamespace: false/);
+test('a VE with a user namespace: its CRIU config runs the handoff script; its bundle makes netns and restores the userns', () => {
+  assert.match(criuConfigText('busybox', { actionScript: '/v/criu-action.sh' }), /^action-script \/v\/criu-action\.sh$/m);
+  const script = NetnsHandoff.scriptText("/v/it's");
+  assert.match(script, /setup-namespaces/);
+  assert.match(script, /CRTOOLS_INIT_PID/);
+  assert.match(script, /d='\/v\/it'\\''s'/, 'the dir is shell-quoted');
+  const base = {
+    config: { uid: 'u', name: 'n', hostname: 'h', template: 't', addresses: [], limits: {} },
+    rootfs: '/r', cgroupsPath: '/kubevz/x', init: ['/sbin/init'], host: { boundingCaps: ['CAP_CHOWN'], nofileHard: 1024 },
+  };
+  const range = { hostId: 1 << 20, size: 65536 };
+  const boot = buildOciSpec({ ...base, userns: { path: '/v/userns', range } });
+  assert.deepEqual(boot.linux.namespaces.find((n) => n.type === 'network'), { type: 'network' }, 'runc makes the netns inside the userns');
+  assert.deepEqual(boot.linux.namespaces.find((n) => n.type === 'user'), { type: 'user', path: '/v/userns' });
+  const restore = buildOciSpec({ ...base, userns: { range } });
+  assert.deepEqual(restore.linux.namespaces.find((n) => n.type === 'user'), { type: 'user' }, 'CRIU makes the userns from the images');
+  assert.equal(restore.linux.uidMappings?.[0]?.hostID, range.hostId);
+});
+
+test('a user-namespace VE still joining an agent-made netns (started before) is refused; others pass', async () => {
+  const write = (name: string, namespaces: unknown[]) => {
+    const f = join(dir, name);
+    writeFileSync(f, JSON.stringify({ linux: { namespaces } }));
+    return f;
+  };
+  await assert.rejects(checkpointableBundle(write('old.json', [{ type: 'user', path: '/p' }, { type: 'network', path: '/run/netns/x' }]), 'ns/old'), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'Unavailable');
+    assert.match(err.message, /Restart it once/);
+    return true;
+  });
+  await checkpointableBundle(write('new.json', [{ type: 'user', path: '/p' }, { type: 'network' }]), 'ns/new');
+  await checkpointableBundle(write('priv.json', [{ type: 'network', path: '/run/netns/x' }]), 'ns/priv');
+});
+
+test('the netns handoff: the agent wires the pid the script wrote, then answers done; a failed wiring fails the restore', async () => {
+  const hd = join(dir, 'handoff');
+  const h = new NetnsHandoff(hd);
+  await h.reset();
+  let release!: () => void;
+  const restoring = new Promise<void>((r) => (release = r));
+  const wired: number[] = [];
+  const served = h.serve(restoring, async (pid) => {
+    wired.push(pid);
+  });
+  writeFileSync(join(hd, 'netns.pid'), '4242\n');
+  while (!existsSync(join(hd, 'netns.done'))) await new Promise((r) => setTimeout(r, 5));
+  release();
+  await served;
+  assert.deepEqual(wired, [4242]);
+
+  await h.reset();
+  let fail!: (e: Error) => void;
+  const restoring2 = new Promise<void>((_r, j) => (fail = j));
+  const served2 = h.serve(restoring2, async () => {
+    throw new Error('CNI ADD failed: no bridge');
+  });
+  writeFileSync(join(hd, 'netns.pid'), '4243\n');
+  while (!existsSync(join(hd, 'netns.failed'))) await new Promise((r) => setTimeout(r, 5));
+  fail(new Error('runc restore exited 1'));
+  await assert.rejects(served2, /no bridge/, 'the wiring error is the one reported');
+
+  await h.reset();
+  await assert.rejects(h.serve(Promise.reject(new Error('criu failed early')), async () => assert.fail('not asked')), /early/);
 });
 
 test('image dirs are 0700 and must be empty; sizes are summed', async () => {
