@@ -14,6 +14,7 @@ import { delimiter, join } from 'node:path';
 import { KvzError, errorCode } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { run } from './command.js';
+import { pidGone } from './pid.js';
 import type { NodeFeature } from './types.js';
 
 /** The VE files lxcfs serves (lxcfs 5.0: api_extensions proc_* and sys_cpu_online), by their path inside the VE. */
@@ -120,17 +121,6 @@ const FUSE_SUPER_MAGIC = 0x65735546;
 export function isLxcfsCmdline(cmdline: string, mnt: string): boolean {
   const argv = cmdline.split('\0').filter(Boolean);
   return argv.length > 0 && /(^|\/)lxcfs$/.test(argv[0]!) && argv.at(-1) === mnt;
-}
-
-/** Whether a host pid is gone (or a zombie nobody has reaped yet). */
-function pidGone(pid: number): boolean {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return true;
-  }
-  return text.slice(text.lastIndexOf(')') + 2, text.lastIndexOf(')') + 3) === 'Z';
 }
 
 function sleep(ms: number): Promise<void> {

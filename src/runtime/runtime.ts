@@ -4,7 +4,7 @@
 // redoes the work. Multi-step changes run under a Revert.
 
 import { chown, rename, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -31,6 +31,7 @@ import { cloneImage } from './clone.js';
 import { diskPaths, diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
 import { ensureRootfs, growRunning, isMounted, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
 import { run } from './command.js';
+import { pidGone } from './pid.js';
 import { Lxcfs, stopNodeServices } from './lxcfs.js';
 import { Runc, type RuncState } from './runc.js';
 import { TemplateCache, type EnsureTemplateOptions, type TemplateInfo } from './templates.js';
@@ -109,17 +110,6 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
-}
-
-/** Whether a host pid is gone (or a zombie nobody has reaped yet). */
-function pidGone(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return true;
-  }
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
 }
 
 /** Like Promise.all, but waits for every promise before throwing, so no step still runs while undos do. */

@@ -16,6 +16,7 @@ import { parse as parseYaml } from 'yaml';
 import type { VETemplateSpec } from '../../src/api/index.js';
 import { recipeFromSpec } from '../../src/node-agent/template-reconciler.js';
 import type { VEConfig } from '../../src/runtime/index.js';
+import { pidGone } from '../../src/runtime/pid.js';
 import { missingPrereqs, requirePrereqs } from '../helpers/prereq.js';
 import { makeVEHost, type VEHost } from '../helpers/ve-host.js';
 
@@ -49,16 +50,6 @@ function guard(t: TestContext): boolean {
 
 async function sh(script: string): Promise<{ code: number; out: string }> {
   return h.execOut(ve.uid, ['sh', '-c', script]);
-}
-
-/** No such process, or a zombie not yet reaped by whoever is its parent. */
-function gone(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
 }
 
 async function pingable(): Promise<boolean> {
@@ -157,7 +148,7 @@ test('sysvinit shuts down on SIGPWR; an init that ignores its stop signal is kil
   t.diagnostic(`sysvinit stopped on SIGPWR in ${gracefulMs} ms`);
   assert.equal((await h.rt.inspect(ve.uid)).state, 'absent');
   assert.ok(gracefulMs < 15_000, 'stopped by its own shutdown, not by SIGKILL at the timeout');
-  assert.ok(gone(pid1!), 'the old init is gone');
+  assert.ok(pidGone(pid1!), 'the old init is gone');
 
   // Started again, its root removes the powerwait entry: SIGPWR then does nothing.
   await h.rt.ensureRunning(ve);
@@ -171,5 +162,5 @@ test('sysvinit shuts down on SIGPWR; an init that ignores its stop signal is kil
   t.diagnostic(`init ignoring SIGPWR killed after ${killedMs} ms (timeout ${timeoutMs} ms)`);
   assert.ok(killedMs >= timeoutMs, 'the runtime waited the stop timeout before SIGKILL');
   assert.equal((await h.rt.inspect(ve.uid)).state, 'absent');
-  assert.ok(gone(pid2!), 'the init that ignored SIGPWR was killed');
+  assert.ok(pidGone(pid2!), 'the init that ignored SIGPWR was killed');
 });

@@ -193,6 +193,10 @@ describe('live migration between two real node agents on one L2 segment', { skip
     if (existsSync(veDir)) found.push(`state dir ${veDir}`);
     return found;
   };
+  const nothingLeft = (n: NodeHost, uid: string, what: string) =>
+    waitFor(`nothing of ${what} left on ${n === A ? 'A' : 'B'}`, async () => (await leftovers(n, uid)).length === 0, 60_000).catch(async (err) => {
+      throw new Error(`${String(err)}; it still has: ${(await leftovers(n, uid)).join('; ')}`);
+    });
   const runningVe = (name: string, node: string) => waitFor(`${name} Running on ${node}`, async () => {
     const v = await ves.get(name, ns);
     return v?.status?.phase === 'Running' && v.status.nodeName === node && v.status.initPid && !v.metadata.annotations?.[MIGRATION_ANNOTATION] ? v : undefined;
@@ -212,9 +216,7 @@ describe('live migration between two real node agents on one L2 segment', { skip
     assert.equal(v.metadata.labels?.[NODE_LABEL], A.name);
     assert.deepEqual(await runningOn(uid), [A.name], 'exactly one running copy, on A');
     assert.equal(v.status!.initPid, before.status!.initPid, 'the same init process (not restarted)');
-    await waitFor(`nothing of ${svc} left on B`, async () => (await leftovers(B, uid)).length === 0, 60_000).catch(async (err) => {
-      throw new Error(`${String(err)}; B still has: ${(await leftovers(B, uid)).join('; ')}`);
-    });
+    await nothingLeft(B, uid, svc);
     assert.match(await sh('ping', ['-c', '1', '-W', '2', addr]), /1 received/);
   };
   const nodeReady = (n: NodeHost) => waitFor(`${n.name} Ready`, async () => findCondition((await nodes.get(n.name))?.status?.conditions, 'Ready')?.status === 'True', 60_000);
@@ -299,9 +301,7 @@ describe('live migration between two real node agents on one L2 segment', { skip
       assert.equal(v.metadata.uid, uid);
       assert.deepEqual(v.status?.security?.uidRange, before.status?.security?.uidRange, 'the same host id range on B');
       assert.deepEqual(await runningOn(uid), [B.name], 'exactly one running copy');
-      await waitFor('nothing of the VE left on A', async () => (await leftovers(A, uid)).length === 0, 60_000).catch(async (err) => {
-        throw new Error(`${String(err)}; A still has: ${(await leftovers(A, uid)).join('; ')}`);
-      });
+      await nothingLeft(A, uid, 'the VE');
       await client.quiet();
       assert.equal(await client.exchange('after-migration'), 'after-migration');
       assert.deepEqual(client.errors, [], 'no connection error');
@@ -403,9 +403,7 @@ describe('live migration between two real node agents on one L2 segment', { skip
     const v = await runningVe(svc, A.name);
     assert.equal(v.metadata.labels?.[NODE_LABEL], A.name);
     assert.deepEqual(await runningOn(uid), [A.name], 'exactly one running copy, on A');
-    await waitFor(`nothing of ${svc} left on B`, async () => (await leftovers(B, uid)).length === 0, 60_000).catch(async (err) => {
-      throw new Error(`${String(err)}; B still has: ${(await leftovers(B, uid)).join('; ')}`);
-    });
+    await nothingLeft(B, uid, svc);
     try {
       // Restored from the dump, not rebooted: the same connection answers and the counter went on.
       assert.equal(await client.exchange('after-cut', 60_000), 'after-cut');
@@ -476,9 +474,7 @@ describe('live migration between two real node agents on one L2 segment', { skip
     assert.equal(v.metadata.labels?.[NODE_LABEL], B.name);
     assert.equal(await runcState(B, uid), 'running', "node B's runtime runs it");
     assert.deepEqual(await runningOn(uid), [B.name], 'exactly one running copy');
-    await waitFor('nothing of the VE left on A', async () => (await leftovers(A, uid)).length === 0, 60_000).catch(async (err) => {
-      throw new Error(`${String(err)}; A still has: ${(await leftovers(A, uid)).join('; ')}`);
-    });
+    await nothingLeft(A, uid, 'the VE');
 
     // The connection opened before the migration still works, both ways.
     await client.quiet();
