@@ -1,7 +1,7 @@
 // The user-namespace plumbing runc 1.1.5 cannot do, through our small C helper kvz-idmap
 // (src/runtime/native/kvz-idmap.c, compiled by hack/setup.sh): an idmapped bind mount of the
-// unshifted template tree (the VE's overlay lower), and a network namespace owned by the VE's
-// user namespace (so its root administers its own network and may mount a real sysfs).
+// unshifted template tree (the VE's overlay lower), and the VE's user namespace kept by a bind
+// mount (runc joins it on create).
 
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -43,21 +43,22 @@ function requireHelper(helper: string): void {
   if (!existsSync(helper)) throw new KvzError('Unavailable', helperMissingMessage(helper));
 }
 
-/** Mounts `src` at `dst` with on-disk id N shown as range.hostId + N. `dst` must be an unmounted directory. */
-export async function mountIdmapped(helper: string, src: string, dst: string, range: IdRange, signal?: AbortSignal): Promise<void> {
+/**
+ * Mounts `src` at `dst` with on-disk id N shown as range.hostId + N. `dst` must be an unmounted
+ * directory. With `usernsFile` the mapping's user namespace is also kept there (a bind mount on a
+ * file created empty here; an ordinary mount to unmount): the VE joins it.
+ */
+export async function mountIdmapped(helper: string, src: string, dst: string, range: IdRange, signal?: AbortSignal, usernsFile?: string): Promise<void> {
   requireHelper(helper);
   await mkdir(dst, { recursive: true });
-  await run(helper, ['mount', src, dst, String(range.hostId), String(range.size)], { signal });
+  if (usernsFile) await writeFile(usernsFile, '', { flag: 'a' });
+  await run(helper, ['mount', src, dst, String(range.hostId), String(range.size), ...(usernsFile ? [usernsFile] : [])], { signal });
 }
 
-/**
- * A user namespace mapping 0 → range and a network namespace it owns, pinned by bind mounts on
- * `usernsFile` and `netnsFile` (created empty here). The netns is removed as any other
- * (`ip netns del`); the userns pin is an ordinary mount to unmount.
- */
-export async function createUsernsNetns(helper: string, usernsFile: string, netnsFile: string, range: IdRange, signal?: AbortSignal): Promise<void> {
+/** A user namespace mapping 0 → range, kept by a bind mount on `usernsFile` (created empty here). */
+export async function createUsernsPin(helper: string, usernsFile: string, range: IdRange, signal?: AbortSignal): Promise<void> {
   requireHelper(helper);
-  await Promise.all([mkdir(dirname(usernsFile), { recursive: true }), mkdir(dirname(netnsFile), { recursive: true })]);
-  await Promise.all([writeFile(usernsFile, '', { flag: 'a' }), writeFile(netnsFile, '', { flag: 'a' })]);
-  await run(helper, ['netns', usernsFile, netnsFile, String(range.hostId), String(range.size)], { signal });
+  await mkdir(dirname(usernsFile), { recursive: true });
+  await writeFile(usernsFile, '', { flag: 'a' });
+  await run(helper, ['userns', usernsFile, String(range.hostId), String(range.size)], { signal });
 }

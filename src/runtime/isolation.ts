@@ -12,7 +12,7 @@ import type { Logger } from '../core/logger.js';
 import type { Revert } from '../core/revert.js';
 import { run } from './command.js';
 import { DeviceGrants, type ResolvedDevice } from './devices.js';
-import { createUsernsNetns, mountIdmapped, usernsFeature } from './idmap-mount.js';
+import { createUsernsPin, mountIdmapped, usernsFeature } from './idmap-mount.js';
 import { addNetns, attachNetns } from './netns.js';
 import { isMounted } from './rootfs.js';
 import type { IdRange, NodeFeature, VEConfig, VESecurityState } from './types.js';
@@ -133,21 +133,14 @@ export class Isolation {
     return addNetns(ns, signal);
   }
 
-  /**
-   * The VE's user namespace pinned in its dir (runc joins it on create), made once with the VE's
-   * range. The helper makes a netns with it, which is not used: it is unmounted at once.
-   */
+  /** The VE's user namespace pinned in its dir (runc joins it on create), made once with the VE's range. */
   async ensureUsernsPin(uid: string, revert: Revert, signal?: AbortSignal): Promise<string> {
     const sec = await this.state(uid);
     const pin = usernsPin(this.veDir(uid));
     if (!sec?.uidRange) throw new KvzError('Internal', `VE ${uid} has no user namespace to pin`);
     if (await isMounted(pin)) return pin;
-    const scratch = join(this.veDir(uid), 'userns-netns.tmp');
-    await unmountAll(scratch, signal);
     revert.add('unmount user namespace pin', () => unmountAll(pin));
-    await createUsernsNetns(this.opts.helper, pin, scratch, sec.uidRange, signal);
-    await unmountAll(scratch, signal);
-    await rm(scratch, { force: true });
+    await createUsernsPin(this.opts.helper, pin, sec.uidRange, signal);
     return pin;
   }
 
@@ -162,12 +155,19 @@ export class Isolation {
     await run('mount', ['--bind', `/proc/${pid}/ns/user`, pin], { signal });
   }
 
-  /** The overlay's lower: the template itself (privileged), or its idmapped mount in the VE's dir. */
-  async lower(template: string, uid: string, sec: VESecurityState, revert: Revert, signal?: AbortSignal): Promise<string> {
+  /**
+   * The overlay's lower: the template itself (privileged), or its idmapped mount in the VE's dir.
+   * `pin`: a boot that joins the VE's pinned user namespace; when neither is mounted yet one
+   * helper run makes both (ensureUsernsPin finds the pin then).
+   */
+  async lower(template: string, uid: string, sec: VESecurityState, revert: Revert, signal?: AbortSignal, opts: { pin?: boolean } = {}): Promise<string> {
     if (!sec.uidRange) return template;
     const dst = idmappedLower(this.veDir(uid));
     if (!(await isMounted(dst))) {
-      await mountIdmapped(this.opts.helper, template, dst, sec.uidRange, signal);
+      const pin = opts.pin ? usernsPin(this.veDir(uid)) : undefined;
+      const pinToo = pin !== undefined && !(await isMounted(pin));
+      if (pinToo) revert.add('unmount user namespace pin', () => unmountAll(pin));
+      await mountIdmapped(this.opts.helper, template, dst, sec.uidRange, signal, pinToo ? pin : undefined);
       revert.add('unmount idmapped lower', () => run('umount', [dst]).then(() => undefined));
     }
     return dst;

@@ -14,7 +14,7 @@ import { V1_CONTROLLERS } from './cgroup-v1.js';
 import { CNI_IFNAME, Cni, bridgeConfig, loopbackConfig, networkConfig, routedPlan, type CniResult, type NetworkMode } from './cni.js';
 import { addRoutedAddresses } from './network-routed.js';
 import { writeResolvConf } from './network-files.js';
-import { deleteManagedBridge, markBridgeManaged, nodeBridgeAttachment } from './node-bridge.js';
+import { deleteManagedBridge, markBridgeManaged, nodeBridgeAttachment, type NodeBridgeAttachment } from './node-bridge.js';
 import { hostInfo } from './host-info.js';
 import { blockDeviceOf } from './block-device.js';
 import { limitsEqual, ociResources, parseCpuset, runcUpdateJson, sameLimits, type BlockDevice } from './limits.js';
@@ -167,6 +167,7 @@ export class HostRuntime implements VERuntime {
   private readonly usage: UsageReader;
   private readonly log: Logger;
   private readonly mutex = new KeyedMutex();
+  private ownBridge: NodeBridgeAttachment | undefined;
   private readonly vesDir: string;
   private readonly isolation: Isolation;
   readonly migration: VEMigration;
@@ -348,10 +349,10 @@ export class HostRuntime implements VERuntime {
       // systemd manages its own cgroup tree: in a user namespace its root must own the VE's cgroup
       // dirs, between create and start, and again after a restore (CRIU makes them as host root).
       const delegate = template.init.flavor === 'systemd' && security.uidRange ? security.uidRange.hostId : undefined;
-      const lower = await this.isolation.lower(template.rootfs, uid, security, revert, signal);
       // With a user namespace the VE's netns is made by runc (create) or CRIU (restore) inside it
       // and wired once it exists; whatever netns it had before goes.
       const ownNetns = security.uidRange !== undefined;
+      const lower = await this.isolation.lower(template.rootfs, uid, security, revert, signal, { pin: ownNetns && how.kind === 'boot' });
       lap('template');
 
       const paths = rootfsPaths(this.veDir(uid));
@@ -874,6 +875,14 @@ export class HostRuntime implements VERuntime {
     }));
   }
 
+  /** The node bridge, looked up with `ip` until it is known to be ours: then it stays ours while it exists. */
+  private async bridgeAttachment(signal?: AbortSignal): Promise<NodeBridgeAttachment> {
+    if (this.ownBridge && linkExists(this.ownBridge.name)) return this.ownBridge;
+    const attach = await nodeBridgeAttachment({ ...this.opts.bridge, signal });
+    this.ownBridge = attach.managed && attach.exists ? attach : undefined;
+    return attach;
+  }
+
   /** A boot over a network left down by a dump brings it up again. */
   private async wakeHostLink(uid: string, signal?: AbortSignal): Promise<void> {
     if (existsSync(join(this.veDir(uid), 'link-down'))) await this.setHostLink(uid, true, signal);
@@ -900,35 +909,47 @@ export class HostRuntime implements VERuntime {
     // Names chosen (and recorded) now: another runtime on this host may hold the primary ones.
     const { netns: ns, veth } = await chooseNetNames(this.veDir(uid), uid, this.opts.stateDir);
 
-    // attachPid: the netns of the VE's first task (made by runc or CRIU), pinned under the name.
-    await this.isolation.addNetns(uid, ns, signal, opts.attachPid);
+    // attachPid: the netns of the VE's first task (made by runc or CRIU). It is pinned under the
+    // name while the plugins wire it through its /proc path, side by side: this is on a boot's and
+    // a restore's critical path. Without it the agent makes the netns first.
+    const pin = this.isolation.addNetns(uid, ns, signal, opts.attachPid);
     revert.add('delete netns', () => deleteNetns(ns));
-    const path = netnsPath(ns);
-    if (opts.holdInput) await holdInput(path, signal);
-    const id = containerId(uid);
-    // An existing bridge (not ours) is only plugged into; one that is absent the plugin creates, and we tag it as ours.
+    if (opts.attachPid === undefined) await pin;
+    const path = opts.attachPid === undefined ? netnsPath(ns) : `/proc/${opts.attachPid}/ns/net`;
     const mode = modeOf(config);
-    // Routed VEs touch no bridge: the attachment is looked at only for bridged ones.
-    const attach = mode === 'bridged' ? await nodeBridgeAttachment({ ...this.opts.bridge, signal }) : undefined;
-    const netConfig = networkConfig(mode, {
-      bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6,
-      gateway: attach?.gateway, isGateway: attach?.isGateway, addresses: config.addresses, mac: macAddress(uid),
-    });
     revert.add('delete veth', () => deleteLink(veth));
-    // The plugins are Go binaries of ~25–60 ms each; lo and eth0 do not depend on each other.
-    const [, result] = await allSettledOrThrow([
-      this.cni.invoke({ command: 'ADD', containerId: id, netns: path, ifname: 'lo', config: loopbackConfig() }, signal),
-      this.cni.invoke({ command: 'ADD', containerId: id, netns: path, ifname: CNI_IFNAME, config: netConfig }, signal),
-    ]);
-    if (!result) throw new KvzError('Internal', `CNI ${mode} ADD returned no result`);
-    if (attach && !attach.exists) await markBridgeManaged(attach.name, signal);
-    const hostIf = result.interfaces?.find((i) => !i.sandbox && i.name !== this.opts.bridge.name);
-    if (!hostIf) throw new KvzError('Internal', `CNI ${mode} ADD result has no host veth: ${JSON.stringify(result)}`);
-    if (mode === 'bridged' && hostIf.name !== veth) {
-      // The bridge plugin names the host end at random; give it the VE's stable name.
-      await renameLink(hostIf.name, veth, signal);
-      hostIf.name = veth;
-    }
+    const wire = async (): Promise<{ result: CniResult; hostIf: NonNullable<CniResult['interfaces']>[number] }> => {
+      if (opts.holdInput) await holdInput(path, signal);
+      const id = containerId(uid);
+      // Routed VEs touch no bridge: the attachment is looked at only for bridged ones.
+      const attach = mode === 'bridged' ? await this.bridgeAttachment(signal) : undefined;
+      const netConfig = networkConfig(mode, {
+        bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6,
+        gateway: attach?.gateway, isGateway: attach?.isGateway, addresses: config.addresses, mac: macAddress(uid),
+      });
+      // The plugins are Go binaries of ~25–60 ms each; lo and eth0 do not depend on each other.
+      const [, result] = await allSettledOrThrow([
+        this.cni.invoke({ command: 'ADD', containerId: id, netns: path, ifname: 'lo', config: loopbackConfig() }, signal),
+        this.cni.invoke({ command: 'ADD', containerId: id, netns: path, ifname: CNI_IFNAME, config: netConfig }, signal),
+      ]);
+      if (!result) throw new KvzError('Internal', `CNI ${mode} ADD returned no result`);
+      // An existing bridge (not ours) is only plugged into; one that is absent the plugin created: tag it as ours.
+      if (attach && !attach.exists) {
+        await markBridgeManaged(attach.name, signal);
+        this.ownBridge = { ...attach, exists: true };
+      }
+      const hostIf = result.interfaces?.find((i) => !i.sandbox && i.name !== this.opts.bridge.name);
+      if (!hostIf) throw new KvzError('Internal', `CNI ${mode} ADD result has no host veth: ${JSON.stringify(result)}`);
+      if (mode === 'bridged' && hostIf.name !== veth) {
+        // The bridge plugin names the host end at random; give it the VE's stable name.
+        await renameLink(hostIf.name, veth, signal);
+        hostIf.name = veth;
+      }
+      // Recorded by its pinned name: the /proc path ends with the task.
+      for (const i of result.interfaces ?? []) if (i.sandbox) i.sandbox = netnsPath(ns);
+      return { result, hostIf };
+    };
+    const [, { result, hostIf }] = await allSettledOrThrow([pin, wire()]);
     if (mode === 'routed') {
       // Undo on failure: the ptp veth has the plugin's name, not ours.
       const ptpVeth = hostIf.name;

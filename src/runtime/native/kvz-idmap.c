@@ -1,14 +1,14 @@
 /*
  * kvz-idmap: the user-namespace plumbing runc 1.1.5 and util-linux 2.38 (without newuidmap) cannot do.
- *   kvz-idmap mount SRC DST HOSTID SIZE
- *   kvz-idmap netns USERNS_FILE NETNS_FILE HOSTID SIZE
- * `netns` makes a user namespace mapping 0 -> HOSTID (SIZE ids) and a network namespace owned by
- * it, each kept by a bind mount on an existing empty file: the VE joins both, so its root
- * administers its own network (routes, iptables) and may mount a real sysfs.
+ * Each verb makes a user namespace mapping 0 -> HOSTID (SIZE ids) in a child process:
+ *   kvz-idmap mount SRC DST HOSTID SIZE [USERNS_FILE]
  * Mounts SRC at DST so that a file owned by id N on disk appears owned by HOSTID+N (N < SIZE):
  * a VE whose user namespace maps 0 -> HOSTID then sees the shared, unshifted template as its
- * own root's. The mapping comes from a throw-away user namespace made by a child process
- * (open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP, userns fd) + move_mount).
+ * own root's (open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP, userns fd) +
+ * move_mount). With USERNS_FILE (an existing empty file) the user namespace is also kept by a
+ * bind mount there: the VE's, which runc joins on create — one helper run per boot, not two.
+ *   kvz-idmap userns USERNS_FILE HOSTID SIZE
+ * Only keeps the user namespace on USERNS_FILE.
  *   kvz-idmap bind PID SRC DST [SRC DST ...]
  * `bind` (lxcfs.ts) puts host files SRC over DST inside the mount namespace of PID (a running VE's
  * init), without restarting it: open_tree(OPEN_TREE_CLONE) of each SRC on the host, setns into the
@@ -95,38 +95,36 @@ static int bind_into(int argc, char **argv) {
   return 0;
 }
 
+static const char USAGE[] =
+    "usage: kvz-idmap mount SRC DST HOSTID SIZE [USERNS_FILE] | kvz-idmap userns USERNS_FILE HOSTID SIZE | kvz-idmap bind PID SRC DST [SRC DST ...]\n";
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "bind") == 0) return bind_into(argc - 2, argv + 2);
-  if (argc != 6 || (strcmp(argv[1], "mount") != 0 && strcmp(argv[1], "netns") != 0)) {
-    fprintf(stderr, "usage: kvz-idmap mount SRC DST HOSTID SIZE | kvz-idmap netns USERNS_FILE NETNS_FILE HOSTID SIZE | kvz-idmap bind PID SRC DST [SRC DST ...]\n");
+  const char *src = NULL, *dst = NULL, *pin = NULL, *host_s, *size_s;
+  if (argc == 5 && strcmp(argv[1], "userns") == 0) {
+    pin = argv[2], host_s = argv[3], size_s = argv[4];
+  } else if ((argc == 6 || argc == 7) && strcmp(argv[1], "mount") == 0) {
+    src = argv[2], dst = argv[3], host_s = argv[4], size_s = argv[5], pin = argc == 7 ? argv[6] : NULL;
+  } else {
+    fputs(USAGE, stderr);
     return 2;
   }
-  int netns_mode = strcmp(argv[1], "netns") == 0;
-  const char *src = argv[2], *dst = argv[3];
-  unsigned long host = strtoul(argv[4], NULL, 10), size = strtoul(argv[5], NULL, 10);
+  unsigned long host = strtoul(host_s, NULL, 10), size = strtoul(size_s, NULL, 10);
   if (size == 0) { fprintf(stderr, "kvz-idmap: SIZE must be > 0\n"); return 2; }
 
-  int sync_pipe[2], ready_pipe[2];
-  if (pipe2(sync_pipe, O_CLOEXEC) < 0 || pipe2(ready_pipe, O_CLOEXEC) < 0) return die("pipe");
+  int sync_pipe[2];
+  if (pipe2(sync_pipe, O_CLOEXEC) < 0) return die("pipe");
   pid_t child = fork();
   if (child < 0) return die("fork");
   if (child == 0) {
     /* Child: a new user namespace that the parent maps, then waits until the parent is done. */
     char c;
     close(sync_pipe[1]);
-    close(ready_pipe[0]);
     if (unshare(CLONE_NEWUSER) < 0) _exit(1);
-    if (netns_mode) {
-      /* Mapped by the parent first; then a netns owned by this user namespace. */
-      if (read(sync_pipe[0], &c, 1) != 1) _exit(1);
-      if (unshare(CLONE_NEWNET) < 0) _exit(1);
-      (void)!write(ready_pipe[1], "n", 1);
-    }
     (void)!read(sync_pipe[0], &c, 1);
     _exit(0);
   }
   close(sync_pipe[0]);
-  close(ready_pipe[1]);
   int rc = 1;
   char path[64], map[96];
   /* Wait until the child has unshared: its ns/user differs from ours. */
@@ -143,32 +141,28 @@ int main(int argc, char **argv) {
      sshd call setgroups(2) inside its user namespace. */
   snprintf(path, sizeof path, "/proc/%d/gid_map", child);
   if (write_file(path, map) < 0) { die("write gid_map"); goto out; }
-  if (netns_mode) {
-    char c = 'm', target[64];
-    if (write(sync_pipe[1], &c, 1) != 1 || read(ready_pipe[0], &c, 1) != 1) { fprintf(stderr, "kvz-idmap: child could not create the network namespace\n"); goto out; }
-    snprintf(target, sizeof target, "/proc/%d/ns/user", child);
-    if (mount(target, src, NULL, MS_BIND, NULL) < 0) { die("bind user namespace"); goto out; }
-    snprintf(target, sizeof target, "/proc/%d/ns/net", child);
-    if (mount(target, dst, NULL, MS_BIND, NULL) < 0) { die("bind network namespace"); umount2(src, MNT_DETACH); goto out; }
-    rc = 0;
-    goto out;
-  }
   snprintf(path, sizeof path, "/proc/%d/ns/user", child);
-  int userns = open(path, O_RDONLY | O_CLOEXEC);
-  if (userns < 0) { die("open child user namespace"); goto out; }
+  if (pin && mount(path, pin, NULL, MS_BIND, NULL) < 0) { die("bind user namespace"); goto out; }
+  if (!src) { rc = 0; goto out; }
 
+  int userns = open(path, O_RDONLY | O_CLOEXEC);
+  if (userns < 0) { die("open child user namespace"); goto undo; }
   int tree = (int)syscall(__NR_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-  if (tree < 0) { die("open_tree (kernel >= 5.2 needed)"); goto out; }
+  if (tree < 0) { die("open_tree (kernel >= 5.2 needed)"); goto undo; }
   struct mount_attr attr;
   memset(&attr, 0, sizeof attr);
   attr.attr_set = MOUNT_ATTR_IDMAP;
   attr.userns_fd = (uint64_t)userns;
   if (syscall(__NR_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
     die("mount_setattr MOUNT_ATTR_IDMAP (kernel >= 5.12 and a filesystem that supports idmapped mounts needed)");
-    goto out;
+    goto undo;
   }
-  if (syscall(__NR_move_mount, tree, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0) { die("move_mount"); goto out; }
+  if (syscall(__NR_move_mount, tree, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0) { die("move_mount"); goto undo; }
   rc = 0;
+  goto out;
+undo:
+  /* A failed run leaves nothing mounted. */
+  if (pin) umount2(pin, MNT_DETACH);
 out:
   close(sync_pipe[1]);
   waitpid(child, NULL, 0);
