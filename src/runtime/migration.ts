@@ -25,6 +25,7 @@ import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, imageFsBytes, imageIno
 import { detachLoops } from './loop.js';
 import { containerId } from './names.js';
 import { netnsPath } from './netns.js';
+import { restoreNetnsState, saveNetnsState } from './netns-state.js';
 import { rootfsPaths, unmountRootfs } from './rootfs.js';
 import type { HostRuntime } from './runtime.js';
 import type { CheckpointOptions, CheckpointResult, VEConfig, VEMigrationRuntime } from './types.js';
@@ -50,6 +51,9 @@ export class VEMigration implements VEMigrationRuntime {
     const work = this.rt.criuWorkDir(uid, 'dump');
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
+    // The VE's own firewall, routes and addresses: its netns is not in the images.
+    const names = await this.rt.netNames(uid);
+    if (names) await saveNetnsState(netnsPath(names.netns), opts.imageDir, await this.rt.cniResult(uid), opts.signal);
     const t0 = performance.now();
     // Off the LAN before the freeze: CRIU closes the dumped sockets silently, but a client's packet
     // arriving after the dump would meet no socket and get a RST, ending the connection that the
@@ -125,6 +129,7 @@ export class VEMigration implements VEMigrationRuntime {
     }
     await rm(work, { recursive: true, force: true });
     const names = await this.rt.netNames(uid);
+    if (names) await restoreNetnsState(netnsPath(names.netns), imageDir, this.rt.veLogger(uid, config.name), signal);
     if (names) await releaseInput(netnsPath(names.netns), signal);
     await this.rt.setHostLink(uid, true, signal);
     if (names) {

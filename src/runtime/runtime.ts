@@ -883,6 +883,11 @@ export class HostRuntime implements VERuntime {
     return attach;
   }
 
+  /** What CNI put in the VE's netns (its recorded ADD result). */
+  async cniResult(uid: string): Promise<CniResult | undefined> {
+    return (await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined))?.result;
+  }
+
   /** A boot over a network left down by a dump brings it up again. */
   private async wakeHostLink(uid: string, signal?: AbortSignal): Promise<void> {
     if (existsSync(join(this.veDir(uid), 'link-down'))) await this.setHostLink(uid, true, signal);

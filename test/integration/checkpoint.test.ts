@@ -131,6 +131,12 @@ test('a VE with a user namespace suspends and resumes with its TCP connection, a
   try {
     assert.equal(await echo(sock, 'one\n'), 'one\n');
     const c1 = await counter(uid);
+    // What the VE's root set in its own netns (its netns is made anew on restore): a firewall
+    // rule (iptables from the host, as the busybox VE has none), an address and a route.
+    const pid = (await host.rt.inspect(uid)).pid!;
+    await execFileP('nsenter', [`--net=/proc/${pid}/ns/net`, 'iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '9', '-j', 'DROP']);
+    assert.equal((await host.execOut(uid, ['ip', 'addr', 'add', '192.0.2.8/32', 'dev', 'eth0'])).code, 0);
+    assert.equal((await host.execOut(uid, ['ip', 'route', 'add', '198.51.100.0/24', 'dev', 'eth0', 'src', '192.0.2.8'])).code, 0);
     assert.equal(await host.rt.suspend(uid), 'updated');
     assert.equal((await host.rt.inspect(uid)).state, 'suspended');
     assert.equal(await host.rt.resume(c), 'updated');
@@ -138,6 +144,11 @@ test('a VE with a user namespace suspends and resumes with its TCP connection, a
     await waitFor('the counter to go on', async () => (await counter(uid)).n > c1.n);
     assert.equal((await counter(uid)).pid, c1.pid, 'the same counter process (restored, not restarted)');
     assert.equal(await echo(sock, 'two\n'), 'two\n', 'the same TCP connection works after resume');
+    const pid2 = (await host.rt.inspect(uid)).pid!;
+    const rules = await execFileP('nsenter', [`--net=/proc/${pid2}/ns/net`, 'iptables-save']);
+    assert.match(rules.stdout, /-A INPUT -p tcp -m tcp --dport 9 -j DROP/, 'the VE\'s firewall rule is back');
+    assert.match((await host.execOut(uid, ['ip', 'addr', 'show', 'dev', 'eth0'])).out, /192\.0\.2\.8\/32/, 'its extra address is back');
+    assert.match((await host.execOut(uid, ['ip', 'route'])).out, /198\.51\.100\.0\/24 dev eth0 .*src 192\.0\.2\.8/, 'its route is back');
     // The restored netns is owned by the VE's (restored) user namespace: its root administers it.
     const admin = await host.execOut(uid, ['ip', 'addr', 'add', '192.0.2.7/32', 'dev', 'lo']);
     assert.equal(admin.code, 0, `the VE's root configures its own network after resume: ${admin.out}`);
