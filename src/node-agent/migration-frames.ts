@@ -30,10 +30,15 @@ export function fileFrameHeader(name: string, size: number): Buffer {
   return h;
 }
 
-/** Exact-length reads over a stream of chunks (an HTTP request body). */
+/**
+ * Exact-length reads over a stream of chunks (an HTTP request body). Chunks are kept as they come
+ * and joined once per read: a 1 MiB block arrives in dozens of socket reads, and joining at every
+ * read copied it over and over.
+ */
 export class ByteReader {
   private readonly it: AsyncIterator<Buffer | string>;
-  private buf: Buffer = Buffer.alloc(0);
+  private parts: Buffer[] = [];
+  private length = 0;
   private ended = false;
 
   constructor(source: AsyncIterable<Buffer | string>) {
@@ -48,34 +53,49 @@ export class ByteReader {
       return false;
     }
     const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : r.value;
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    this.parts.push(chunk);
+    this.length += chunk.length;
     return true;
+  }
+
+  /** Takes `n` (≤ length) buffered bytes. */
+  private take(n: number): Buffer {
+    const first = this.parts[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+    } else {
+      const joined = Buffer.concat(this.parts, this.length);
+      this.parts = [joined];
+      out = joined.subarray(0, n);
+    }
+    const rest = this.parts[0]!.subarray(n);
+    if (rest.length) this.parts[0] = rest;
+    else this.parts.shift();
+    this.length -= n;
+    return out;
   }
 
   /** Whether the stream ended exactly here (a clean end between frames). */
   async atEnd(): Promise<boolean> {
-    while (this.buf.length === 0) if (!(await this.fill())) return true;
+    while (this.length === 0) if (!(await this.fill())) return true;
     return false;
   }
 
   async exact(n: number): Promise<Buffer> {
-    while (this.buf.length < n) {
-      if (!(await this.fill())) throw new KvzError('Invalid', `the stream ended inside a frame (${this.buf.length} of ${n} bytes); the sender must resend`);
+    while (this.length < n) {
+      if (!(await this.fill())) throw new KvzError('Invalid', `the stream ended inside a frame (${this.length} of ${n} bytes); the sender must resend`);
     }
-    const out = this.buf.subarray(0, n);
-    this.buf = this.buf.subarray(n);
-    return out;
+    return n === 0 ? Buffer.alloc(0) : this.take(n);
   }
 
   /** Up to `n` bytes as they arrive (for large file frames). */
   async *chunks(n: number): AsyncGenerator<Buffer> {
     let left = n;
     while (left > 0) {
-      if (this.buf.length === 0 && !(await this.fill())) throw new KvzError('Invalid', `the stream ended inside a file frame (${left} bytes missing); the sender must resend`);
-      const take = Math.min(left, this.buf.length);
-      const out = this.buf.subarray(0, take);
-      this.buf = this.buf.subarray(take);
-      left -= take;
+      if (this.length === 0 && !(await this.fill())) throw new KvzError('Invalid', `the stream ended inside a file frame (${left} bytes missing); the sender must resend`);
+      const out = this.take(Math.min(left, this.parts[0]!.length));
+      left -= out.length;
       yield out;
     }
   }
