@@ -334,13 +334,12 @@ export class SuspendCheckpoints {
 /**
  * Unsolicited ARP for each IPv4 address, sent from inside the VE's netns, so neighbours (the
  * bridge, the host, peers) learn the VE's MAC on its new port at once. busybox's arping does it;
- * IPv6 has no tool on the node for an unsolicited NA yet (the VE's own traffic updates peers).
+ * IPv6 addresses the VE's kernel announces itself (unsolicited NA, see holdInput).
  * Never fails the restore: a missing announcement only delays the switch-over.
  */
 export function announceAddresses(o: { netnsPath: string; ifname: string; addresses: string[]; busybox: string; log: Logger }): void {
   const v4 = o.addresses.map((a) => a.split('/')[0] ?? '').filter((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a));
-  const v6 = o.addresses.filter((a) => a.includes(':'));
-  if (v6.length) o.log.debug({ addresses: v6 }, 'no unsolicited NA for IPv6 addresses (no tool on the node); peers learn them from traffic');
+  // IPv6 addresses are announced by the VE's kernel (ndisc_notify, set by holdInput).
   if (!v4.length) return;
   if (!existsSync(o.busybox)) {
     o.log.warn({ busybox: o.busybox }, 'busybox is missing: restored VE addresses not announced (gratuitous ARP skipped)');
@@ -369,7 +368,11 @@ const RESTORE_TABLE = 'kvz_restore';
  * answer them with RSTs and end the very connections the migration keeps. `release` opens it.
  */
 export async function holdInput(netnsPath: string, signal?: AbortSignal): Promise<void> {
-  await run('nsenter', [`--net=${netnsPath}`, 'nft', '-f', '-'], {
+  // Also ndisc_notify: the kernel then sends an unsolicited neighbour advertisement for each IPv6
+  // address CNI adds once its DAD is done — the IPv6 counterpart of the gratuitous ARP that
+  // announceAddresses sends. /proc/sys/net is the netns of the writer; no IPv6 there is fine.
+  const notify = ['all', 'default'].map((c) => `echo 1 > /proc/sys/net/ipv6/conf/${c}/ndisc_notify`).join('; ');
+  await run('nsenter', [`--net=${netnsPath}`, 'sh', '-c', `{ ${notify}; } 2>/dev/null; exec nft -f -`], {
     input: `table inet ${RESTORE_TABLE} {\n  chain input { type filter hook input priority -300; policy drop; }\n}\n`,
     signal,
   });

@@ -134,3 +134,29 @@ test('destroy leaves no veth, netns or host route behind', async (t) => {
   const r6 = (await run('ip', ['-6', 'route', 'show'])).stdout;
   assert.ok(!r6.includes(v6), r6);
 });
+
+test("a resumed dual-stack VE announces its IPv6 address: the host's stale neighbour entry gets its MAC (unsolicited NA)", async (t) => {
+  if (!requirePrereqs(t, { ...prereqs, binaries: [...prereqs.binaries, '/usr/local/sbin/criu'] })) return;
+  // Bridged, in a user namespace (the default): a resume makes its netns anew and CNI re-adds the address.
+  const uid = randomUUID();
+  const addr6 = `fd00:213:${net}::30`;
+  const cfg: VEConfig = { uid, name: `test/na-${suffix}`, hostname: `na-${suffix}`, template: 'busybox', addresses: [`10.213.${net}.30/24`, `${addr6}/64`], limits: {} };
+  try {
+    await rt.ensureRunning(cfg);
+    assert.ok(await pingable(addr6), `ping -6 ${addr6}`);
+    assert.equal(await rt.suspend(uid), 'updated');
+    // A wrong MAC for the VE's address, as a neighbour that saw it elsewhere would have; only an
+    // unsolicited NA with the override flag replaces it (nothing here sends the VE any traffic).
+    await run('ip', ['-6', 'neigh', 'replace', addr6, 'lladdr', '02:00:00:00:00:01', 'dev', bridge, 'nud', 'stale']);
+    assert.equal(await rt.resume(cfg), 'updated');
+    let seen = '';
+    for (let i = 0; i < 50 && !seen.includes(macAddress(uid)); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      seen = (await run('ip', ['-6', 'neigh', 'show', addr6, 'dev', bridge])).stdout;
+    }
+    assert.match(seen, new RegExp(`lladdr ${macAddress(uid)}`), `the host learned the VE's MAC from its announcement: ${seen}`);
+  } finally {
+    await rt.destroy(uid, stop).catch(() => undefined);
+    await run('ip', ['-6', 'neigh', 'del', addr6, 'dev', bridge]).catch(() => undefined);
+  }
+});
