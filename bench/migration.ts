@@ -2,7 +2,8 @@
 //  (a) the hand-run baseline of PLATFORM-NOTES ("Migration by hand"): runc checkpoint a busybox
 //      container holding an established TCP connection, recreate its netns with the same IP and
 //      MAC on the "target", copy the images, runc restore under the same id (a second runc root
-//      plays the target node); freeze-to-running measured, and the stall a client sees;
+//      plays the target node); freeze-to-running measured (the freeze marked by a CRIU action
+//      script at network-lock, as kubevz's VEs do), and the stall a client sees;
 //  (b) kubevz: a VEMigration of a busybox VE between the two agents of the shared-L2 multi-node
 //      harness (test/helpers/multinode.ts), ping-pong A→B→A…; downtime from status.downtimeMs and
 //      the stall a client (an established connection from the root ns) sees.
@@ -163,6 +164,11 @@ async function baseline(): Promise<Round[]> {
   cpSync('/bin/busybox', join(rootfs, 'bin/busybox'));
   for (const a of ['sh', 'nc', 'cat', 'sleep', 'usleep', 'mv', 'echo']) symlinkSync('busybox', join(rootfs, 'bin', a));
 
+  const frozenAtFile = join(dir, 'frozen-at');
+  const freezeMarkScript = join(dir, 'freeze-mark.sh');
+  writeFileSync(freezeMarkScript, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = network-lock ] && date +%s%N > ${frozenAtFile}\nexit 0\n`, { mode: 0o700 });
+  const freezeMarkConfig = join(dir, 'criu.conf');
+  writeFileSync(freezeMarkConfig, `action-script ${freezeMarkScript}\n`);
   const bundle = (name: string, netns: string) => {
     const b = join(dir, name);
     mkdirSync(b, { recursive: true });
@@ -186,6 +192,9 @@ async function baseline(): Promise<Round[]> {
         namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: `/run/netns/${netns}` }],
         maskedPaths: ['/proc/kcore'], readonlyPaths: ['/proc/sys'],
       },
+      // The same freeze mark kubevz's VEs have (an action script at CRIU's network-lock), so both
+      // downtimes run from the freeze.
+      annotations: { 'org.criu.config': freezeMarkConfig },
     };
     writeFileSync(join(b, 'config.json'), JSON.stringify(spec));
     return b;
@@ -233,6 +242,7 @@ async function baseline(): Promise<Round[]> {
         lap[k] = Math.round(now - tl);
         tl = now;
       };
+      rmSync(frozenAtFile, { force: true });
       await sh('runc', ['--criu', CRIU, '--root', roots.src, 'checkpoint', '--image-path', img, '--work-path', join(dir, `work-${i}`), '--tcp-established', ctr]);
       mark('checkpoint');
       await dropNetns(src.netns, src.veth);
@@ -241,7 +251,8 @@ async function baseline(): Promise<Round[]> {
       cpSync(img, img2, { recursive: true });
       mark('copy');
       await runDetached('runc', ['--criu', CRIU, '--root', roots.dst, 'restore', '-d', '--bundle', bundle(`bundle-dst-${i}`, dst.netns), '--image-path', img2, '--work-path', join(dir, `work-${i}-r`), '--tcp-established', ctr]);
-      const downtimeMs = performance.now() - t0;
+      const frozenAt = Number(BigInt(readFileSync(frozenAtFile, 'utf8').trim()) / 1_000_000n);
+      const downtimeMs = Date.now() - frozenAt;
       mark('restore');
       await probe.stop();
       out.push({ downtimeMs, stallMs: probe.stallMs, errors: probe.errors });

@@ -30,7 +30,8 @@ import { isTerminalPhase } from './migration-status.js';
 export interface IncomingHandler {
   /** Per-block sha256 of the incoming disk image. */
   digests(m: VEMigration): Promise<string[]>;
-  writeBlock(m: VEMigration, index: number, data: Buffer): Promise<void>;
+  /** Writes the blocks into the incoming disk image as they arrive (the image opened once per request). */
+  writeBlocks(m: VEMigration, blocks: AsyncIterable<{ index: number; data: Buffer }>): Promise<void>;
   /** The last disk delta is written (the source's image is at rest): the target may mount it. Must not throw. */
   diskComplete?(m: VEMigration): void;
   /** The CRIU images start arriving, so the VE is dumped and off the LAN on the source. Must not throw. */
@@ -131,11 +132,13 @@ export class MigrationChannelServer {
           needPhase(SENDING);
           let blocks = 0;
           let bytes = 0;
-          for await (const b of readBlockFrames(new ByteReader(req))) {
-            await this.o.handler.writeBlock(mig, b.index, b.data);
-            blocks++;
-            bytes += b.data.length;
-          }
+          await this.o.handler.writeBlocks(mig, (async function* () {
+            for await (const b of readBlockFrames(new ByteReader(req))) {
+              yield b;
+              blocks++;
+              bytes += b.data.length;
+            }
+          })());
           if (final) this.o.handler.diskComplete?.(mig);
           this.log.debug({ migration: `${namespace}/${name}`, blocks, bytes, final, ms: Date.now() - started }, 'disk blocks received');
           return json(res, 200, { blocks, bytes });

@@ -107,7 +107,8 @@ export async function* readBlockFrames(r: ByteReader): AsyncGenerator<{ index: n
     const index = Number(h.readBigUInt64BE(0));
     const length = h.readUInt32BE(8);
     if (length > MAX_BLOCK_FRAME) throw new KvzError('Invalid', `block frame of ${length} bytes exceeds ${MAX_BLOCK_FRAME}`);
-    yield { index, data: Buffer.from(await r.exact(length)) };
+    // No copy: socket chunks are never written to again, so a view into them stays valid.
+    yield { index, data: await r.exact(length) };
   }
 }
 

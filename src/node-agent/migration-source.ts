@@ -141,7 +141,8 @@ export class MigrationSource {
       }
       await advance(this.o.migrations, namespace, name, ['TargetReady'], 'Checkpointing', { message: mode === 'live' ? 'freezing and dumping the VE' : 'stopping the VE' });
       check();
-      const t0 = Date.now();
+      // The downtime runs from the freeze (CRIU's, as the VE's action script saw it; else from here).
+      let t0 = Date.now();
       if (mode === 'live') {
         marker.imageDir = join(markerDir(this.o.stateDir), 'outgoing', mig.metadata.uid ?? name, 'images');
         await rm(marker.imageDir, { recursive: true, force: true });
@@ -150,6 +151,7 @@ export class MigrationSource {
         try {
           const cp = await this.o.runtime.migration.checkpoint(veUid, { imageDir: marker.imageDir, signal });
           timings.checkpoint = cp.ms;
+          if (cp.frozenAt !== undefined && cp.frozenAt >= t0) t0 = cp.frozenAt;
         } catch (err) {
           const d = (err as KvzError).details ?? {};
           const still = (await this.o.runtime.inspect(veUid)).state === 'running';
@@ -181,7 +183,7 @@ export class MigrationSource {
           else await rt.releaseDisk(veUid);
           timings.diskRelease = Date.now() - t;
           t = Date.now();
-          const n = await this.sendDelta(client!, disk, remote, live);
+          const n = await this.sendDelta(client!, disk, remote, live, timings);
           timings.diskDelta = Date.now() - t;
           return n;
         })(),
@@ -232,9 +234,14 @@ export class MigrationSource {
    * `final`: the image is at rest and this is its last delta (sent even when empty), after which
    * the target may mount it.
    */
-  private async sendDelta(client: MigrationChannelClient, disk: string, remote: string[], final = false): Promise<number> {
+  private async sendDelta(client: MigrationChannelClient, disk: string, remote: string[], final = false, timings?: Record<string, number>): Promise<number> {
+    const t = Date.now();
     const local = await blockDigests(disk, BLOCK_SIZE);
     const want = changedBlocks(local, remote);
+    if (timings) {
+      timings.diskDeltaDigest = Date.now() - t;
+      timings.diskDeltaBlocks = want.length;
+    }
     if (!want.length && !final) return 0;
     return client.putBlocks((async function* () {
       for await (const b of readBlocks(disk, want, BLOCK_SIZE)) {

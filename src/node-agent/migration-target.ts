@@ -4,7 +4,7 @@
 // write blocks, keep images and restore. When the migration fails, is aborted or deleted, the
 // incoming copy goes, unless the VE runs here after a success.
 
-import { rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MIGRATION_ANNOTATION, NODE_LABEL, type VEMigration, type VirtualEnvironment } from '../api/types.js';
 import { errorMessage } from '../core/errors.js';
@@ -179,8 +179,13 @@ export class MigrationTarget implements IncomingHandler {
     return blockDigests(this.o.runtime.migration.diskImagePath(m.status!.veUid!), BLOCK_SIZE);
   }
 
-  writeBlock(m: VEMigration, index: number, data: Buffer): Promise<void> {
-    return writeBlock(this.o.runtime.migration.diskImagePath(m.status!.veUid!), index, data, BLOCK_SIZE);
+  async writeBlocks(m: VEMigration, blocks: AsyncIterable<{ index: number; data: Buffer }>): Promise<void> {
+    const fh = await open(this.o.runtime.migration.diskImagePath(m.status!.veUid!), 'r+');
+    try {
+      for await (const b of blocks) await writeBlock(fh, b.index, b.data, BLOCK_SIZE);
+    } finally {
+      await fh.close();
+    }
   }
 
   diskComplete(m: VEMigration): void {

@@ -93,8 +93,8 @@ export function criuConfigPath(veDir: string): string {
 
 /**
  * CRIU options a VE needs. systemd watches files through inotify on the overlay: CRIU must
- * resolve those handles by scanning (force-irmap), limited to where they are. A VE with a user
- * namespace gets its network from the action script (NetnsHandoff) while CRIU restores it.
+ * resolve those handles by scanning (force-irmap), limited to where they are. The action script
+ * (criuActionScript) marks the freeze of a dump and hands a user-namespace VE's netns over on restore.
  */
 export function criuConfigText(flavor: InitFlavor, o: { actionScript?: string } = {}): string {
   const lines = ['# kubevz: CRIU options for this VE (runc reads this file through the org.criu.config annotation)'];
@@ -103,17 +103,84 @@ export function criuConfigText(flavor: InitFlavor, o: { actionScript?: string } 
   return `${lines.join('\n')}\n`;
 }
 
-export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { handoffDir?: string } = {}): Promise<string> {
+export function criuActionScriptPath(veDir: string): string {
+  return join(veDir, 'criu-action.sh');
+}
+
+/** The VE's CRIU config and action script (criuActionScript), both rewritten at every boot and restore. */
+export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { handoffDir: string }): Promise<string> {
   const path = criuConfigPath(veDir);
-  let actionScript: string | undefined;
-  if (o.handoffDir) {
-    actionScript = join(veDir, 'criu-action.sh');
-    await writeFile(`${actionScript}.tmp`, NetnsHandoff.scriptText(o.handoffDir), { mode: 0o700 });
-    await rename(`${actionScript}.tmp`, actionScript);
-  }
+  const actionScript = criuActionScriptPath(veDir);
+  await writeFile(`${actionScript}.tmp`, criuActionScript(o.handoffDir), { mode: 0o700 });
+  await rename(`${actionScript}.tmp`, actionScript);
   await writeFile(`${path}.tmp`, criuConfigText(flavor, { actionScript }));
   await rename(`${path}.tmp`, path);
   return path;
+}
+
+/**
+ * The action script of one VE (host /bin/sh, run by CRIU for every action), talking to the agent
+ * through files in the VE's handoff dir `dir`:
+ *  * `network-lock` (a dump; CRIU has just frozen the VE): the freeze time for the downtime
+ *    (`frozen-at`, ns since the epoch, see DumpMarks), and the VE's host link taken off the LAN when
+ *    the agent named it in `dump-link` — at the freeze, not before CRIU's start-up, so clients wait
+ *    only for the frozen part. A link that does not go down fails the dump (the VE keeps running).
+ *  * `setup-namespaces` (a restore of a VE with a user namespace): NetnsHandoff.
+ */
+export function criuActionScript(dir: string): string {
+  const q = `'${dir.replace(/'/g, `'\\''`)}'`;
+  const ticks = NetnsHandoff.TIMEOUT_S * 100;
+  return `#!/bin/sh
+# kubevz: CRIU action script of one VE (see criuActionScript in src/runtime/checkpoint.ts).
+d=${q}
+[ -d "$d" ] || exit 0
+case "$CRTOOLS_SCRIPT_ACTION" in
+network-lock)
+  date +%s%N > "$d/frozen-at"
+  if [ -s "$d/dump-link" ]; then
+    PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH ip link set dev "$(cat "$d/dump-link")" down || exit 1
+  fi
+  ;;
+setup-namespaces)
+  [ -e "$d/netns.wanted" ] || exit 0
+  echo "$CRTOOLS_INIT_PID" > "$d/netns.pid.tmp" && mv "$d/netns.pid.tmp" "$d/netns.pid" || exit 1
+  i=0
+  while [ ! -e "$d/netns.done" ]; do
+    if [ -e "$d/netns.failed" ] || [ $i -ge ${ticks} ]; then exit 1; fi
+    i=$((i + 1))
+    sleep 0.01
+  done
+  ;;
+esac
+exit 0
+`;
+}
+
+/**
+ * A dump's marks (criuActionScript, network-lock): arm() before `runc checkpoint`, finish()
+ * after it. Only a VE whose action script knows network-lock (booted by this kubevz) can use
+ * them; `armed` says so, otherwise the caller takes the link down itself beforehand.
+ */
+export class DumpMarks {
+  constructor(private readonly dir: string, private readonly veDir: string) {}
+
+  /** Clears the last dump's marks; `link`: the host link the script takes down at the freeze. */
+  async arm(link: string | undefined): Promise<boolean> {
+    const script = await readFile(criuActionScriptPath(this.veDir), 'utf8').catch(() => '');
+    if (!script.includes('network-lock)')) return false;
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await rm(join(this.dir, 'frozen-at'), { force: true });
+    if (link) await writeFile(join(this.dir, 'dump-link'), link);
+    else await rm(join(this.dir, 'dump-link'), { force: true });
+    return true;
+  }
+
+  /** After the dump (done or failed): clears the link request; when CRIU froze the VE (ms since the epoch), if the script said. */
+  async finish(): Promise<number | undefined> {
+    await rm(join(this.dir, 'dump-link'), { force: true });
+    const ns = (await readFile(join(this.dir, 'frozen-at'), 'utf8').catch(() => '')).trim();
+    return /^\d{13,}$/.test(ns) ? Number(BigInt(ns) / 1_000_000n) : undefined;
+  }
 }
 
 // ---- the network of a VE with a user namespace, during a restore ----
@@ -123,9 +190,9 @@ export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { ha
  * be restored into a netns made beforehand (the restored user namespace is a new one that does
  * not own it: "Can't setns …/net: Operation not permitted"). So CRIU makes an empty netns inside
  * the new user namespace, and at its `setup-namespaces` step — after the namespaces exist, before
- * any socket is restored — the VE's action script hands the root task's pid to the agent through
- * a file in the restore's work dir and waits; the agent pins and wires that netns (CNI, exactly as
- * for a boot, input held closed) and answers with `netns.done` (or `netns.failed`, which fails the
+ * any socket is restored — the VE's action script (criuActionScript) hands the root task's pid to
+ * the agent through a file in the VE's handoff dir and waits; the agent pins and wires that netns
+ * (CNI, exactly as for a boot, input held closed) and answers with `netns.done` (or `netns.failed`, which fails the
  * restore). Files rather than pipes: neither side can be left blocked in an open().
  */
 export class NetnsHandoff {
@@ -134,29 +201,17 @@ export class NetnsHandoff {
 
   constructor(private readonly dir: string) {}
 
-  /** The action script (host /bin/sh, run by CRIU for every action; only setup-namespaces does anything). */
-  static scriptText(dir: string): string {
-    const q = `'${dir.replace(/'/g, `'\\''`)}'`;
-    const ticks = NetnsHandoff.TIMEOUT_S * 100;
-    return `#!/bin/sh
-# kubevz: CRIU action script of one VE (see NetnsHandoff in src/runtime/checkpoint.ts).
-[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] || exit 0
-d=${q}
-[ -d "$d" ] || exit 0
-echo "$CRTOOLS_INIT_PID" > "$d/netns.pid.tmp" && mv "$d/netns.pid.tmp" "$d/netns.pid" || exit 1
-i=0
-while [ ! -e "$d/netns.done" ]; do
-  if [ -e "$d/netns.failed" ] || [ $i -ge ${ticks} ]; then exit 1; fi
-  i=$((i + 1))
-  sleep 0.01
-done
-`;
-  }
-
   /** Clears markers of an earlier attempt; call before the restore starts. */
   async reset(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     for (const f of ['netns.pid', 'netns.pid.tmp', 'netns.done', 'netns.failed']) await rm(join(this.dir, f), { force: true });
+    // The script waits for the agent only when asked: a privileged VE's restore has no netns to hand over.
+    await writeFile(join(this.dir, 'netns.wanted'), '');
+  }
+
+  /** After the restore (done or failed): a later restore of this VE asks anew. */
+  async clear(): Promise<void> {
+    await rm(join(this.dir, 'netns.wanted'), { force: true });
   }
 
   /**

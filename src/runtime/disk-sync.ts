@@ -92,7 +92,7 @@ export async function* readBlocks(file: string, indexes: Iterable<number>, block
       const off = index * blockSize;
       if (off >= size) throw new RangeError(`block ${index} is beyond the end of ${file} (${size} bytes)`);
       const len = Math.min(blockSize, size - off);
-      const data = Buffer.alloc(len);
+      const data = Buffer.allocUnsafe(len); // filled by the read, or zeroed below
       const { bytesRead } = await fh.read(data, 0, len, off);
       if (bytesRead < len) data.fill(0, bytesRead);
       yield { index, data };

@@ -18,6 +18,7 @@ import {
   shareImagesWithVE,
   checkpointableBundle,
   NetnsHandoff,
+  DumpMarks,
 } from './checkpoint.js';
 import { CNI_IFNAME } from './cni.js';
 import { run } from './command.js';
@@ -54,15 +55,21 @@ export class VEMigration implements VEMigrationRuntime {
     // The VE's own firewall, routes and addresses: its netns is not in the images.
     const names = await this.rt.netNames(uid);
     if (names) await saveNetnsState(netnsPath(names.netns), opts.imageDir, await this.rt.cniResult(uid), opts.signal);
-    const t0 = performance.now();
-    // Off the LAN before the freeze: CRIU closes the dumped sockets silently, but a client's packet
+    // Off the LAN at the freeze: CRIU closes the dumped sockets silently, but a client's packet
     // arriving after the dump would meet no socket and get a RST, ending the connection that the
-    // restore is about to bring back. Dropped packets are just retransmitted. (The freeze follows
-    // within milliseconds, so this adds nothing to the downtime.)
-    if (!opts.leaveRunning) await this.rt.setHostLink(uid, false, opts.signal);
+    // restore is about to bring back. Dropped packets are just retransmitted. The action script
+    // takes the link down when CRIU has frozen the VE (DumpMarks); a VE booted before it could is
+    // taken off here, before CRIU starts.
+    const marks = new DumpMarks(this.rt.handoffDir(uid), this.rt.veDir(uid));
+    const link = opts.leaveRunning ? undefined : await this.rt.markHostLinkDown(uid);
+    if (!(await marks.arm(link)) && link) await this.rt.setHostLink(uid, false, opts.signal);
+    const t0 = performance.now();
+    let frozenAt: number | undefined;
     try {
       await this.rt.runc.checkpoint(id, { imagePath: opts.imageDir, workPath: work, leaveRunning: opts.leaveRunning, signal: opts.signal });
+      frozenAt = await marks.finish();
     } catch (err) {
+      await marks.finish();
       if (!opts.leaveRunning) await this.rt.setHostLink(uid, true).catch(() => undefined);
       const tail = await criuLogTail(join(work, 'dump.log'));
       // Partial images must not look like a checkpoint to anyone.
@@ -84,7 +91,7 @@ export class VEMigration implements VEMigrationRuntime {
     const bytes = await dirBytes(opts.imageDir);
     await rm(work, { recursive: true, force: true });
     this.rt.veLogger(uid, name).info({ imageDir: opts.imageDir, bytes, ms, leaveRunning: opts.leaveRunning ?? false }, 'VE checkpointed');
-    return { imageDir: opts.imageDir, bytes, ms };
+    return { imageDir: opts.imageDir, bytes, ms, frozenAt };
   }
 
   restore(config: VEConfig, imageDir: string, signal?: AbortSignal): Promise<{ ms: number }> {
@@ -117,7 +124,7 @@ export class VEMigration implements VEMigrationRuntime {
     await handoff?.reset();
     try {
       const restoring = this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal });
-      await (handoff && userns ? handoff.serve(restoring, userns.wire, signal) : restoring);
+      await (handoff && userns ? handoff.serve(restoring, userns.wire, signal).finally(() => handoff.clear()) : restoring);
     } catch (err) {
       const tail = await criuLogTail(join(work, 'restore.log'));
       throw checkpointError(

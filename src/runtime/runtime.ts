@@ -209,7 +209,7 @@ export class HostRuntime implements VERuntime {
   criuWorkDir(uid: string, what: string): string {
     return join(this.veDir(uid), 'criu-work', what);
   }
-  /** Where a restore's CRIU action script and the agent meet to wire the VE's new netns (NetnsHandoff). */
+  /** Where the VE's CRIU action script and the agent meet (criuActionScript: DumpMarks, NetnsHandoff). */
   handoffDir(uid: string): string {
     return join(this.veDir(uid), 'criu-handoff');
   }
@@ -390,7 +390,7 @@ export class HostRuntime implements VERuntime {
       if (!ownNetns && !names) throw new KvzError('Internal', `VE ${uid} has no network names after its network was set up`);
       // runc joins the pinned user namespace on create; a restore makes it anew from the images.
       const pin = ownNetns && how.kind === 'boot' ? await this.isolation.ensureUsernsPin(uid, revert, signal) : undefined;
-      const criuConfig = await writeCriuConfig(this.veDir(uid), template.init.flavor, { handoffDir: ownNetns ? this.handoffDir(uid) : undefined });
+      const criuConfig = await writeCriuConfig(this.veDir(uid), template.init.flavor, { handoffDir: this.handoffDir(uid) });
       const procBinds = how.kind === 'restore' ? await this.lxcfs?.restoreBinds() : await this.lxcfs?.bootBinds(log);
       const spec = buildOciSpec({
         procBinds,
@@ -826,13 +826,27 @@ export class HostRuntime implements VERuntime {
    * (bridged mode; routed mode's host routes would go with it) until a restore brings it up.
    */
   async setHostLink(uid: string, up: boolean, signal?: AbortSignal): Promise<void> {
+    const link = up ? await this.hostLink(uid) : await this.markHostLinkDown(uid);
+    if (!link) return;
+    await run('ip', ['link', 'set', 'dev', link, up ? 'up' : 'down'], { signal });
+    if (up) await rm(join(this.veDir(uid), 'link-down'), { force: true });
+  }
+
+  /** The host end of a bridged VE's veth (what a dump takes off the LAN), if it exists. */
+  private async hostLink(uid: string): Promise<string | undefined> {
     const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
-    if (!stored || (stored.mode ?? 'bridged') !== 'bridged' || !linkExists(stored.hostVeth)) return;
-    // The marker lets a later cold boot (a suspended VE stopped, then started) find the link down.
-    const marker = join(this.veDir(uid), 'link-down');
-    if (!up) await writeFile(marker, '');
-    await run('ip', ['link', 'set', 'dev', stored.hostVeth, up ? 'up' : 'down'], { signal });
-    if (up) await rm(marker, { force: true });
+    if (!stored || (stored.mode ?? 'bridged') !== 'bridged' || !linkExists(stored.hostVeth)) return undefined;
+    return stored.hostVeth;
+  }
+
+  /**
+   * The host link that is about to go down (by setHostLink, or by the action script at the freeze),
+   * marked so that a later cold boot (a suspended VE stopped, then started) finds it down.
+   */
+  async markHostLinkDown(uid: string): Promise<string | undefined> {
+    const link = await this.hostLink(uid);
+    if (link) await writeFile(join(this.veDir(uid), 'link-down'), '');
+    return link;
   }
 
   /**

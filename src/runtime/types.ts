@@ -50,7 +50,8 @@ export interface VEUsage {
   swap?: UsageCounter;
   processes: UsageCounter;
   cpu: { usageUs: number; periods: number; throttledPeriods: number; throttledUs: number };
-  io: { readBytes: number; writeBytes: number; readOps: number; writeOps: number };
+  /** Block I/O totals; read only when asked for (UsageTarget.io): no beancounter row shows them. */
+  io?: { readBytes: number; writeBytes: number; readOps: number; writeOps: number };
   /** Open file descriptors summed over the VE's processes; undefined when /proc was not readable. */
   openFiles?: number;
   /** Sockets in the VE's netns (accounted, not enforced). */
@@ -195,6 +196,8 @@ export interface CheckpointResult {
   bytes: number;
   /** Freeze + dump time as runc reported it back to us (wall clock of `runc checkpoint`). */
   ms: number;
+  /** When CRIU froze the VE (ms since the epoch), where the VE's action script could tell: a downtime starts there. */
+  frozenAt?: number;
 }
 
 export interface CheckpointOptions {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { silentLogger } from '../../src/core/logger.js';
-import { blockDigests, changedBlocks, createRuntime, dirDigest, readBlocks, writeBlock, type VEConfig } from '../../src/runtime/index.js';
+import { blockDigests, changedBlocks, createRuntime, dirDigest, hostVethName, readBlocks, writeBlock, type VEConfig } from '../../src/runtime/index.js';
 import { execFileP, makeVEHost, type VEHost } from '../helpers/ve-host.js';
 import { missingPrereqs, inCI } from '../helpers/prereq.js';
 
@@ -192,8 +192,13 @@ async function migrateBetweenRuntimes(config: VEConfig): Promise<void> {
     assert.equal(await echo(sock, 'before\n'), 'before\n');
     const c1 = await counter(uid);
     const images = join(host.stateDir, `migration-out-${uid}`);
+    const t0 = Date.now();
     const cp = await a.migration.checkpoint(uid, { imageDir: images });
     assert.ok(cp.bytes > 0 && cp.imageDir === images);
+    // The VE's action script marked the freeze and took its host link off the LAN at that moment.
+    assert.ok(cp.frozenAt !== undefined && cp.frozenAt >= t0 && cp.frozenAt <= Date.now(), `frozenAt ${cp.frozenAt} within the checkpoint call`);
+    const veth = JSON.parse((await execFileP('ip', ['-j', 'link', 'show', 'dev', hostVethName(uid)])).stdout) as { flags: string[] }[];
+    assert.ok(!veth[0]!.flags.includes('UP'), `A's host veth is down after the dump: ${veth[0]!.flags.join(',')}`);
     assert.equal(statSync(images).mode & 0o777, 0o700);
     assert.notEqual((await a.inspect(uid)).state, 'running', 'the dump stopped the VE on A');
     await a.migration.releaseDisk(uid);

@@ -183,7 +183,7 @@ test('after a source agent restart mid-transfer the VE is rolled back and the mi
 test('the channel refuses a wrong token, a migration that is over, and one that targets another node', async (t) => {
   const w = world(t);
   const handler = {
-    digests: async () => ['x'], writeBlock: async () => {}, imageDir: () => join(w.dir, 'img'),
+    digests: async () => ['x'], writeBlocks: async () => {}, imageDir: () => join(w.dir, 'img'),
     restore: async () => ({ ms: 1 }), abort: async () => {}, running: async () => false,
   };
   const server = new MigrationChannelServer({ nodeName: 'n2', migrations: w.migs, secrets: w.secrets, handler, log: silentLogger });

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { NetnsHandoff, SuspendCheckpoints, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
+import { DumpMarks, NetnsHandoff, SuspendCheckpoints, criuActionScript, criuActionScriptPath, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
 import { scopedNetNames, containerId, hostVethName } from '../../../src/runtime/names.js';
 import { buildOciSpec, CRIU_CONFIG_ANNOTATION } from '../../../src/runtime/oci-spec.js';
 
@@ -52,10 +53,7 @@ test('the bundle names the VE\'s CRIU config in org.criu.config', () => {
 
 test('a VE with a user namespace: its CRIU config runs the handoff script; its bundle makes netns and restores the userns', () => {
   assert.match(criuConfigText('busybox', { actionScript: '/v/criu-action.sh' }), /^action-script \/v\/criu-action\.sh$/m);
-  const script = NetnsHandoff.scriptText("/v/it's");
-  assert.match(script, /setup-namespaces/);
-  assert.match(script, /CRTOOLS_INIT_PID/);
-  assert.match(script, /d='\/v\/it'\\''s'/, 'the dir is shell-quoted');
+  assert.match(criuActionScript("/v/it's"), /d='\/v\/it'\\''s'/, 'the dir is shell-quoted');
   const base = {
     config: { uid: 'u', name: 'n', hostname: 'h', template: 't', addresses: [], limits: {} },
     rootfs: '/r', cgroupsPath: '/kubevz/x', init: ['/sbin/init'], host: { boundingCaps: ['CAP_CHOWN'], nofileHard: 1024 },
@@ -82,6 +80,47 @@ test('a user-namespace VE still joining an agent-made netns (started before) is 
   });
   await checkpointableBundle(write('new.json', [{ type: 'user', path: '/p' }, { type: 'network' }]), 'ns/new');
   await checkpointableBundle(write('priv.json', [{ type: 'network', path: '/run/netns/x' }]), 'ns/priv');
+});
+
+/** Runs the VE's action script for one CRIU action, as CRIU does. */
+function runAction(script: string, action: string, env: Record<string, string> = {}): number {
+  const r = spawnSync('/bin/sh', [script], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CRTOOLS_SCRIPT_ACTION: action, ...env }, timeout: 10_000 });
+  return r.status ?? -1;
+}
+
+test('the action script: network-lock marks the freeze; a privileged restore does not wait; other actions do nothing', async () => {
+  const veDir = join(dir, 'marks-ve');
+  const hd = join(veDir, 'criu-handoff');
+  mkdirSync(veDir, { recursive: true });
+  const marks = new DumpMarks(hd, veDir);
+  assert.equal(await marks.arm(undefined), false, 'no action script (a VE booted by an older kubevz): not armed');
+  writeFileSync(criuActionScriptPath(veDir), 'setup-namespaces) old script\n');
+  assert.equal(await marks.arm(undefined), false, 'an action script without network-lock: not armed');
+  const script = criuActionScriptPath(veDir);
+  writeFileSync(script, criuActionScript(hd), { mode: 0o700 });
+  assert.equal(await marks.arm(undefined), true);
+  const before = Date.now();
+  assert.equal(runAction(script, 'network-lock'), 0);
+  const at = await marks.finish();
+  assert.ok(at !== undefined && at >= before - 5 && at <= Date.now() + 5, `frozen-at in ms since the epoch (${at})`);
+  assert.equal(await marks.finish(), at, 'the mark stays until the next arm');
+  await marks.arm(undefined);
+  assert.equal(await marks.finish(), undefined, 'arm clears the last mark');
+  assert.equal(runAction(script, 'setup-namespaces', { CRTOOLS_INIT_PID: '77' }), 0, 'nothing asked: no wait');
+  assert.ok(!existsSync(join(hd, 'netns.pid')));
+  assert.equal(runAction(script, 'post-dump'), 0);
+
+  // A user-namespace restore asks (reset): the script hands the pid over and waits for the answer.
+  const h = new NetnsHandoff(hd);
+  await h.reset();
+  const child = spawn('/bin/sh', [script], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CRTOOLS_SCRIPT_ACTION: 'setup-namespaces', CRTOOLS_INIT_PID: '78' } });
+  const exited = new Promise<number | null>((r) => child.on('exit', r));
+  while (!existsSync(join(hd, 'netns.pid'))) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(readFileSync(join(hd, 'netns.pid'), 'utf8'), '78\n');
+  writeFileSync(join(hd, 'netns.done'), '');
+  assert.equal(await exited, 0);
+  await h.clear();
+  assert.equal(runAction(script, 'setup-namespaces', { CRTOOLS_INIT_PID: '79' }), 0, 'cleared: the next restore does not wait');
 });
 
 test('the netns handoff: the agent wires the pid the script wrote, then answers done; a failed wiring fails the restore', async () => {
