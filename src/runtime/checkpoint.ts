@@ -387,30 +387,33 @@ export class SuspendCheckpoints {
 // ---- announcing a restored VE ----
 
 /**
- * Unsolicited ARP for each IPv4 address, sent from inside the VE's netns, so neighbours (the
- * bridge, the host, peers) learn the VE's MAC on its new port at once. busybox's arping does it;
- * IPv6 addresses the VE's kernel announces itself (unsolicited NA, see holdInput).
- * Never fails the restore: a missing announcement only delays the switch-over.
+ * Tells the neighbours (the bridge, the host, peers) the VE's addresses are at its new port, from
+ * inside the VE's netns: a gratuitous ARP for each IPv4 address (busybox's arping), and for IPv6
+ * the kernel's own unsolicited neighbour advertisements — with `ndisc_notify` set, re-setting the
+ * interface's MAC (to the same value) makes it advertise every address. (Left to CNI, the
+ * advertisement at address setup raced the new bridge port and was lost now and then.)
+ * Not awaited: arping waits up to a second for answers nobody sends, and that wait must not count
+ * as the VE's downtime. Never fails the restore: a missing announcement only delays the switch-over.
  */
-export function announceAddresses(o: { netnsPath: string; ifname: string; addresses: string[]; busybox: string; log: Logger }): void {
+export function announceAddresses(o: { netnsPath: string; ifname: string; mac: string; addresses: string[]; busybox: string; log: Logger }): void {
   const v4 = o.addresses.map((a) => a.split('/')[0] ?? '').filter((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a));
-  // IPv6 addresses are announced by the VE's kernel (ndisc_notify, set by holdInput).
+  const send = (what: string, args: string[], okExit = 0) =>
+    void run('nsenter', [`--net=${o.netnsPath}`, ...args], { allowFailure: true, timeoutMs: 3_000 })
+      .then((res) => {
+        if (res.exitCode > okExit) o.log.warn({ err: res.stderr.trim() }, `${what} failed`);
+        else o.log.debug(`${what} sent`);
+      })
+      .catch((err: unknown) => o.log.warn({ err: String(err) }, `${what} failed`));
+  if (o.addresses.some((a) => a.includes(':'))) {
+    send('unsolicited NA', ['sh', '-c', `echo 1 > /proc/sys/net/ipv6/conf/all/ndisc_notify && exec ip link set dev ${o.ifname} address ${o.mac}`]);
+  }
   if (!v4.length) return;
   if (!existsSync(o.busybox)) {
     o.log.warn({ busybox: o.busybox }, 'busybox is missing: restored VE addresses not announced (gratuitous ARP skipped)');
     return;
   }
-  // Not awaited: arping waits up to a second for answers nobody sends, and that wait must not
-  // count as the VE's downtime. The packet leaves at once.
-  for (const ip of v4) {
-    void run('nsenter', [`--net=${o.netnsPath}`, o.busybox, 'arping', '-U', '-q', '-c', '1', '-w', '1', '-I', o.ifname, '-s', ip, ip], { allowFailure: true, timeoutMs: 3_000 })
-      .then((res) => {
-        // arping -U exits 1 when nobody answers, which is normal for an unsolicited ARP.
-        if (res.exitCode > 1) o.log.warn({ address: ip, err: res.stderr.trim() }, 'gratuitous ARP failed');
-        else o.log.debug({ address: ip }, 'gratuitous ARP sent');
-      })
-      .catch((err: unknown) => o.log.warn({ address: ip, err: String(err) }, 'gratuitous ARP failed'));
-  }
+  // arping -U exits 1 when nobody answers, which is normal for an unsolicited ARP.
+  for (const ip of v4) send(`gratuitous ARP for ${ip}`, [o.busybox, 'arping', '-U', '-q', '-c', '1', '-w', '1', '-I', o.ifname, '-s', ip, ip], 1);
 }
 
 /** nft table that holds a restore's netns closed (see holdInput). */
@@ -423,11 +426,7 @@ const RESTORE_TABLE = 'kvz_restore';
  * answer them with RSTs and end the very connections the migration keeps. `release` opens it.
  */
 export async function holdInput(netnsPath: string, signal?: AbortSignal): Promise<void> {
-  // Also ndisc_notify: the kernel then sends an unsolicited neighbour advertisement for each IPv6
-  // address CNI adds once its DAD is done — the IPv6 counterpart of the gratuitous ARP that
-  // announceAddresses sends. /proc/sys/net is the netns of the writer; no IPv6 there is fine.
-  const notify = ['all', 'default'].map((c) => `echo 1 > /proc/sys/net/ipv6/conf/${c}/ndisc_notify`).join('; ');
-  await run('nsenter', [`--net=${netnsPath}`, 'sh', '-c', `{ ${notify}; } 2>/dev/null; exec nft -f -`], {
+  await run('nsenter', [`--net=${netnsPath}`, 'nft', '-f', '-'], {
     input: `table inet ${RESTORE_TABLE} {\n  chain input { type filter hook input priority -300; policy drop; }\n}\n`,
     signal,
   });

@@ -24,7 +24,7 @@ import { CNI_IFNAME } from './cni.js';
 import { run } from './command.js';
 import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, imageFsBytes, imageInodes, isImageMounted, mountImage, readDiskRecord, unmountImage, writeDiskRecord } from './disk-image.js';
 import { detachLoops } from './loop.js';
-import { containerId } from './names.js';
+import { containerId, macAddress } from './names.js';
 import { netnsPath } from './netns.js';
 import { restoreNetnsState, saveNetnsState } from './netns-state.js';
 import { rootfsPaths, unmountRootfs } from './rootfs.js';
@@ -140,7 +140,7 @@ export class VEMigration implements VEMigrationRuntime {
     if (names) await releaseInput(netnsPath(names.netns), signal);
     await this.rt.setHostLink(uid, true, signal);
     if (names) {
-      announceAddresses({ netnsPath: netnsPath(names.netns), ifname: CNI_IFNAME, addresses: config.addresses, busybox: this.rt.busybox, log: this.rt.veLogger(uid, config.name) });
+      announceAddresses({ netnsPath: netnsPath(names.netns), ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log: this.rt.veLogger(uid, config.name) });
     }
   }
 

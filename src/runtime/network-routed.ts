@@ -15,7 +15,8 @@ export async function addRoutedAddresses(o: { netns: string; ifname: string; hos
   await run('ip', ['-n', o.netns, '-batch', '-'], { input: `${inside}\n`, signal: o.signal });
   const host = o.extras.map((a) => {
     const ip = a.split('/')[0] ?? a;
-    return `${familyOf(a) === 6 ? '-6 ' : ''}route replace ${ip}/${familyOf(a) === 6 ? 128 : 32} dev ${o.hostVeth} scope link`;
+    // No `-6`: `ip -batch` takes no options per line; the family follows from the address.
+    return `route replace ${ip}/${familyOf(a) === 6 ? 128 : 32} dev ${o.hostVeth} scope link`;
   });
   await run('ip', ['-batch', '-'], { input: `${host.join('\n')}\n`, signal: o.signal });
 }

@@ -28,12 +28,13 @@ const routedUid = randomUUID();
 const v4 = `10.213.${net}.20`;
 const v4b = `10.213.${net}.21`;
 const v6 = `fd00:213:${net}::20`;
+const v6b = `fd00:213:${net}::21`;
 const routed: VEConfig = {
   uid: routedUid,
   name: `test/routed-${suffix}`,
   hostname: `routed-${suffix}`,
   template: 'busybox',
-  addresses: [`${v4}/24`, `${v6}/64`, `${v4b}/24`],
+  addresses: [`${v4}/24`, `${v6}/64`, `${v4b}/24`, `${v6b}/64`],
   network: { mode: 'routed', nameservers: [`10.213.${net}.53`], searchDomains: ['kvz.test'] },
   limits: {},
 };
@@ -96,6 +97,7 @@ test('a routed VE with IPv4 and IPv6 addresses is reachable from the host, and i
   assert.ok(await pingable(v4), `ping ${v4}`);
   assert.ok(await pingable(v4b), `ping ${v4b}`);
   assert.ok(await pingable(v6), `ping -6 ${v6}`);
+  assert.ok(await pingable(v6b), `ping -6 ${v6b} (a second address of the family: kubevz adds it, not ptp)`);
   const ports = bridgePorts();
   const { stdout } = await run('ip', ['-j', 'link', 'show']);
   const hostEnds = (JSON.parse(stdout) as { ifname: string; link_netnsid?: number }[]).filter((l) => l.link_netnsid !== undefined).map((l) => l.ifname);
@@ -141,8 +143,14 @@ test("a resumed dual-stack VE announces its IPv6 address: the host's stale neigh
   const uid = randomUUID();
   const addr6 = `fd00:213:${net}::30`;
   const cfg: VEConfig = { uid, name: `test/na-${suffix}`, hostname: `na-${suffix}`, template: 'busybox', addresses: [`10.213.${net}.30/24`, `${addr6}/64`], limits: {} };
+  // A second port keeps the bridge's carrier while the VE's veth is replaced, as a node's uplink
+  // does (without one the kernel flushes the bridge's neighbour entries on carrier loss).
+  const keeper = `kvzk${suffix}`.slice(0, 13);
   try {
     await rt.ensureRunning(cfg);
+    await run('ip', ['link', 'add', keeper, 'type', 'veth', 'peer', 'name', `${keeper}p`]);
+    await run('ip', ['link', 'set', keeper, 'master', bridge, 'up']);
+    await run('ip', ['link', 'set', `${keeper}p`, 'up']);
     assert.ok(await pingable(addr6), `ping -6 ${addr6}`);
     assert.equal(await rt.suspend(uid), 'updated');
     // A wrong MAC for the VE's address, as a neighbour that saw it elsewhere would have; only an
@@ -157,6 +165,7 @@ test("a resumed dual-stack VE announces its IPv6 address: the host's stale neigh
     assert.match(seen, new RegExp(`lladdr ${macAddress(uid)}`), `the host learned the VE's MAC from its announcement: ${seen}`);
   } finally {
     await rt.destroy(uid, stop).catch(() => undefined);
+    await run('ip', ['link', 'del', keeper]).catch(() => undefined);
     await run('ip', ['-6', 'neigh', 'del', addr6, 'dev', bridge]).catch(() => undefined);
   }
 });
