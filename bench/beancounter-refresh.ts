@@ -3,16 +3,19 @@
 // what is a fixture is printed with the figures:
 // * cgroup counters: real cgroup v1 directories (memory, cpu, cpuacct, pids, blkio; empty, made
 //   under a unique parent and removed after) when run as root on a v1 host, else fixture trees
-//   laid out as the kernel has them (`--fixture` forces those);
-// * fds and netns: 3 real processes per VE (the same 3 for every VE: `sleep` in their own
-//   network namespace when root), counted through the real /proc;
+//   laid out as the kernel has them (`--fixture` forces those); the limit files among them are
+//   re-read every 10 s (LIMITS_MAX_AGE_MS: nobody calls readLimits here), like the disk figures;
+// * fds and netns: 3 real processes per VE, counted through the real /proc: its own init
+//   (`sleep`, in its own network namespace when root: the netns files are per VE, as on a real
+//   node) and 2 sleepers shared by every VE; each VE's fds recounted every 10 s (FD_MAX_AGE_MS,
+//   each VE at its own point of the interval), its netns files read every pass;
 // * disk: the real disk-usage path (disk.json record + mount check) on unmounted fixture disks.
 // The clock the refresher sees advances 2 s per pass (its default interval). Prints the CPU time
 // (user+system) of each pass, median and mean, and wall time; asserts nothing.
 // `node dist/bench/beancounter-refresh.js [ves] [rounds] [--fixture]`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { VirtualEnvironment } from '../src/api/types.js';
@@ -41,10 +44,19 @@ function write(path: string, text: string): void {
   writeFileSync(path, text);
 }
 
-// Three long sleepers stand for a VE's processes (in their own netns when we may make one).
-const sleepers: ChildProcess[] = [0, 1, 2].map(() => (isRoot ? spawn('unshare', ['--net', 'sleep', '600'], { stdio: 'ignore' }) : spawn('sleep', ['600'], { stdio: 'ignore' })));
-const pids = sleepers.map((c) => c.pid!);
-await new Promise((r) => setTimeout(r, 100)); // let unshare exec sleep
+// Long sleepers stand for a VE's processes: one init per VE (in its own netns when we may make
+// one) and two more shared by all.
+const sleeper = (): ChildProcess => (isRoot ? spawn('unshare', ['--net', 'sleep', '600'], { stdio: 'ignore' }) : spawn('sleep', ['600'], { stdio: 'ignore' }));
+const sleepers: ChildProcess[] = [sleeper(), sleeper()];
+const inits = Array.from({ length: count }, () => sleeper());
+sleepers.push(...inits);
+const shared = [sleepers[0]!.pid!, sleepers[1]!.pid!];
+const procsOf = (i: number) => [inits[i]!.pid!, ...shared];
+// Every sleeper set up (unshare made its netns and exec'd sleep) before measuring: 200 netns
+// being made on the other CPU would be measured too.
+for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+  if (sleepers.every((c) => c.exitCode !== null || readFileSync(`/proc/${c.pid}/comm`, 'utf8').trim() === 'sleep')) break;
+}
 
 const cgRoot = realCgroups ? '/sys/fs/cgroup' : join(root, 'cg');
 const ves: VirtualEnvironment[] = [];
@@ -74,19 +86,20 @@ for (let i = 0; i < count; i++) {
     f('pids', 'pids.current', '3');
     f('pids', 'pids.max', '100');
     f('pids', 'pids.events', 'max 0');
-    f('pids', 'cgroup.procs', pids.join('\n'));
+    f('pids', 'cgroup.procs', procsOf(i).join('\n'));
     f('cpuacct', 'cpuacct.usage', String(i * 1_000_000));
     f('cpu', 'cpu.stat', 'nr_periods 0\nnr_throttled 0\nthrottled_time 0');
     f('blkio', 'blkio.throttle.io_service_bytes_recursive', '7:1 Read 0\n7:1 Write 4096\nTotal 4096');
     f('blkio', 'blkio.throttle.io_serviced_recursive', '7:1 Read 0\n7:1 Write 1\nTotal 1');
   }
   write(diskPaths(join(root, 'ves', uid)).record, JSON.stringify({ sizeBytes: 2 << 30, inodes: 131072 }));
-  ves.push({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment', metadata: { name: `ve${i}`, namespace: 'default', uid }, spec: { template: 'busybox', resources: { processes: 100, memory: { limit: '256Mi' } } }, status: { phase: 'Running', initPid: pids[0]! } });
+  ves.push({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment', metadata: { name: `ve${i}`, namespace: 'default', uid }, spec: { template: 'busybox', resources: { processes: 100, memory: { limit: '256Mi' } } }, status: { phase: 'Running', initPid: inits[i]!.pid! } });
 }
 
 const v1 = new CgroupV1(cgRoot);
-// Real cgroups here are empty: the 3 sleepers stand in as their processes.
-const cgroup: CgroupReader = realCgroups ? Object.assign(Object.create(v1) as CgroupV1, { readUsage: async (path: string, o?: { initPid?: number }) => ({ ...(await v1.readUsage(path, o)), procs: pids }) }) : v1;
+// Real cgroups here are empty: the sleepers stand in as their processes.
+const procsByPath = new Map(ves.map((ve, i) => [`${parent}${cgroupPath(ve.metadata.uid!, '')}`, procsOf(i)]));
+const cgroup: CgroupReader = realCgroups ? Object.assign(Object.create(v1) as CgroupV1, { readUsage: async (path: string, o?: { initPid?: number }) => ({ ...(await v1.readUsage(path, o)), procs: procsByPath.get(path)! }) }) : v1;
 const reader = new UsageReader(cgroup, '/proc');
 const runtime = {
   readUsage: (uid: string, pid?: number) => reader.read({ cgroupPath: `${parent}${cgroupPath(uid, '')}`, pid }),
@@ -119,7 +132,7 @@ try {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const steady = cpu.slice(1);
 const mean = steady.reduce((a, b) => a + b, 0) / steady.length;
-console.log(`beancounter refresh, ${count} VEs, ${rounds} passes; cgroup counters: ${realCgroups ? 'real v1 cgroups (empty)' : 'v1 fixture trees'}; fds and netns: 3 real processes per VE${isRoot ? ' (own netns)' : ''}; disk: unmounted fixture disks`);
+console.log(`beancounter refresh, ${count} VEs, ${rounds} passes; cgroup counters: ${realCgroups ? 'real v1 cgroups (empty)' : 'v1 fixture trees'}; fds and netns: 3 real processes per VE (own init${isRoot ? ' in its own netns' : ''}, 2 shared); disk: unmounted fixture disks (read every 5th pass)`);
 console.log(`  agent CPU per pass: median ${median(cpu).toFixed(1)} ms, mean after the first ${mean.toFixed(1)} ms (first ${cpu[0]!.toFixed(1)} ms), ${(median(cpu) / count).toFixed(3)} ms per VE`);
 console.log(`  wall per pass:      median ${median(wall).toFixed(1)} ms`);
 console.log(`  target 50 ms CPU:   ${(median(cpu) / 50).toFixed(2)}× of target; status writes ${writes} (${count} on the first pass, then only changed rows)`);

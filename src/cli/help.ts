@@ -292,7 +292,9 @@ ${CONNECTION}
 Prints the VE's resource accounting like /proc/user_beancounters: held, maxheld, barrier,
 limit, failcnt per resource. physpages, swappages, oomguarpages in 4 KiB pages (failcnt of
 oomguarpages = OOM kills); diskspace in 1 KiB blocks; numfile = open fds of all the VE's
-processes (its limit is per process); numtcpsock/numothersock are accounted, not enforced;
+processes, recounted every 10 s (its limit is per process); numtcpsock = TCP sockets in the VE's
+netns, numothersock = all its other sockets (UDP, UNIX, netlink, …): accounted, not enforced;
+limits changed by hand on the host show within 10 s;
 cpu = millicores used over the last refresh (barrier = units, limit = cap, failcnt = throttled
 periods). Unlimited prints as 9223372036854775807.
 

@@ -12,8 +12,12 @@
 // memory.events max+oom (v2), never below the OOM-kill count (kernel 6.18 leaves the v1
 // failcnt files at 0 even across OOM kills); oomguarpages = OOM kills; numproc = pids.events
 // max; cpu = throttled periods. numfile, sockets and disk have no kernel failure counter: their
-// failcnt stays 0. Sockets are accounted, never enforced. Counters are read every pass, disk
-// figures every diskIntervalMs.
+// failcnt stays 0. Sockets are accounted, never enforced: numtcpsock = TCP sockets in use (IPv4
+// and IPv6: bound, listening, connected) in the VE's netns, numothersock = every other socket
+// there (UNIX, UDP, raw, netlink, packet, TCP not yet bound). Counters are read every pass;
+// the cgroup limits among them (physpages, swappages, numproc limit) every 10 s
+// (LIMITS_MAX_AGE_MS) and on the pass after the agent reads limits back, which it does after
+// every change it applies; disk figures every diskIntervalMs.
 
 import type { Beancounter, VirtualEnvironment } from '../api/types.js';
 import { errorMessage } from '../core/errors.js';
@@ -70,6 +74,17 @@ export function beancountersFrom(u: VEUsage, o: { limits?: VELimits; disk?: VEDi
   return rows;
 }
 
+/** Whether two row lists say the same, field by field (cheaper than a JSON string per VE per pass). */
+function sameRows(a: readonly Beancounter[], b: readonly Beancounter[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.resource !== y.resource || x.held !== y.held || x.maxheld !== y.maxheld || x.barrier !== y.barrier || x.limit !== y.limit || x.failcnt !== y.failcnt) return false;
+  }
+  return true;
+}
+
 /** The limits beancounters show besides those read from the cgroup each pass. */
 function limitsOf(ve: VirtualEnvironment): VELimits | undefined {
   let limits: VELimits | undefined;
@@ -90,7 +105,8 @@ interface VEState {
   maxMillicores: number;
   maxProcesses: number;
   publishedAt: number;
-  published: string;
+  /** The rows last written to status (or found there). */
+  published: readonly Beancounter[];
   /** The last disk reading and when it was taken (see diskIntervalMs). */
   disk?: VEDiskUsage;
   diskAt: number;
@@ -181,7 +197,7 @@ export class BeancounterRefresher {
     const now = this.now();
     let millicores = 0;
     if (prev && now > prev.at && usage.cpu.usageUs >= prev.cpuUs) millicores = Math.round(((usage.cpu.usageUs - prev.cpuUs) / 1000 / (now - prev.at)) * 1000);
-    const st: VEState = prev ?? { cpuUs: 0, at: 0, maxMillicores: 0, maxProcesses: 0, publishedAt: -Infinity, published: JSON.stringify(ve.status?.beancounters ?? []), diskAt: 0 };
+    const st: VEState = prev ?? { cpuUs: 0, at: 0, maxMillicores: 0, maxProcesses: 0, publishedAt: -Infinity, published: ve.status?.beancounters ?? [], diskAt: 0 };
     if (diskDue) {
       st.disk = disk;
       st.diskAt = now;
@@ -200,10 +216,9 @@ export class BeancounterRefresher {
     const rows = beancountersFrom(usage, { limits, disk, cpu: prev ? { millicores, maxMillicores: st.maxMillicores } : undefined, maxProcesses: st.maxProcesses });
     this.o.metrics?.set({ namespace: ve.metadata.namespace, name: ve.metadata.name }, rows);
 
-    const json = JSON.stringify(rows);
-    if (json === st.published || now - st.publishedAt < (this.o.minPublishMs ?? 5000)) return false;
+    if (sameRows(rows, st.published) || now - st.publishedAt < (this.o.minPublishMs ?? 5000)) return false;
     await this.o.client.patchStatus(ve.metadata.name, ve.metadata.namespace, { beancounters: rows });
-    st.published = json;
+    st.published = rows;
     st.publishedAt = now;
     return true;
   }

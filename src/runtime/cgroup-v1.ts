@@ -5,7 +5,7 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
-import { CounterFiles, parseIntStrict, parseKeyValues, parseLimitBytes, parseProcs, readText, type CgroupReader, type CgroupUsage, type IoThrottle, type UsageReadOptions } from './cgroup.js';
+import { cachedLimits, CounterFiles, parseIntStrict, parseLimitBytes, readText, type CgroupReader, type CgroupUsage, type CounterFileSet, type IoThrottle, type UsageReadOptions } from './cgroup.js';
 import { DEFAULT_IO_WEIGHT, formatCpuset, parseCpuset, type BlockDevice } from './limits.js';
 import type { VELimits } from './types.js';
 
@@ -49,6 +49,8 @@ export class CgroupV1 implements CgroupReader {
   }
 
   async readLimits(cgroupPath: string, opts: { device?: BlockDevice } = {}): Promise<VELimits> {
+    // Called after every change the agent applies: the next usage read re-reads the limits too.
+    this.counters.invalidate(cgroupPath);
     const f = (c: string, n: string) => this.file(c, cgroupPath, n);
     // First on its own, so a missing cgroup fails naming the memory limit file.
     const mem = await this.bytes(f('memory', 'memory.limit_in_bytes'));
@@ -84,7 +86,7 @@ export class CgroupV1 implements CgroupReader {
   async readUsage(cgroupPath: string, o: UsageReadOptions = {}): Promise<CgroupUsage> {
     const set = this.counters.of(cgroupPath, o.initPid);
     try {
-      return this.usageFrom(set.read.bind(set), set.paths);
+      return usageFrom(set, o.io === true, o.procs !== false);
     } catch (err) {
       this.counters.forget(cgroupPath);
       throw err;
@@ -93,59 +95,6 @@ export class CgroupV1 implements CgroupReader {
 
   forget(cgroupPath?: string): void {
     this.counters.forget(cgroupPath);
-  }
-
-  /** Synchronous on purpose: one pread per file, no promise per file (see CounterFiles). */
-  private usageFrom(read: (i: number, optional?: boolean) => string | undefined, paths: readonly string[]): CgroupUsage {
-    const int = (i: number) => parseIntStrict(read(i) ?? '', paths[i]!);
-    const optInt = (i: number) => {
-      const v = read(i, true);
-      return v === undefined ? undefined : parseIntStrict(v, paths[i]!);
-    };
-    const bytes = (i: number, optional = false) => {
-      const v = read(i, optional);
-      return v === undefined ? undefined : parseLimitBytes(v, paths[i]!);
-    };
-    const usage = int(0);
-    const maxUsage = int(1);
-    const limit = bytes(2);
-    const failcnt = int(3);
-    const oom = read(4, true);
-    const swUsage = optInt(5);
-    const swMax = optInt(6);
-    const swLimit = bytes(7, true);
-    const swFail = optInt(8);
-    const pidsCur = int(9);
-    const pidsMax = read(10);
-    const pidsEvents = read(11, true);
-    const cpuNs = int(12);
-    const stat = parseKeyValues(read(13) ?? '', paths[13]!);
-    const ioBytes = read(14, true);
-    const ioOps = read(15, true);
-    const procs = read(16, true);
-    const out: CgroupUsage = {
-      memory: { held: usage, maxheld: maxUsage, failcnt: 0, oomKills: oom ? (parseKeyValues(oom, paths[4]!).get('oom_kill') ?? 0) : 0 },
-      processes: { held: pidsCur, failcnt: pidsEvents ? (parseKeyValues(pidsEvents, paths[11]!).get('max') ?? 0) : 0 },
-      cpu: {
-        usageUs: Math.floor(cpuNs / 1000),
-        periods: stat.get('nr_periods') ?? 0,
-        throttledPeriods: stat.get('nr_throttled') ?? 0,
-        throttledUs: Math.floor((stat.get('throttled_time') ?? 0) / 1000),
-      },
-      io: { ...sumBlkio(ioBytes, 'Bytes'), ...sumBlkio(ioOps, 'Ops') } as CgroupUsage['io'],
-      procs: parseProcs(procs),
-    };
-    // A charge refused by memsw (memory+swap) counts in memsw.failcnt only: both are refusals.
-    // Kernel 6.18 (measured here) leaves both at 0 even across OOM kills, and an OOM kill
-    // means a charge was refused, so OOM kills are the floor.
-    out.memory.failcnt = Math.max(failcnt + (swFail ?? 0), out.memory.oomKills);
-    if (limit !== undefined) out.memory.limit = limit;
-    if (pidsMax && pidsMax !== 'max') out.processes.limit = parseIntStrict(pidsMax, paths[10]!);
-    if (swUsage !== undefined) {
-      out.swap = { held: Math.max(0, swUsage - usage), maxheld: Math.max(0, (swMax ?? 0) - maxUsage), failcnt: swFail ?? 0 };
-      if (swLimit !== undefined && limit !== undefined) out.swap.limit = swLimit - limit;
-    }
-    return out;
   }
 
   async setIoThrottle(cgroupPath: string, device: BlockDevice, t: IoThrottle): Promise<void> {
@@ -213,6 +162,44 @@ export class CgroupV1 implements CgroupReader {
     }
     return out;
   }
+}
+
+/** memory.limit_in_bytes, memory.memsw.limit_in_bytes (optional), pids.max: see cachedLimits. */
+const LIMIT_FILES = [[2, false], [7, true], [10, false]] as const;
+
+/** Usage from the USAGE_FILES of one cgroup. Synchronous on purpose: one pread per file, no promise per file (see CounterFiles). */
+function usageFrom(set: CounterFileSet, withIo: boolean, withProcs: boolean): CgroupUsage {
+  const int = (i: number) => set.readInt(i) as number;
+  const usage = int(0);
+  const maxUsage = int(1);
+  const failcnt = int(3);
+  const [oomKills] = set.readKeys(4, ['oom_kill'], true) ?? [0];
+  const swUsage = set.readInt(5, true);
+  const swMax = set.readInt(6, true);
+  const swFail = set.readInt(8, true);
+  const pidsCur = int(9);
+  const [pidsFail] = set.readKeys(11, ['max'], true) ?? [0];
+  const cpuNs = int(12);
+  const [periods, throttled, throttledNs] = set.readKeys(13, ['nr_periods', 'nr_throttled', 'throttled_time'])!;
+  const procs = withProcs ? set.readPids(16, true) : [];
+  const [limit, swLimit, pidsMax] = cachedLimits(set, LIMIT_FILES);
+  const out: CgroupUsage = {
+    // A charge refused by memsw (memory+swap) counts in memsw.failcnt only: both are refusals.
+    // Kernel 6.18 (measured here) leaves both at 0 even across OOM kills, and an OOM kill
+    // means a charge was refused, so OOM kills are the floor.
+    memory: { held: usage, maxheld: maxUsage, failcnt: Math.max(failcnt + (swFail ?? 0), oomKills!), oomKills: oomKills! },
+    processes: { held: pidsCur, failcnt: pidsFail! },
+    cpu: { usageUs: Math.floor(cpuNs / 1000), periods: periods!, throttledPeriods: throttled!, throttledUs: Math.floor(throttledNs! / 1000) },
+    procs,
+  };
+  if (withIo) out.io = { ...sumBlkio(set.read(14, true), 'Bytes'), ...sumBlkio(set.read(15, true), 'Ops') } as CgroupUsage['io'];
+  if (limit !== undefined) out.memory.limit = limit;
+  if (pidsMax !== undefined) out.processes.limit = pidsMax;
+  if (swUsage !== undefined) {
+    out.swap = { held: Math.max(0, swUsage - usage), maxheld: Math.max(0, (swMax ?? 0) - maxUsage), failcnt: swFail ?? 0 };
+    if (swLimit !== undefined && limit !== undefined) out.swap.limit = swLimit - limit;
+  }
+  return out;
 }
 
 /** "MAJ:MIN RATE" lines → the rate for the device (or the first line when no device is given). */

@@ -7,7 +7,7 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
-import { CounterFiles, parseIntStrict, parseKeyValues, parseLimitBytes, parseProcs, readText, type CgroupReader, type CgroupUsage, type IoThrottle, type UsageReadOptions } from './cgroup.js';
+import { cachedLimits, CounterFiles, parseIntStrict, parseLimitBytes, readText, type CgroupReader, type CgroupUsage, type CounterFileSet, type IoThrottle, type UsageReadOptions } from './cgroup.js';
 import { DEFAULT_IO_WEIGHT, formatCpuset, parseCpuset, weightToShares, type BlockDevice } from './limits.js';
 import type { VELimits } from './types.js';
 
@@ -41,6 +41,8 @@ export class CgroupV2 implements CgroupReader {
   }
 
   async readLimits(cgroupPath: string, opts: { device?: BlockDevice } = {}): Promise<VELimits> {
+    // Called after every change the agent applies: the next usage read re-reads the limits too.
+    this.counters.invalidate(cgroupPath);
     const f = (n: string) => join(this.root, cgroupPath, n);
     const [memMax, swapMax, low, weight, cpuMax, pidsMax, cpus, allCpus, ioWeight, ioMax] = await Promise.all([
       readText(f('memory.max')),
@@ -78,7 +80,7 @@ export class CgroupV2 implements CgroupReader {
   async readUsage(cgroupPath: string, o: UsageReadOptions = {}): Promise<CgroupUsage> {
     const set = this.counters.of(cgroupPath, o.initPid);
     try {
-      return usageFrom(set.read.bind(set), set.paths);
+      return usageFrom(set, o.io === true, o.procs !== false);
     } catch (err) {
       this.counters.forget(cgroupPath);
       throw err;
@@ -116,54 +118,40 @@ export class CgroupV2 implements CgroupReader {
   }
 }
 
+/** memory.max, memory.swap.max (optional), pids.max: see cachedLimits. */
+const LIMIT_FILES = [[2, false], [6, true], [10, false]] as const;
+
 /** Usage from the USAGE_FILES of one cgroup. Synchronous on purpose: one pread per file, no promise per file. */
-function usageFrom(read: (i: number, optional?: boolean) => string | undefined, paths: readonly string[]): CgroupUsage {
-  const current = read(0);
-  const peak = read(1, true);
-  const memMax = read(2);
-  const memEvents = read(3);
-  const swCur = read(4, true);
-  const swPeak = read(5, true);
-  const swMax = read(6, true);
-  const swEvents = read(7, true);
-  const pidsCur = read(8);
-  const pidsPeak = read(9, true);
-  const pidsMax = read(10);
-  const pidsEvents = read(11, true);
-  const cpuStat = read(12);
-  const ioStat = read(13, true);
-  const procs = read(14, true);
-  const ev = parseKeyValues(memEvents ?? '', paths[3]!);
-  const stat = parseKeyValues(cpuStat ?? '', paths[12]!);
-  const held = parseIntStrict(current ?? '', paths[0]!);
+function usageFrom(set: CounterFileSet, withIo: boolean, withProcs: boolean): CgroupUsage {
+  const held = set.readInt(0) as number;
+  const peak = set.readInt(1, true);
+  const [evMax, evOom, evOomKill] = set.readKeys(3, ['max', 'oom', 'oom_kill'])!;
+  const swCur = set.readInt(4, true);
+  const swPeak = set.readInt(5, true);
+  const swEvents = set.readKeys(7, ['max', 'fail'], true);
+  const pidsCur = set.readInt(8) as number;
+  const pidsPeak = set.readInt(9, true);
+  const [pidsFail] = set.readKeys(11, ['max'], true) ?? [0];
+  const [usageUs, periods, throttled, throttledUs] = set.readKeys(12, ['usage_usec', 'nr_periods', 'nr_throttled', 'throttled_usec'])!;
+  const procs = withProcs ? set.readPids(14, true) : [];
+  const [limit, swLimit, pidsMax] = cachedLimits(set, LIMIT_FILES);
   const out: CgroupUsage = {
     // OpenVZ's failcnt counts refusals: hitting memory.max (reclaim forced) plus OOM events.
     // An OOM kill means a charge was refused, so OOM kills are the floor (as on v1).
-    memory: { held, failcnt: Math.max((ev.get('max') ?? 0) + (ev.get('oom') ?? 0), ev.get('oom_kill') ?? 0), oomKills: ev.get('oom_kill') ?? 0 },
-    processes: {
-      held: parseIntStrict(pidsCur ?? '', paths[8]!),
-      failcnt: pidsEvents ? (parseKeyValues(pidsEvents, paths[11]!).get('max') ?? 0) : 0,
-    },
-    cpu: {
-      usageUs: stat.get('usage_usec') ?? 0,
-      periods: stat.get('nr_periods') ?? 0,
-      throttledPeriods: stat.get('nr_throttled') ?? 0,
-      throttledUs: stat.get('throttled_usec') ?? 0,
-    },
-    io: sumIoStat(ioStat),
-    procs: parseProcs(procs),
+    memory: { held, failcnt: Math.max(evMax! + evOom!, evOomKill!), oomKills: evOomKill! },
+    processes: { held: pidsCur, failcnt: pidsFail! },
+    cpu: { usageUs: usageUs!, periods: periods!, throttledPeriods: throttled!, throttledUs: throttledUs! },
+    procs,
   };
-  if (peak !== undefined) out.memory.maxheld = parseIntStrict(peak, paths[1]!);
-  const limit = parseLimitBytes(memMax ?? '', paths[2]!);
+  if (withIo) out.io = sumIoStat(set.read(13, true));
+  if (peak !== undefined) out.memory.maxheld = peak;
   if (limit !== undefined) out.memory.limit = limit;
-  if (pidsPeak !== undefined) out.processes.maxheld = parseIntStrict(pidsPeak, paths[9]!);
-  if (pidsMax !== 'max') out.processes.limit = parseIntStrict(pidsMax ?? '', paths[10]!);
+  if (pidsPeak !== undefined) out.processes.maxheld = pidsPeak;
+  if (pidsMax !== undefined) out.processes.limit = pidsMax;
   if (swCur !== undefined) {
-    const sev = swEvents ? parseKeyValues(swEvents, paths[7]!) : new Map<string, number>();
-    out.swap = { held: parseIntStrict(swCur, paths[4]!), failcnt: (sev.get('max') ?? 0) + (sev.get('fail') ?? 0) };
-    if (swPeak !== undefined) out.swap.maxheld = parseIntStrict(swPeak, paths[5]!);
-    const sl = swMax === undefined ? undefined : parseLimitBytes(swMax, paths[6]!);
-    if (sl !== undefined) out.swap.limit = sl;
+    out.swap = { held: swCur, failcnt: swEvents ? swEvents[0]! + swEvents[1]! : 0 };
+    if (swPeak !== undefined) out.swap.maxheld = swPeak;
+    if (swLimit !== undefined) out.swap.limit = swLimit;
   }
   return out;
 }

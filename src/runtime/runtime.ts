@@ -502,6 +502,8 @@ export class HostRuntime implements VERuntime {
         return dropped ? 'updated' : 'unchanged';
       }
       const how = await this.stopAndDelete(id, opts.timeoutMs, opts.signal);
+      // The usage reader's kept-open files would hold the dead VE's cgroup and netns a while longer.
+      this.usage.forget(cgroupPath(uid));
       this.veLog(uid).info({ how }, 'VE stopped');
       return 'updated';
     });
@@ -535,6 +537,7 @@ export class HostRuntime implements VERuntime {
       if (!anything) return 'unchanged';
       const { timings, lap } = stopwatch();
       if (st) await this.stopAndDelete(id, opts.timeoutMs, opts.signal);
+      this.usage.forget(cgroupPath(uid));
       await this.removeCgroup(uid);
       lap('stop');
       await this.teardownNetwork(uid, opts.signal);

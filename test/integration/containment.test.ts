@@ -272,6 +272,7 @@ test("kept-open counter files on the kernel's cgroupfs: a removed cgroup reads N
     assert.equal((await r.readUsage(path)).processes.limit, 11);
     const held = ours();
     writeFileSync(`/sys/fs/cgroup/pids${path}/pids.max`, '12');
+    await r.readLimits(path); // usage reads cache limits until the agent reads them back (or LIMITS_MAX_AGE_MS)
     assert.equal((await r.readUsage(path)).processes.limit, 12, 'pread at offset 0 sees the new value');
     assert.equal(ours(), held, 'nothing reopened');
     remove(); // rmdir works while we hold descriptors in the directory

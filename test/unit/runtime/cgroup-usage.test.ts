@@ -3,16 +3,17 @@
 // v2 host has it, since this project's CI host is v1.
 
 import assert from 'node:assert/strict';
-import { closeSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { CounterFiles, createCgroupReader } from '../../../src/runtime/cgroup.js';
+import { cachedLimits, CounterFiles, createCgroupReader, LIMITS_MAX_AGE_MS } from '../../../src/runtime/cgroup.js';
 import { CgroupV1 } from '../../../src/runtime/cgroup-v1.js';
 import { CgroupV2, parseIoMax } from '../../../src/runtime/cgroup-v2.js';
 import { limitsDiff, sharesToWeight } from '../../../src/runtime/limits.js';
-import { UsageReader, parseNetDev, parseSockstat } from '../../../src/runtime/usage.js';
+import { FD_MAX_AGE_MS, UsageReader, numberAfter, parseNetDev } from '../../../src/runtime/usage.js';
+import { heldUnder } from '../../helpers/open-fds.js';
 
 const V2 = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../test/fixtures/cgroup-v2');
 const tmp = mkdtempSync(join(tmpdir(), 'kvz-cgusage-'));
@@ -63,6 +64,10 @@ tree(v1root, {
   'proc/101/net/dev': 'Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n  eth0:    5000      10    0    0    0     0          0         0     7000      12    0    0    0     0       0          0\n',
 });
 
+// What the kernel's /proc/PID/ns/net is: a link naming the netns by inode.
+mkdirSync(join(v1root, 'proc/101/ns'), { recursive: true });
+symlinkSync('net:[4026531999]', join(v1root, 'proc/101/ns/net'));
+
 test('v1: limits with cpuset, throttles, unlimited soft limit and default weight', async () => {
   const r = new CgroupV1(v1root);
   assert.deepEqual(await r.readLimits(p), { cpuShares: 1000, cpuPeriodUs: 100_000, memoryBytes: 256 << 20, swapBytes: 0, pids: 20, cpuset: '1-2', writeBps: 1 << 20 });
@@ -71,13 +76,14 @@ test('v1: limits with cpuset, throttles, unlimited soft limit and default weight
 });
 
 test('v1: usage and failure counters (memsw refusals count as memory failures)', async () => {
-  const u = await new CgroupV1(v1root).readUsage(p);
+  const u = await new CgroupV1(v1root).readUsage(p, { io: true });
   assert.deepEqual(u.memory, { held: 100 << 20, maxheld: 256 << 20, failcnt: 43, oomKills: 2, limit: 256 << 20 });
   assert.deepEqual(u.swap, { held: 0, maxheld: 0, failcnt: 40, limit: 0 });
   assert.deepEqual(u.processes, { held: 19, failcnt: 181, limit: 20 });
   assert.deepEqual(u.cpu, { usageUs: 5_000_000, periods: 10, throttledPeriods: 4, throttledUs: 2000 });
   assert.deepEqual(u.io, { readBytes: 4096, writeBytes: 3145728, readOps: 1, writeOps: 12 });
   assert.deepEqual(u.procs, [101, 102]);
+  assert.equal((await new CgroupV1(v1root).readUsage(p)).io, undefined, 'I/O counters only when asked for');
 });
 
 test('v1: throttles are written per device and cleared with 0', async () => {
@@ -117,13 +123,14 @@ test('v2: shares compare in weight space (the conversion is lossy), other fields
 });
 
 test('v2: usage, peaks and event counters', async () => {
-  const u = await new CgroupV2(V2).readUsage('/kubevz/kvz-limited');
+  const u = await new CgroupV2(V2).readUsage('/kubevz/kvz-limited', { io: true });
   assert.deepEqual(u.memory, { held: 201334784, maxheld: 268431360, limit: 256 << 20, failcnt: 59, oomKills: 2 });
   assert.deepEqual(u.swap, { held: 8 << 20, maxheld: 16 << 20, limit: 64 << 20, failcnt: 4 });
   assert.deepEqual(u.processes, { held: 12, maxheld: 64, limit: 64, failcnt: 9 });
   assert.deepEqual(u.cpu, { usageUs: 8123456, periods: 400, throttledPeriods: 120, throttledUs: 3456789 });
   assert.deepEqual(u.io, { readBytes: 1049600, writeBytes: 4194304, readOps: 11, writeOps: 40 });
   assert.deepEqual(u.procs, [4242, 4250, 4251]);
+  assert.equal((await new CgroupV2(V2).readUsage('/kubevz/kvz-limited')).io, undefined, 'I/O counters only when asked for');
   const none = await new CgroupV2(V2).readUsage('/kubevz/kvz-unlimited');
   assert.equal(none.memory.limit, undefined);
   assert.equal(none.memory.maxheld, undefined, 'no memory.peak on older kernels');
@@ -148,24 +155,14 @@ test('a garbled counter file is an error naming the file', async () => {
 test('usage reader: fds over the VE processes, netns sockets and traffic', async () => {
   const u = await new UsageReader(new CgroupV1(v1root), join(v1root, 'proc')).read({ cgroupPath: p, pid: 101 });
   assert.equal(u.openFiles, 4);
-  assert.deepEqual(u.sockets, { tcp: 4, other: 5 });
+  // tcp = TCP + TCP6 in use; other = every socket of the netns ("sockets: used") but those.
+  assert.deepEqual(u.sockets, { tcp: 4, other: 126 });
   assert.deepEqual(u.network, { rxBytes: 5000, txBytes: 7000 });
-  assert.deepEqual(parseSockstat('TCP: inuse 7 orphan 0\nUDP: inuse 1 mem 2\n'), { TCP: 7, UDP: 1 });
+  assert.equal(numberAfter('sockets: used 12\nTCP: inuse 7 orphan 0\n', 'TCP: inuse '), 7);
+  assert.equal(numberAfter('TCP: inuse 7\n', 'TCP6: inuse '), undefined);
   assert.deepEqual(parseNetDev('h1\nh2\n'), { rxBytes: 0, txBytes: 0 });
+  assert.deepEqual(parseNetDev('h1\nh2\n  eth0: 1 2 3 4 5 6 7 8 9 10\n  eth1:10 0 0 0 0 0 0 0 90 0\n'), { rxBytes: 11, txBytes: 99 }, 'counters glued to the colon are read too');
 });
-
-/** Descriptors of this process open on files under a directory. */
-function heldUnder(dir: string): string[] {
-  return readdirSync('/proc/self/fd')
-    .map((fd) => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`);
-      } catch {
-        return '';
-      }
-    })
-    .filter((l) => l.startsWith(`${dir}/`));
-}
 
 test('counter files stay open between reads and are re-read from offset 0', async () => {
   const root = join(tmp, 'v1open');
@@ -283,4 +280,138 @@ test('kept descriptors are capped: past the cap files are opened and closed on e
   files.forget();
   assert.equal(files.open, 0);
   assert.equal(heldUnder(join(root, 'pids', p)).length, 0);
+});
+
+test('netns files stay open between passes, follow the netns the PID is in, and are released', async () => {
+  const root = join(tmp, 'v1netns');
+  cpSync(v1root, root, { recursive: true });
+  const net = (n: string) => join(root, 'proc/101/net', n);
+  const reader = new UsageReader(new CgroupV1(root), join(root, 'proc'));
+  const read = () => reader.read({ cgroupPath: p, pid: 101 });
+  assert.deepEqual((await read()).sockets, { tcp: 4, other: 126 });
+  assert.equal(heldUnder(join(root, 'proc/101/net')).length, 3, 'sockstat, sockstat6, dev kept open');
+  writeFileSync(net('sockstat'), 'sockets: used 10\nTCP: inuse 2\n'); // same inode, new text: what the kernel does
+  assert.deepEqual((await read()).sockets, { tcp: 3, other: 7 }, 'the kept descriptor is read again from offset 0');
+  // Another netns behind the same PID (a reused PID, a new netns): new files, by path.
+  rmSync(net('sockstat'));
+  writeFileSync(net('sockstat'), 'sockets: used 1\nTCP: inuse 0\n');
+  assert.deepEqual((await read()).sockets, { tcp: 3, other: 7 }, 'same netns: the kept descriptor (old inode) is read');
+  rmSync(join(root, 'proc/101/ns/net'));
+  symlinkSync('net:[4026532000]', join(root, 'proc/101/ns/net'));
+  assert.deepEqual((await read()).sockets, { tcp: 1, other: 0 }, 'new netns: reopened');
+  // Process gone: nothing read, nothing held (an open netns file would keep the netns alive).
+  rmSync(join(root, 'proc/101/ns/net'));
+  const gone = await read();
+  assert.equal(gone.sockets, undefined);
+  assert.equal(gone.network, undefined);
+  assert.equal(heldUnder(join(root, 'proc/101/net')).length, 0, 'released when the process is gone');
+  symlinkSync('net:[4026532000]', join(root, 'proc/101/ns/net'));
+  await read();
+  assert.equal(heldUnder(join(root, 'proc/101/net')).length, 3);
+  reader.forget(p);
+  assert.equal(heldUnder(join(root, 'proc/101/net')).length, 0, 'forget releases them');
+  assert.equal(heldUnder(join(root, 'memory', p)).length, 0, 'and the cgroup files');
+});
+
+test('netns sockets: tcp is TCP+TCP6 in use, other is every other socket, never negative', async () => {
+  const root = join(tmp, 'v1socks');
+  cpSync(v1root, root, { recursive: true });
+  writeFileSync(join(root, 'proc/101/net/sockstat'), 'sockets: used 2\nTCP: inuse 3 orphan 0 tw 0 alloc 4 mem 1\n');
+  rmSync(join(root, 'proc/101/net/sockstat6'));
+  const reader = new UsageReader(new CgroupV1(root), join(root, 'proc'));
+  // No IPv6 in the kernel: no sockstat6. Kernel sockets are in TCP inuse but not in "used".
+  assert.deepEqual((await reader.read({ cgroupPath: p, pid: 101 })).sockets, { tcp: 3, other: 0 });
+  reader.forget();
+});
+
+test('kept descriptors are all released once nothing was read for idleCloseMs (the last VE stopped)', async () => {
+  const root = join(tmp, 'v1idle');
+  cpSync(v1root, root, { recursive: true });
+  const files = new CounterFiles((cg: string) => ['pids.current', 'pids.max'].map((n) => join(root, 'pids', cg, n)), 100, 30);
+  assert.equal(files.of(p).read(0), '19');
+  assert.equal(files.open, 1);
+  await new Promise((r) => setTimeout(r, 10));
+  files.of(p).read(1);
+  assert.equal(files.open, 2, 'read within the idle time: kept');
+  await new Promise((r) => setTimeout(r, 120));
+  assert.equal(files.open, 0, 'idle: closed');
+  assert.equal(heldUnder(join(root, 'pids', p)).length, 0);
+});
+
+test('limits read with the counters are cached: re-read after readLimits, after a reopen, or when old', async () => {
+  const root = join(tmp, 'v1limits');
+  cpSync(v1root, root, { recursive: true });
+  const r = new CgroupV1(root);
+  const limitFile = join(root, 'pids', p, 'pids.max');
+  assert.equal((await r.readUsage(p, { initPid: 101 })).processes.limit, 20);
+  writeFileSync(limitFile, '30\n');
+  assert.equal((await r.readUsage(p, { initPid: 101 })).processes.limit, 20, 'within LIMITS_MAX_AGE_MS the cached limit is shown');
+  assert.equal((await r.readLimits(p)).pids, 30);
+  assert.equal((await r.readUsage(p, { initPid: 101 })).processes.limit, 30, 'readLimits (the agent reads back after every change) drops the cache');
+  writeFileSync(limitFile, 'max\n');
+  assert.equal((await r.readUsage(p, { initPid: 555 })).processes.limit, undefined, 'a new init reopens the set, limits included');
+  r.forget();
+
+  const files = new CounterFiles((cg: string) => ['pids.current', 'pids.max'].map((n) => join(root, 'pids', cg, n)));
+  const set = files.of(p);
+  assert.deepEqual(cachedLimits(set, [[1, false]], 1000), [undefined]);
+  writeFileSync(limitFile, '40\n');
+  assert.deepEqual(cachedLimits(set, [[1, false]], 1000 + LIMITS_MAX_AGE_MS - 1), [undefined], 'still fresh');
+  assert.deepEqual(cachedLimits(set, [[1, false]], 1000 + LIMITS_MAX_AGE_MS), [40], 'old: read again');
+  files.forget();
+});
+
+test('counter file parsing: integers, key lines, PIDs, limits; anything else names the file', () => {
+  const root = join(tmp, 'parse');
+  const procs = Array.from({ length: 5000 }, (_, i) => 100_000 + i);
+  tree(root, {
+    int: ' 42\n', neg: '-1\n', max: 'max\n', huge: '9223372036854771712\n', text: 'lots\n', empty: '',
+    keys: 'nr_periods 10\nnr_throttled 4\n\nthrottled_time 2000000\n', badkeys: 'nr_periods 10\nnr_throttled\n', maxkeys: 'max max\n',
+    procs: `${procs.join('\n')}\n`,
+  });
+  const names = ['int', 'neg', 'max', 'huge', 'text', 'empty', 'keys', 'badkeys', 'maxkeys', 'procs', 'absent'];
+  const files = new CounterFiles(() => names.map((n) => join(root, n)));
+  const set = files.of('x');
+  const at = (n: string) => names.indexOf(n);
+  assert.equal(set.readInt(at('int')), 42);
+  assert.equal(set.readInt(at('neg')), -1);
+  assert.throws(() => set.readInt(at('max')), /unexpected value "max" in .*\/max$/);
+  assert.throws(() => set.readInt(at('text')), /unexpected value "lots" in .*\/text$/);
+  assert.throws(() => set.readInt(at('empty')), /unexpected value "" in .*\/empty$/);
+  assert.equal(set.readLimit(at('int')), 42);
+  assert.equal(set.readLimit(at('max')), undefined, 'max is unlimited');
+  assert.equal(set.readLimit(at('huge')), undefined, "the kernel's huge value is unlimited");
+  assert.equal(set.readLimit(at('neg')), undefined);
+  assert.throws(() => set.readLimit(at('text')), /unexpected value "lots"/);
+  assert.deepEqual(set.readKeys(at('keys'), ['throttled_time', 'nr_periods', 'nr_bursts']), [2_000_000, 10, 0], 'a key not listed is 0');
+  assert.throws(() => set.readKeys(at('badkeys'), ['nr_periods']), /unexpected line "nr_throttled" in .*\/badkeys$/);
+  assert.throws(() => set.readKeys(at('maxkeys'), ['max']), /unexpected line "max max"/);
+  assert.deepEqual(set.readPids(at('procs')), procs, 'larger than the read buffer: read whole');
+  assert.equal(set.readInt(at('int')), 42, 'the grown buffer serves small files as before');
+  assert.equal(set.readInt(at('absent'), true), undefined);
+  assert.deepEqual(set.readPids(at('absent'), true), []);
+  files.forget();
+  assert.throws(() => files.of('y').readInt(at('absent')), (err: Error & { code?: string }) => err.code === 'NotFound' && /absent/.test(err.message));
+});
+
+test('open fds are recounted every FD_MAX_AGE_MS, and at once for a new init; cgroup.procs is read only then', async () => {
+  const root = join(tmp, 'v1fds');
+  cpSync(v1root, root, { recursive: true });
+  let now = 5_000;
+  const cgroup = new CgroupV1(root);
+  const reader = new UsageReader(cgroup, join(root, 'proc'), () => now);
+  const read = (pid = 101) => reader.read({ cgroupPath: p, pid });
+  assert.equal((await read()).openFiles, 4);
+  writeFileSync(join(root, 'proc/101/fd/3'), '');
+  assert.equal((await read()).openFiles, 4, 'within FD_MAX_AGE_MS: the last count');
+  now += FD_MAX_AGE_MS;
+  assert.equal((await read()).openFiles, 5, 'recounted');
+  writeFileSync(join(root, 'proc/101/fd/4'), '');
+  mkdirSync(join(root, 'proc/102/ns'), { recursive: true });
+  symlinkSync('net:[4026532001]', join(root, 'proc/102/ns/net'));
+  assert.equal((await read(102)).openFiles, 6, 'a new init: recounted at once');
+  reader.forget();
+  assert.deepEqual((await cgroup.readUsage(p, { procs: false })).procs, [], 'procs: false skips cgroup.procs');
+  assert.deepEqual((await cgroup.readUsage(p)).procs, [101, 102]);
+  cgroup.forget();
 });
