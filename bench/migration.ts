@@ -7,12 +7,20 @@
 //  (b) kubevz: a VEMigration of a busybox VE between the two agents of the shared-L2 multi-node
 //      harness (test/helpers/multinode.ts), ping-pong A→B→A…; downtime from status.downtimeMs and
 //      the stall a client (an established connection from the root ns) sees.
-// Prints medians, the ratio kubevz/baseline and the targets of the issue (busybox downtime
-// < 300 ms median; kubevz ≤ baseline). Asserts nothing. Root; runc, CRIU at /usr/local/sbin/criu,
-// iproute2, a static busybox at /bin/busybox. `npm run build` first, then:
+//  (c) with --debian: the same for a Debian 12 VE booted with systemd, in a user namespace, with
+//      256 MiB of touched memory (a perl process holding a 256 MiB string) and an echo service
+//      (a systemd socket unit, Accept=yes, each connection served by cat).
+// Prints medians (downtime, client stall, total time = VEMigration created → Succeeded seen),
+// the ratio kubevz/baseline and the targets of the issue (busybox downtime < 300 ms median;
+// kubevz ≤ baseline). Asserts nothing. Root; runc, CRIU at /usr/local/sbin/criu, iproute2, a
+// static busybox at /bin/busybox; debootstrap for --debian. `npm run build` first, then:
 //   node dist/bench/migration.js [--rounds N] [--baseline-only] [--kubevz-only] [--logs DIR]
+//                                [--debian | --debian-only] [--template-cache DIR]
 // (--logs DIR keeps the agents' and controller's logs there, for their stage timings.)
-// (`--debian`, a Debian VE with 256 MiB of touched memory, is not implemented yet.)
+// The Debian template is built on every node before the rounds (debootstrap from the host's
+// mirror through a proxy on the fabric: a node's netns reaches nothing else; minutes), so total
+// times do not include a build. --template-cache DIR keeps the built template there and seeds the
+// nodes' caches from it on the next run (no debootstrap then); remove DIR to rebuild.
 // Everything it creates carries the run id and is removed at the end, also after a failure.
 
 import { execFile, spawn } from 'node:child_process';
@@ -21,10 +29,12 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { VE_RESOURCE, VEM_RESOURCE, type VEMigration, type VirtualEnvironment } from '../src/api/types.js';
+import { VE_RESOURCE, VEM_RESOURCE, VET_RESOURCE, type VEMigration, type VETemplate, type VirtualEnvironment } from '../src/api/types.js';
 import { loadKubeConfig, makeResourceClient } from '../src/core/kube-client.js';
 import { silentLogger } from '../src/core/logger.js';
-import { startCluster, sharedAddress } from '../test/helpers/multinode.js';
+import { kvzBin } from '../test/helpers/kvz-up.js';
+import { startMirrorProxy, type MirrorProxy } from '../test/helpers/mirror-proxy.js';
+import { nodeNsenterArgs, startCluster, sharedAddress, type Cluster } from '../test/helpers/multinode.js';
 
 const run = promisify(execFile);
 const CRIU = '/usr/local/sbin/criu';
@@ -145,6 +155,8 @@ interface Round {
   downtimeMs: number;
   stallMs: number;
   errors: number;
+  /** VEMigration created → Succeeded seen (kubevz rounds only). */
+  totalMs?: number;
 }
 
 async function baseline(): Promise<Round[]> {
@@ -273,19 +285,129 @@ async function baseline(): Promise<Round[]> {
 
 // ---------- (b) kubevz ----------
 
-const TEMPLATE = {
-  apiVersion: 'kubevz.io/v1alpha1', kind: 'VETemplate', metadata: { name: 'bench-echo' },
-  spec: {
-    source: 'busybox',
-    postInstall: `printf '#!/bin/sh\\n[ "$1" = start ] && nc -ll -p ${PORT} -e /bin/cat </dev/null >/dev/null 2>&1 &\\nexit 0\\n' > /etc/init.d/S50echo
+/** What a kubevz run migrates: its template and the VE's spec. */
+interface Workload {
+  label: string;
+  /** The VETemplate (a Debian one names the mirror proxy). */
+  template: (mirror?: MirrorProxy) => { apiVersion: string; kind: string; metadata: { name: string }; spec: Record<string, unknown> };
+  ve: Partial<VirtualEnvironment['spec']>;
+  /** Build the template on every node before the VE exists (a debootstrap, or seeded from --template-cache). */
+  prebuild: boolean;
+  /** How long the VE may take to answer on PORT once Running. */
+  bootMs: number;
+  /** A command run in the VE once it answers, its output printed (what the VE holds). */
+  report?: string;
+}
+
+const BUSYBOX: Workload = {
+  label: 'busybox',
+  template: () => ({
+    apiVersion: 'kubevz.io/v1alpha1', kind: 'VETemplate', metadata: { name: 'bench-echo' },
+    spec: {
+      source: 'busybox',
+      postInstall: `printf '#!/bin/sh\\n[ "$1" = start ] && nc -ll -p ${PORT} -e /bin/cat </dev/null >/dev/null 2>&1 &\\nexit 0\\n' > /etc/init.d/S50echo
 chmod 755 /etc/init.d/S50echo
 `,
-  },
+    },
+  }),
+  ve: { security: { userNamespace: false }, resources: { memory: { limit: '64Mi' }, processes: 64 } },
+  prebuild: false,
+  bootMs: 30_000,
 };
 
-async function viaKubevz(): Promise<Round[]> {
+// Debian minbase has neither nc nor python: systemd itself accepts the echo connections (one cat
+// per connection), and perl-base (always there) holds the memory: "a" x N writes every byte. N
+// comes from an argument: a constant would be folded at compile time, a second copy in memory
+// ($$ in the unit: systemd expands $x itself).
+const DEBIAN: Workload = {
+  label: 'Debian 12 systemd, 256 MiB touched',
+  template: (mirror) => ({
+    apiVersion: 'kubevz.io/v1alpha1', kind: 'VETemplate', metadata: { name: 'bench-debian-mem' },
+    spec: {
+      source: 'debootstrap',
+      debootstrap: { suite: 'bookworm', include: ['systemd-sysv', 'dbus', 'procps'], ...(mirror ? { mirror: mirror.url } : {}) },
+      postInstall: `cat > /etc/systemd/system/bench-echo.socket <<'UNIT'
+[Socket]
+ListenStream=${PORT}
+Accept=yes
+[Install]
+WantedBy=sockets.target
+UNIT
+cat > /etc/systemd/system/bench-echo@.service <<'UNIT'
+[Service]
+ExecStart=/bin/cat
+StandardInput=socket
+UNIT
+cat > /etc/systemd/system/bench-mem.service <<'UNIT'
+[Service]
+ExecStart=/usr/bin/perl -e '$$x = "a" x ($$ARGV[0] << 20); sleep' 256
+[Install]
+WantedBy=multi-user.target
+UNIT
+mkdir -p /etc/systemd/system/sockets.target.wants /etc/systemd/system/multi-user.target.wants
+ln -s /etc/systemd/system/bench-echo.socket /etc/systemd/system/sockets.target.wants/bench-echo.socket
+ln -s /etc/systemd/system/bench-mem.service /etc/systemd/system/multi-user.target.wants/bench-mem.service
+`,
+    },
+  }),
+  ve: { resources: { memory: { limit: '1Gi' }, processes: 512 } },
+  prebuild: true,
+  bootMs: 120_000,
+  report: 'systemctl is-system-running; systemctl --failed --no-legend --plain; systemctl status --no-pager bench-mem; ps -o pid=,rss=,args= -C perl',
+};
+
+/** Copies the template from --template-cache (when it holds it) into every node's cache, whole or not at all. */
+async function seedTemplate(cluster: Cluster, name: string): Promise<void> {
+  const cache = flagValue('--template-cache');
+  const cached = cache ? join(cache, name) : undefined;
+  if (!cached || !existsSync(join(cached, 'meta.json'))) return;
+  for (const n of cluster.state.nodes) {
+    const dir = join(n.stateDir, 'templates');
+    mkdirSync(dir, { recursive: true });
+    await sh('cp', ['-a', cached, join(dir, `seed-${id}`)]);
+    await sh('mv', ['-T', join(dir, `seed-${id}`), join(dir, name)]);
+  }
+  process.stderr.write(`  seeded the nodes' template caches from ${cached}\n`);
+}
+
+/**
+ * Builds the template on every node now (`kvz template build`; a seeded cache is found unchanged:
+ * the mirror is not part of the digest), then keeps node A's build in --template-cache when that
+ * holds none or an older recipe's.
+ */
+async function prebuildTemplate(cluster: Cluster, name: string): Promise<void> {
+  const cache = flagValue('--template-cache');
+  const cached = cache ? join(cache, name) : undefined;
+  const t0 = performance.now();
+  await sh(process.execPath, [kvzBin, 'template', 'build', name, '--kubeconfig', cluster.kubeconfig]);
+  const vets = makeResourceClient<VETemplate>(loadKubeConfig(cluster.kubeconfig), { ...VET_RESOURCE, namespaced: false }, silentLogger);
+  const deadline = Date.now() + 900_000;
+  for (;;) {
+    const entries = (await vets.get(name))?.status?.nodes ?? [];
+    const failed = entries.find((e) => e.stage === 'Failed');
+    if (failed) throw new Error(`building template ${name} on ${failed.node} failed: ${failed.message}`);
+    if (cluster.state.nodes.every((n) => entries.some((e) => e.node === n.name && e.stage === 'Ready'))) break;
+    if (Date.now() > deadline) throw new Error(`template ${name} not built on every node in 15 min: ${JSON.stringify(entries)}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  process.stderr.write(`  template ${name} ready on every node in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  const built = join(cluster.state.nodes[0]!.stateDir, 'templates', name);
+  const digest = (dir: string) => (existsSync(join(dir, 'meta.json')) ? (JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8')) as { digest?: string }).digest : undefined);
+  if (cached && digest(cached) !== digest(built)) {
+    // Missing or from an older recipe: replaced whole.
+    mkdirSync(cache!, { recursive: true });
+    const tmp = `${cached}.tmp-${id}`;
+    await sh('cp', ['-a', built, tmp]);
+    await sh('rm', ['-rf', '--one-file-system', cached]);
+    await sh('mv', ['-T', tmp, cached]);
+    process.stderr.write(`  kept the template in ${cached} for the next run\n`);
+  }
+}
+
+async function viaKubevz(w: Workload): Promise<Round[]> {
   const dir = mkdtempSync(join(tmpdir(), `kvz-bench-mign-${id}-`));
   const cluster = await startCluster({ nodes: 2, dir, heartbeat: '2s', nodeGrace: '10s', sharedSubnet: true, logLevel: flagValue('--logs') ? 'debug' : 'info' });
+  let mirror: MirrorProxy | undefined;
   const out: Round[] = [];
   // KVZ_BENCH_PERF=FILE: a system-wide record of process forks, execs and exits while the rounds
   // run (`perf script -i FILE`), to see which commands sit on the critical path and for how long.
@@ -299,14 +421,19 @@ async function viaKubevz(): Promise<Round[]> {
     const kc = loadKubeConfig(cluster.kubeconfig);
     const ves = makeResourceClient<VirtualEnvironment>(kc, { ...VE_RESOURCE, namespaced: true }, silentLogger);
     const vems = makeResourceClient<VEMigration>(kc, { ...VEM_RESOURCE, namespaced: true }, silentLogger);
+    if (w.prebuild) mirror = await startMirrorProxy(cluster.state.fabric.address);
+    const template = w.template(mirror);
+    // Seeded before the VETemplate exists: an agent that saw it first could start building.
+    if (w.prebuild) await seedTemplate(cluster, template.metadata.name);
     const p = run('kubectl', ['--kubeconfig', cluster.kubeconfig, 'apply', '-f', '-']);
-    p.child.stdin?.end(JSON.stringify(TEMPLATE));
+    p.child.stdin?.end(JSON.stringify(template));
     await p;
+    if (w.prebuild) await prebuildTemplate(cluster, template.metadata.name);
     const [A, B] = cluster.state.nodes;
     const ip = sharedAddress(cluster.state, 10);
     await ves.create({
       apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment', metadata: { name: 'bench', namespace: 'default' },
-      spec: { template: 'bench-echo', nodeName: A!.name, security: { userNamespace: false }, resources: { memory: { limit: '64Mi' }, processes: 64 }, network: { addresses: [`${ip}/24`] } },
+      spec: { ...w.ve, template: template.metadata.name, nodeName: A!.name, network: { addresses: [`${ip}/24`] } },
     } as VirtualEnvironment);
     const runningOn = async (node: string) => {
       const deadline = Date.now() + 180_000;
@@ -318,7 +445,16 @@ async function viaKubevz(): Promise<Round[]> {
       }
     };
     await runningOn(A!.name);
-    await waitTcp(ip, PORT, 30_000);
+    await waitTcp(ip, PORT, w.bootMs);
+    if (w.report) {
+      // `kvz exec` on node A (its mount and network namespace, its state dir).
+      const argv = [...nodeNsenterArgs(A!), '--', process.execPath, kvzBin, 'exec', 'bench', '--kubeconfig', cluster.kubeconfig, '--state-dir', A!.stateDir, '--', 'sh', '-c', w.report];
+      const out = await run('nsenter', argv, { maxBuffer: 16 << 20 }).then(
+        (r) => r.stdout + r.stderr,
+        (e: { stdout?: string; stderr?: string }) => `(failed) ${e.stdout ?? ''}${e.stderr ?? ''}`,
+      );
+      process.stderr.write(`  in the VE: ${w.report}\n${out.replace(/^/gm, '    ')}`);
+    }
     for (let i = 0; i < rounds; i++) {
       const to = i % 2 === 0 ? B! : A!;
       const probe = new StallProbe();
@@ -326,6 +462,7 @@ async function viaKubevz(): Promise<Round[]> {
       probe.start();
       await new Promise((r) => setTimeout(r, 300));
       const name = `bench-${i}`;
+      const t0 = performance.now();
       await vems.create({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VEMigration', metadata: { name, namespace: 'default' }, spec: { ve: 'bench', targetNode: to.name, mode: 'live' } });
       let m: VEMigration | undefined;
       const deadline = Date.now() + 180_000;
@@ -334,10 +471,11 @@ async function viaKubevz(): Promise<Round[]> {
         await new Promise((r) => setTimeout(r, 50));
         m = await vems.get(name, 'default');
       }
+      const totalMs = performance.now() - t0;
       await probe.stop();
       if (m.status?.phase !== 'Succeeded') throw new Error(`VEMigration ${name} failed: ${m.status?.reason}: ${m.status?.message}`);
-      out.push({ downtimeMs: m.status.downtimeMs ?? NaN, stallMs: probe.stallMs, errors: probe.errors });
-      process.stderr.write(`  kubevz round ${i + 1} (→ ${to.name}): downtime ${m.status.downtimeMs} ms, client stall ${probe.stallMs.toFixed(0)} ms, ${m.status.bytesTransferred} B, ${JSON.stringify(m.status.timings)}\n`);
+      out.push({ downtimeMs: m.status.downtimeMs ?? NaN, stallMs: probe.stallMs, errors: probe.errors, totalMs });
+      process.stderr.write(`  kubevz ${w.label} round ${i + 1} (→ ${to.name}): total ${totalMs.toFixed(0)} ms, downtime ${m.status.downtimeMs} ms, client stall ${probe.stallMs.toFixed(0)} ms, ${m.status.bytesTransferred} B, ${JSON.stringify(m.status.timings)}\n`);
       await runningOn(to.name);
     }
   } finally {
@@ -351,23 +489,32 @@ async function viaKubevz(): Promise<Round[]> {
       for (const n of cluster.state.nodes) if (existsSync(n.logFile)) cpSync(n.logFile, join(keep, `${n.name.replace(/-[^-]+$/, '')}.log`));
       if (existsSync(join(dir, 'controller.log'))) cpSync(join(dir, 'controller.log'), join(keep, 'controller.log'));
     }
-    await cluster.stop();
+    try {
+      await cluster.stop();
+    } finally {
+      await mirror?.close();
+    }
   }
   return out;
 }
 
 function summary(label: string, r: Round[]): string {
-  return `${label}: median downtime ${median(r.map((x) => x.downtimeMs)).toFixed(0)} ms, median client stall ${median(r.map((x) => x.stallMs)).toFixed(0)} ms, connection errors ${r.reduce((a, x) => a + x.errors, 0)} (${r.length} rounds)`;
+  const totals = r.flatMap((x) => (x.totalMs === undefined ? [] : [x.totalMs]));
+  const total = totals.length ? `, median total ${median(totals).toFixed(0)} ms` : '';
+  return `${label}: median downtime ${median(r.map((x) => x.downtimeMs)).toFixed(0)} ms${total}, median client stall ${median(r.map((x) => x.stallMs)).toFixed(0)} ms, connection errors ${r.reduce((a, x) => a + x.errors, 0)} (${r.length} rounds)`;
 }
 
 async function main(): Promise<void> {
-  if (argv.includes('--debian')) process.stderr.write('--debian: not implemented yet; measuring busybox only\n');
   if (process.getuid?.() !== 0) throw new Error('run as root: needs netns, runc and CRIU');
   readFileSync(CRIU);
-  const base = argv.includes('--kubevz-only') ? [] : await baseline();
-  const kvz = argv.includes('--baseline-only') ? [] : await viaKubevz();
+  // --debian adds (c); --debian-only runs it alone.
+  const debianOnly = argv.includes('--debian-only');
+  const base = argv.includes('--kubevz-only') || debianOnly ? [] : await baseline();
+  const kvz = argv.includes('--baseline-only') || debianOnly ? [] : await viaKubevz(BUSYBOX);
+  const deb = argv.includes('--debian') || debianOnly ? await viaKubevz(DEBIAN) : [];
   if (base.length) console.log(summary('hand-run baseline (runc checkpoint → new netns → copy → restore)', base));
   if (kvz.length) console.log(summary('kubevz live migration (VEMigration, 2-node shared L2)', kvz));
+  if (deb.length) console.log(summary(`kubevz live migration of a ${DEBIAN.label} VE`, deb));
   if (base.length && kvz.length) {
     const d = median(kvz.map((x) => x.downtimeMs)) / median(base.map((x) => x.downtimeMs));
     const s = median(kvz.map((x) => x.stallMs)) / median(base.map((x) => x.stallMs));

@@ -137,8 +137,8 @@ export class VEMigration implements VEMigrationRuntime {
     await rm(work, { recursive: true, force: true });
     const names = await this.rt.netNames(uid);
     if (names) await restoreNetnsState(netnsPath(names.netns), imageDir, this.rt.veLogger(uid, config.name), signal);
-    if (names) await releaseInput(netnsPath(names.netns), signal);
-    await this.rt.setHostLink(uid, true, signal);
+    // Both are on the downtime's path and independent (a packet before the release is just dropped).
+    await Promise.all([names ? releaseInput(netnsPath(names.netns), signal) : undefined, this.rt.setHostLink(uid, true, signal)]);
     if (names) {
       announceAddresses({ netnsPath: netnsPath(names.netns), ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log: this.rt.veLogger(uid, config.name) });
     }

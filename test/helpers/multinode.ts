@@ -35,13 +35,13 @@
 //   node dist/test/helpers/multinode.js destroy-node ...            (internal: run inside a node netns)
 
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { startApiServer, type RunningApiServer } from '../../src/apiserver/index.js';
 import { silentLogger } from '../../src/core/logger.js';
-import { createRuntime, stopNodeServices } from '../../src/runtime/index.js';
+import { containerId, createRuntime, hostVethName, stopNodeServices } from '../../src/runtime/index.js';
 import { kvzBin } from './kvz-up.js';
 import { uniqueSuffix } from './prereq.js';
 
@@ -493,3 +493,28 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   );
 }
 
+/** runc's state of a VE's container on a node host (its runc root), or undefined when there is none. */
+export async function runcStateOn(n: NodeHost, uid: string): Promise<string | undefined> {
+  try {
+    const r = await execFileP('runc', ['--root', join(n.stateDir, 'runc'), 'state', containerId(uid)]);
+    return (JSON.parse(r.stdout) as { status: string }).status;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a node host still holds of a VE: runc container, netns, host veth, mounts, loop devices, state dir. */
+export async function leftoversOn(n: NodeHost, uid: string): Promise<string[]> {
+  const found: string[] = [];
+  const st = await runcStateOn(n, uid);
+  if (st) found.push(`runc container (${st})`);
+  if (n.netnsDir && readdirSync(n.netnsDir).includes(containerId(uid))) found.push(`netns ${containerId(uid)}`);
+  if ((await execFileP('ip', ['-n', n.netns, '-br', 'link'])).stdout.includes(hostVethName(uid))) found.push(`veth ${hostVethName(uid)}`);
+  const veDir = join(n.stateDir, 'ves', uid);
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(veDir));
+  if (mounts.length) found.push(`mounts: ${mounts.map((l) => l.split(' ')[4]).join(', ')}`);
+  const loops = (await execFileP('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE'])).stdout.split('\n').filter((l) => l.includes(veDir));
+  if (loops.length) found.push(`loop: ${loops.join(', ')}`);
+  if (existsSync(veDir)) found.push(`state dir ${veDir}`);
+  return found;
+}

@@ -20,9 +20,9 @@ import { findCondition } from '../../src/core/conditions.js';
 import { loadKubeConfig, makeResourceClient } from '../../src/core/kube-client.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { ResourceClient } from '../../src/core/resource-client.js';
-import { containerId, hostVethName } from '../../src/runtime/index.js';
+import { containerId } from '../../src/runtime/index.js';
 import { kvzBin, sh, waitFor } from '../helpers/kvz-up.js';
-import { nodeNsenterArgs, sharedAddress, startCluster, type Cluster, type NodeHost } from '../helpers/multinode.js';
+import { nodeNsenterArgs, sharedAddress, startCluster, type Cluster, type NodeHost, leftoversOn, runcStateOn } from '../helpers/multinode.js';
 import { missingPrereqs } from '../helpers/prereq.js';
 
 const run = promisify(execFile);
@@ -164,35 +164,13 @@ describe('live migration between two real node agents on one L2 segment', { skip
       return { code: typeof e.code === 'number' ? e.code : 1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
     }
   };
-  const runcState = async (n: NodeHost, uid: string): Promise<string | undefined> => {
-    try {
-      const r = await run('runc', ['--root', join(n.stateDir, 'runc'), 'state', containerId(uid)]);
-      return (JSON.parse(r.stdout) as { status: string }).status;
-    } catch {
-      return undefined;
-    }
-  };
   /** The nodes on which the VE's container is running (runc state of each node's runc root). */
   const runningOn = async (uid: string): Promise<string[]> => {
     const out: string[] = [];
-    for (const n of [A, B]) if ((await runcState(n, uid)) === 'running') out.push(n.name);
+    for (const n of [A, B]) if ((await runcStateOn(n, uid)) === 'running') out.push(n.name);
     return out;
   };
-  /** What a node still holds of a VE: runc container, netns, host veth, mounts, loop devices, state dir. */
-  const leftovers = async (n: NodeHost, uid: string): Promise<string[]> => {
-    const found: string[] = [];
-    const st = await runcState(n, uid);
-    if (st) found.push(`runc container (${st})`);
-    if (n.netnsDir && readdirSync(n.netnsDir).includes(containerId(uid))) found.push(`netns ${containerId(uid)}`);
-    if ((await sh('ip', ['-n', n.netns, '-br', 'link'])).includes(hostVethName(uid))) found.push(`veth ${hostVethName(uid)}`);
-    const veDir = join(n.stateDir, 'ves', uid);
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`${veDir}`));
-    if (mounts.length) found.push(`mounts: ${mounts.map((l) => l.split(' ')[4]).join(', ')}`);
-    const loops = (await run('losetup', ['-l', '-n', '-O', 'NAME,BACK-FILE'])).stdout.split('\n').filter((l) => l.includes(veDir));
-    if (loops.length) found.push(`loop: ${loops.join(', ')}`);
-    if (existsSync(veDir)) found.push(`state dir ${veDir}`);
-    return found;
-  };
+  const leftovers = leftoversOn;
   const nothingLeft = (n: NodeHost, uid: string, what: string) =>
     waitFor(`nothing of ${what} left on ${n === A ? 'A' : 'B'}`, async () => (await leftovers(n, uid)).length === 0, 60_000).catch(async (err) => {
       throw new Error(`${String(err)}; it still has: ${(await leftovers(n, uid)).join('; ')}`);
@@ -472,7 +450,7 @@ describe('live migration between two real node agents on one L2 segment', { skip
     const v = await runningVe(svc, B.name);
     assert.equal(v.metadata.uid, uid, 'the same VE object');
     assert.equal(v.metadata.labels?.[NODE_LABEL], B.name);
-    assert.equal(await runcState(B, uid), 'running', "node B's runtime runs it");
+    assert.equal(await runcStateOn(B, uid), 'running', "node B's runtime runs it");
     assert.deepEqual(await runningOn(uid), [B.name], 'exactly one running copy');
     await nothingLeft(A, uid, 'the VE');
 
