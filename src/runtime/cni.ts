@@ -178,10 +178,6 @@ export function networkConfig(mode: NetworkMode, bridged: BridgeNetworkInput): R
   return bridgeConfig(bridged);
 }
 
-export function loopbackConfig(): Record<string, unknown> {
-  return { cniVersion: CNI_VERSION, name: 'kubevz-lo', type: 'loopback' };
-}
-
 export interface CniInvocation {
   command: 'ADD' | 'DEL' | 'CHECK';
   containerId: string;
