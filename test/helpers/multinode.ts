@@ -35,7 +35,7 @@
 //   node dist/test/helpers/multinode.js destroy-node ...            (internal: run inside a node netns)
 
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -287,6 +287,8 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       const n = state.nodes.find((x) => x.name === name);
       if (!n) throw new Error(`no node ${name} in this cluster`);
       if (alive(n.agentPid)) return;
+      // The log is appended to across restarts: only what this agent writes counts below.
+      const from = existsSync(n.logFile) ? statSync(n.logFile).size : 0;
       const out = openSync(n.logFile, 'a');
       const p = spawn(
         'nsenter',
@@ -302,7 +304,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       save(state);
       // Up once it logs that it started (registration done).
       const deadline = Date.now() + 60_000;
-      while (!readFileSync(n.logFile, 'utf8').includes('node agent started')) {
+      while (!readFileSync(n.logFile).subarray(from).toString('utf8').includes('node agent started')) {
         if (!alive(p.pid)) throw new Error(`node agent ${name} exited; see ${n.logFile}:\n${readFileSync(n.logFile, 'utf8').slice(-2000)}`);
         if (Date.now() > deadline) throw new Error(`node agent ${name} did not start in 60 s; see ${n.logFile}`);
         await new Promise((r) => setTimeout(r, 100));
