@@ -425,9 +425,7 @@ async function viaKubevz(w: Workload): Promise<Round[]> {
     const template = w.template(mirror);
     // Seeded before the VETemplate exists: an agent that saw it first could start building.
     if (w.prebuild) await seedTemplate(cluster, template.metadata.name);
-    const p = run('kubectl', ['--kubeconfig', cluster.kubeconfig, 'apply', '-f', '-']);
-    p.child.stdin?.end(JSON.stringify(template));
-    await p;
+    await cluster.kubectl(['apply', '-f', '-'], JSON.stringify(template));
     if (w.prebuild) await prebuildTemplate(cluster, template.metadata.name);
     const [A, B] = cluster.state.nodes;
     const ip = sharedAddress(cluster.state, 10);

@@ -192,8 +192,9 @@ export class DumpMarks {
  * the new user namespace, and at its `setup-namespaces` step — after the namespaces exist, before
  * any socket is restored — the VE's action script (criuActionScript) hands the root task's pid to
  * the agent through a file in the VE's handoff dir and waits; the agent pins and wires that netns
- * (CNI, exactly as for a boot, input held closed) and answers with `netns.done` (or `netns.failed`, which fails the
- * restore). Files rather than pipes: neither side can be left blocked in an open().
+ * (CNI, exactly as for a boot, input held closed) and answers with `netns.done` (or
+ * `netns.failed`, which fails the restore). Files rather than pipes: neither side can be left
+ * blocked in an open().
  */
 export class NetnsHandoff {
   /** How long the script waits for the agent before it fails the restore. */

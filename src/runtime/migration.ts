@@ -136,12 +136,12 @@ export class VEMigration implements VEMigrationRuntime {
     }
     await rm(work, { recursive: true, force: true });
     const names = await this.rt.netNames(uid);
-    if (names) await restoreNetnsState(netnsPath(names.netns), imageDir, this.rt.veLogger(uid, config.name), signal);
+    const netns = names && netnsPath(names.netns);
+    const log = this.rt.veLogger(uid, config.name);
+    if (netns) await restoreNetnsState(netns, imageDir, log, signal);
     // Both are on the downtime's path and independent (a packet before the release is just dropped).
-    await Promise.all([names ? releaseInput(netnsPath(names.netns), signal) : undefined, this.rt.setHostLink(uid, true, signal)]);
-    if (names) {
-      announceAddresses({ netnsPath: netnsPath(names.netns), ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log: this.rt.veLogger(uid, config.name) });
-    }
+    await Promise.all([netns ? releaseInput(netns, signal) : undefined, this.rt.setHostLink(uid, true, signal)]);
+    if (netns) announceAddresses({ netnsPath: netns, ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log });
   }
 
   diskImagePath(uid: string): string {

@@ -35,12 +35,16 @@
 //   node dist/test/helpers/multinode.js destroy-node ...            (internal: run inside a node netns)
 
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { startApiServer, type RunningApiServer } from '../../src/apiserver/index.js';
+import { VE_RESOURCE, VEM_RESOURCE, VENODE_RESOURCE, type VEMigration, type VENode, type VirtualEnvironment } from '../../src/api/types.js';
+import { loadKubeConfig, makeResourceClient } from '../../src/core/kube-client.js';
 import { silentLogger } from '../../src/core/logger.js';
+import type { ResourceClient } from '../../src/core/resource-client.js';
 import { containerId, createRuntime, hostVethName, stopNodeServices } from '../../src/runtime/index.js';
 import { kvzBin } from './kvz-up.js';
 import { uniqueSuffix } from './prereq.js';
@@ -91,6 +95,8 @@ export interface Cluster {
   state: ClusterState;
   kubeconfig: string;
   server: RunningApiServer;
+  /** The installed kubectl against this cluster's API server; its stdout. */
+  kubectl(args: string[], input?: string): Promise<string>;
   startAgent(name: string): Promise<void>;
   /** SIGTERM to the agent by its recorded PID; its VEs keep running. */
   stopAgent(name: string): Promise<void>;
@@ -314,6 +320,11 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     const srv = server;
     return {
       state, kubeconfig, server: srv, startAgent,
+      async kubectl(args, input) {
+        const p = execFileP('kubectl', ['--kubeconfig', kubeconfig, ...args], { maxBuffer: 16 << 20 });
+        if (input !== undefined) p.child.stdin?.end(input);
+        return (await p).stdout;
+      },
       async stopAgent(name) {
         const n = state.nodes.find((x) => x.name === name);
         await stopPid(n?.agentPid);
@@ -519,4 +530,31 @@ export async function leftoversOn(n: NodeHost, uid: string): Promise<string[]> {
   if (loops.length) found.push(`loop: ${loops.join(', ')}`);
   if (existsSync(veDir)) found.push(`state dir ${veDir}`);
   return found;
+}
+
+export interface MigrationPair {
+  cluster: Cluster;
+  A: NodeHost;
+  B: NodeHost;
+  ves: ResourceClient<VirtualEnvironment>;
+  vems: ResourceClient<VEMigration>;
+  nodes: ResourceClient<VENode>;
+}
+
+/**
+ * Two node agents on one L2 segment and VE subnet (live migration tests), fast heartbeats, debug
+ * logs, in a new run directory named by `prefix`; with typed clients of its API. `cluster.stop()` ends it.
+ */
+export async function startMigrationPair(prefix: string): Promise<MigrationPair> {
+  const t0 = Date.now();
+  const cluster = await startCluster({ nodes: 2, dir: mkdtempSync(join(tmpdir(), prefix)), heartbeat: '1s', nodeGrace: '4s', sharedSubnet: true, logLevel: 'debug' });
+  process.stderr.write(`# 2 node agents (shared L2 ${cluster.state.fabric.subnet}) up in ${Date.now() - t0} ms (run ${cluster.state.id})\n`);
+  const [A, B] = cluster.state.nodes as [NodeHost, NodeHost];
+  const kc = loadKubeConfig(cluster.kubeconfig);
+  return {
+    cluster, A, B,
+    ves: makeResourceClient<VirtualEnvironment>(kc, { ...VE_RESOURCE, namespaced: true }, silentLogger),
+    vems: makeResourceClient<VEMigration>(kc, { ...VEM_RESOURCE, namespaced: true }, silentLogger),
+    nodes: makeResourceClient<VENode>(kc, { ...VENODE_RESOURCE, namespaced: false }, silentLogger),
+  };
 }

@@ -10,21 +10,18 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { Agent, get } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { MIGRATION_ANNOTATION, NODE_LABEL, VE_RESOURCE, VEM_RESOURCE, VENODE_RESOURCE, type VEMigration, type VENode, type VirtualEnvironment } from '../../src/api/types.js';
+import { MIGRATION_ANNOTATION, NODE_LABEL, type VEMigration, type VENode, type VirtualEnvironment } from '../../src/api/types.js';
 import { findCondition } from '../../src/core/conditions.js';
-import { loadKubeConfig, makeResourceClient } from '../../src/core/kube-client.js';
-import { silentLogger } from '../../src/core/logger.js';
 import type { ResourceClient } from '../../src/core/resource-client.js';
 import { containerId } from '../../src/runtime/index.js';
 import { kvzBin, sh, waitFor } from '../helpers/kvz-up.js';
 import { startMirrorProxy, type MirrorProxy } from '../helpers/mirror-proxy.js';
-import { nodeNsenterArgs, sharedAddress, startCluster, type Cluster, type NodeHost, leftoversOn, runcStateOn } from '../helpers/multinode.js';
+import { nodeNsenterArgs, sharedAddress, type Cluster, type NodeHost, leftoversOn, runcStateOn, startMigrationPair } from '../helpers/multinode.js';
 import { missingPrereqs, uniqueSuffix } from '../helpers/prereq.js';
 
 const run = promisify(execFile);
@@ -85,13 +82,8 @@ describe('live migration of a Debian 12 systemd VE between two real node agents'
   const ns = 'migdeb';
   const name = 'web';
   let addr = '';
-  let dir = '';
 
-  const kubectl = async (args: string[], input?: string) => {
-    const p = run('kubectl', ['--kubeconfig', cluster.kubeconfig, ...args], { maxBuffer: 16 << 20 });
-    if (input !== undefined) p.child.stdin?.end(input);
-    return (await p).stdout;
-  };
+  const kubectl = (args: string[], input?: string) => cluster.kubectl(args, input);
   /** `kvz exec` on node `n` (its mount and network namespace, its state dir): exit code and stdout+stderr. */
   const inVe = async (n: NodeHost, argv: string[]): Promise<{ code: number; out: string }> => {
     const args = [...nodeNsenterArgs(n), '--', process.execPath, kvzBin, 'exec', name, '-n', ns, '--kubeconfig', cluster.kubeconfig, '--state-dir', n.stateDir, '--', ...argv];
@@ -146,15 +138,7 @@ describe('live migration of a Debian 12 systemd VE between two real node agents'
 
   before(async () => {
     if (missing.length) throw new Error(`prerequisite missing under CI: needs ${missing.join(', ')}`);
-    dir = mkdtempSync(join(tmpdir(), 'kvz-migdeb-'));
-    const t0 = Date.now();
-    cluster = await startCluster({ nodes: 2, dir, heartbeat: '1s', nodeGrace: '4s', sharedSubnet: true, logLevel: 'debug' });
-    process.stderr.write(`# 2 node agents (shared L2 ${cluster.state.fabric.subnet}) up in ${Date.now() - t0} ms (run ${cluster.state.id})\n`);
-    [A, B] = cluster.state.nodes as [NodeHost, NodeHost];
-    const kc = loadKubeConfig(cluster.kubeconfig);
-    ves = makeResourceClient<VirtualEnvironment>(kc, { ...VE_RESOURCE, namespaced: true }, silentLogger);
-    vems = makeResourceClient<VEMigration>(kc, { ...VEM_RESOURCE, namespaced: true }, silentLogger);
-    nodes = makeResourceClient<VENode>(kc, { ...VENODE_RESOURCE, namespaced: false }, silentLogger);
+    ({ cluster, A, B, ves, vems, nodes } = await startMigrationPair('kvz-migdeb-'));
     addr = sharedAddress(cluster.state, 30);
     proxy = await startMirrorProxy(cluster.state.fabric.address);
     await kubectl(['apply', '-f', '-'], JSON.stringify({

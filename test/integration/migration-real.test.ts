@@ -9,20 +9,17 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { MIGRATION_ANNOTATION, NODE_LABEL, VE_RESOURCE, VEM_RESOURCE, VENODE_RESOURCE, type VEMigration, type VENode, type VirtualEnvironment } from '../../src/api/types.js';
+import { MIGRATION_ANNOTATION, NODE_LABEL, type VEMigration, type VENode, type VirtualEnvironment } from '../../src/api/types.js';
 import { findCondition } from '../../src/core/conditions.js';
-import { loadKubeConfig, makeResourceClient } from '../../src/core/kube-client.js';
-import { silentLogger } from '../../src/core/logger.js';
 import type { ResourceClient } from '../../src/core/resource-client.js';
 import { containerId } from '../../src/runtime/index.js';
 import { kvzBin, sh, waitFor } from '../helpers/kvz-up.js';
-import { nodeNsenterArgs, sharedAddress, startCluster, type Cluster, type NodeHost, leftoversOn, runcStateOn } from '../helpers/multinode.js';
+import { nodeNsenterArgs, sharedAddress, type Cluster, type NodeHost, leftoversOn, runcStateOn, startMigrationPair } from '../helpers/multinode.js';
 import { missingPrereqs } from '../helpers/prereq.js';
 
 const run = promisify(execFile);
@@ -148,13 +145,8 @@ describe('live migration between two real node agents on one L2 segment', { skip
   const ns = 'migreal';
   const svc = 'svc';
   let addr = '';
-  let dir = '';
 
-  const kubectl = async (args: string[], input?: string) => {
-    const p = run('kubectl', ['--kubeconfig', cluster.kubeconfig, ...args], { maxBuffer: 16 << 20 });
-    if (input !== undefined) p.child.stdin?.end(input);
-    return (await p).stdout;
-  };
+  const kubectl = (args: string[], input?: string) => cluster.kubectl(args, input);
   const kvz = async (args: string[]) => {
     try {
       const r = await run(process.execPath, [kvzBin, ...args, '--kubeconfig', cluster.kubeconfig], { maxBuffer: 16 << 20, timeout: 180_000 });
@@ -201,15 +193,7 @@ describe('live migration between two real node agents on one L2 segment', { skip
 
   before(async () => {
     if (missing.length) throw new Error(`prerequisite missing under CI: needs ${missing.join(', ')}`);
-    dir = mkdtempSync(join(tmpdir(), 'kvz-migreal-'));
-    const t0 = Date.now();
-    cluster = await startCluster({ nodes: 2, dir, heartbeat: '1s', nodeGrace: '4s', sharedSubnet: true, logLevel: 'debug' });
-    process.stderr.write(`# 2 node agents (shared L2 ${cluster.state.fabric.subnet}) up in ${Date.now() - t0} ms (run ${cluster.state.id})\n`);
-    [A, B] = cluster.state.nodes as [NodeHost, NodeHost];
-    const kc = loadKubeConfig(cluster.kubeconfig);
-    ves = makeResourceClient<VirtualEnvironment>(kc, { ...VE_RESOURCE, namespaced: true }, silentLogger);
-    vems = makeResourceClient<VEMigration>(kc, { ...VEM_RESOURCE, namespaced: true }, silentLogger);
-    nodes = makeResourceClient<VENode>(kc, { ...VENODE_RESOURCE, namespaced: false }, silentLogger);
+    ({ cluster, A, B, ves, vems, nodes } = await startMigrationPair('kvz-migreal-'));
     addr = sharedAddress(cluster.state, 20);
     await kubectl(['apply', '-f', '-'], TEMPLATE);
   });
