@@ -241,11 +241,9 @@ export class VEReconciler implements Reconciler {
       await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Pending', ready: { status: 'False', reason: 'AddressConflict', message }, message });
       return { requeueAfterMs: ADDRESS_CONFLICT_REQUEUE_MS };
     }
-    // Drift: the agent recorded the declared limits, but the kernel holds others (changed by hand).
-    if (host.state === 'running' && !restart && host.config && !needsRestart(host.config, config) && sameLimits(host.config.limits, config.limits)) {
-      await this.correctDrift(ve, uid, config.limits, log, signal);
-    }
-    const res = await this.o.runtime.ensureRunning(config, signal);
+    let drifted: VELimits | undefined;
+    const res = await this.o.runtime.ensureRunning(config, signal, (found) => { drifted = found; });
+    if (drifted) await this.reportDrift(ve, uid, config.limits, drifted, log);
     if (res !== 'unchanged') {
       log.info({ result: res }, 'VE running');
       if (res === 'created' && host.state === 'absent' && !host.prepared) this.events.event(ve, 'Normal', 'Created', `created the VE on node ${this.o.nodeName} from template ${config.template}`);
@@ -436,28 +434,20 @@ export class VEReconciler implements Reconciler {
   }
 
   /**
-   * A limit changed on the host behind the agent's back (a hand-written cgroup file) is put back
-   * and said so (log + Warning Event LimitsRestored). Fields the host cannot hold even after a
-   * re-apply are not drift: resourcesReport lists them as pending, without an Event every resync.
+   * Limits changed on the host behind the agent's back (a hand-written cgroup file), which
+   * ensureRunning put back, are said so (log + Warning Event LimitsRestored). Fields
+   * the host cannot hold even after the re-apply are not drift: resourcesReport lists them as
+   * pending, without an Event every resync.
    */
-  private async correctDrift(ve: VirtualEnvironment, uid: string, desired: VELimits, log: Logger, signal: AbortSignal): Promise<void> {
-    let actual: VELimits;
-    try {
-      actual = await this.o.runtime.readLimits(uid);
-    } catch {
-      return; // unreadable now (VE just exited): the rest of converge deals with it
-    }
-    const drifted = limitsDiff(desired, actual, LIVE_LIMIT_FIELDS);
-    if (!drifted.length) return;
-    await this.o.runtime.updateLimits(uid, desired, signal);
-    const still = new Set(limitsDiff(desired, await this.o.runtime.readLimits(uid), LIVE_LIMIT_FIELDS));
-    const restored = drifted.filter((f) => !still.has(f));
+  private async reportDrift(ve: VirtualEnvironment, uid: string, desired: VELimits, found: VELimits, log: Logger): Promise<void> {
+    const still = new Set(limitsDiff(desired, await this.o.runtime.readLimits(uid).catch(() => desired), LIVE_LIMIT_FIELDS));
+    const restored = limitsDiff(desired, found, LIVE_LIMIT_FIELDS).filter((f) => !still.has(f));
     if (!restored.length) return;
     // Normalized, so an unset field shows as what it means (swap 0, shares 1024), not "unset".
-    const [a, d] = [normalizeLimits(actual), normalizeLimits(desired)];
-    const found = restored.map((f) => `${f} ${String(a[f] ?? 'unlimited')} (declared ${String(d[f] ?? 'unlimited')})`).join(', ');
-    log.warn({ fields: restored, found: pick(actual, restored), declared: pick(desired, restored) }, 'limits were changed on the host; put back the declared ones');
-    this.events.event(ve, 'Warning', 'LimitsRestored', `limits changed on the host were put back: ${found}`);
+    const [a, d] = [normalizeLimits(found), normalizeLimits(desired)];
+    const text = restored.map((f) => `${f} ${String(a[f] ?? 'unlimited')} (declared ${String(d[f] ?? 'unlimited')})`).join(', ');
+    log.warn({ fields: restored, found: pick(found, restored), declared: pick(desired, restored) }, 'limits were changed on the host; put back the declared ones');
+    this.events.event(ve, 'Warning', 'LimitsRestored', `limits changed on the host were put back: ${text}`);
   }
 
   /** Refuses disk features this node lacks; for a VE not made yet with spec.cloneFrom, resolves its source on this node. */

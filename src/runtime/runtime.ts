@@ -272,17 +272,17 @@ export class HostRuntime implements VERuntime {
     };
   }
 
-  async ensureRunning(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult> {
+  async ensureRunning(config: VEConfig, signal?: AbortSignal, onLimitsRestored?: (found: VELimits) => void): Promise<EnsureResult> {
     validate(config);
     const quota = config.disk?.quotaUgidLimit ?? 0;
     const qf = this.features().diskQuotaUgid;
     if (quota > 0 && !qf?.available) {
       throw new KvzError('Invalid', `second-level disk quota (quotaUgidLimit ${quota}) is not available on this node: ${qf?.reason}; set it to 0`);
     }
-    return this.mutex.run(config.uid, () => this.doEnsureRunning(config, signal));
+    return this.mutex.run(config.uid, () => this.doEnsureRunning(config, signal, onLimitsRestored));
   }
 
-  private async doEnsureRunning(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult> {
+  private async doEnsureRunning(config: VEConfig, signal?: AbortSignal, onLimitsRestored?: (found: VELimits) => void): Promise<EnsureResult> {
     const { uid } = config;
     const id = containerId(uid);
     const log = this.veLog(uid, config.name);
@@ -300,7 +300,10 @@ export class HostRuntime implements VERuntime {
       const grown = await growRunning(rootfsPaths(this.veDir(uid)), config.disk, this.features().diskOnlineGrow?.available ?? false, signal);
       if (grown) log.info({ sizeBytes: grown.sizeBytes, inodes: grown.inodes }, 'VE disk grown online');
       const intact = await this.networkIntact(uid);
-      if (intact && sameLimits(applied.limits, config.limits) && !(await this.limitsDrifted(uid, config.limits))) {
+      const asApplied = sameLimits(applied.limits, config.limits);
+      // Same declared limits as applied, but the kernel holds others: changed behind our back (drift).
+      const drifted = intact && asApplied ? await this.driftedLimits(uid, config.limits) : undefined;
+      if (intact && asApplied && !drifted) {
         // Restart-only fields (openFiles) are recorded for the next start; the host is unchanged.
         if (!limitsEqual(applied.limits, config.limits)) await writeJsonAtomic(this.configFile(uid), config);
         return st.status === 'paused' || grown ? 'updated' : 'unchanged';
@@ -308,8 +311,9 @@ export class HostRuntime implements VERuntime {
       if (intact) {
         await this.applyLimits(uid, id, config.limits, signal);
         await writeJsonAtomic(this.configFile(uid), config);
-        // Same declared limits as applied: the kernel's were changed behind our back (drift).
-        if (sameLimits(applied.limits, config.limits)) log.warn({ limits: config.limits }, 'limits were changed on the host; put back the declared ones');
+        // Drift is said once: by the caller when it asked to be told, else here.
+        if (drifted && onLimitsRestored) onLimitsRestored(drifted);
+        else if (drifted) log.warn({ found: drifted, declared: config.limits }, 'limits were changed on the host; put back the declared ones');
         else log.info({ limits: config.limits }, 'VE limits updated live');
         return 'updated';
       }
@@ -517,7 +521,7 @@ export class HostRuntime implements VERuntime {
       const st = await this.runc.state(id, signal);
       const live = st !== undefined && st.status !== 'stopped';
       let liveChanged = !sameLimits(applied.limits, limits);
-      if (live && !liveChanged) liveChanged = await this.limitsDrifted(uid, limits);
+      if (live && !liveChanged) liveChanged = (await this.driftedLimits(uid, limits)) !== undefined;
       const changed = liveChanged || !limitsEqual(applied.limits, limits);
       if (!changed) return 'unchanged';
       if (live && liveChanged) await this.applyLimits(uid, id, limits, signal);
@@ -718,12 +722,13 @@ export class HostRuntime implements VERuntime {
 
   // ---- steps ----
 
-  /** Whether the kernel holds other limits than these (changed behind our back). Unknown (e.g. v2 for now) = no. */
-  private async limitsDrifted(uid: string, limits: VELimits): Promise<boolean> {
+  /** The limits the kernel holds when they are not these (changed behind our back); undefined when the same or unreadable. */
+  private async driftedLimits(uid: string, limits: VELimits): Promise<VELimits | undefined> {
     try {
-      return !sameLimits(await this.cgroup.readLimits(cgroupPath(uid), { device: this.veDevice(uid) }), limits);
+      const held = await this.cgroup.readLimits(cgroupPath(uid), { device: this.veDevice(uid) });
+      return sameLimits(held, limits) ? undefined : held;
     } catch {
-      return false;
+      return undefined;
     }
   }
 

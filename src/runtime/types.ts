@@ -259,8 +259,12 @@ export interface VERuntime {
   removeTemplate(name: string): Promise<EnsureResult>;
   /** Every template cached on this node. */
   listTemplates(): Promise<TemplateInfo[]>;
-  /** Root fs + netns + CNI + bundle + runc create/start; 'unchanged' when it is already running with this config. */
-  ensureRunning(config: VEConfig, signal?: AbortSignal): Promise<EnsureResult>;
+  /**
+   * Root fs + netns + CNI + bundle + runc create/start; 'unchanged' when it is already running with this config.
+   * Limits changed on the host behind the runtime's back are put back, and onLimitsRestored is
+   * told what the kernel held (the one place that both sees and mends it, so no caller races it).
+   */
+  ensureRunning(config: VEConfig, signal?: AbortSignal, onLimitsRestored?: (found: VELimits) => void): Promise<EnsureResult>;
   /**
    * Graceful stop (SIGTERM to init, SIGKILL after timeout), then the runc container is deleted;
    * keeps disk and netns. Afterwards inspect() says state 'absent' with prepared: true.
