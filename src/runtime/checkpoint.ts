@@ -219,7 +219,7 @@ export class NetnsHandoff {
    * Runs `wire(pid)` when the script asks, while `restoring` (runc restore) runs; resolves or
    * rejects as the restore does. A failed wiring fails the restore with its own error.
    */
-  async serve(restoring: Promise<void>, wire: (pid: number) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  async serve(restoring: Promise<void>, wire: (pid: number) => Promise<unknown>, signal?: AbortSignal): Promise<void> {
     let finished = false;
     const done = restoring.finally(() => {
       finished = true;

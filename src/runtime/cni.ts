@@ -178,6 +178,24 @@ export function networkConfig(mode: NetworkMode, bridged: BridgeNetworkInput): R
   return bridgeConfig(bridged);
 }
 
+/**
+ * `ip -batch` lines that give an interface moved into another netns back what a CNI ADD gave it
+ * (a move drops addresses and routes): lo and the interface up, its addresses (IPv6 without DAD:
+ * they were in use already) and routes. Families are told by the addresses (`ip -batch` rejects
+ * `-6` on a line), so a default route is written 0.0.0.0/0 or ::/0.
+ */
+export function restoreIfaceBatch(result: CniResult, ifname: string): string {
+  const sandbox = new Set((result.interfaces ?? []).flatMap((i, n) => (i.sandbox ? [n] : [])));
+  const lines = ['link set dev lo up'];
+  for (const ip of result.ips ?? []) {
+    if (ip.interface !== undefined && sandbox.size && !sandbox.has(ip.interface)) continue;
+    lines.push(`address add ${ip.address} dev ${ifname}${ip.address.includes(':') ? ' nodad' : ''}`);
+  }
+  lines.push(`link set dev ${ifname} up`);
+  for (const r of result.routes ?? []) lines.push(`route add ${r.dst} ${r.gw ? `via ${r.gw} ` : ''}dev ${ifname}`);
+  return `${lines.join('\n')}\n`;
+}
+
 export interface CniInvocation {
   command: 'ADD' | 'DEL' | 'CHECK';
   containerId: string;

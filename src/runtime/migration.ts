@@ -114,17 +114,20 @@ export class VEMigration implements VEMigrationRuntime {
    * `runc restore` from the written bundle, then the addresses announced; inside bringUp's Revert.
    * A VE with a user namespace gets its netns wired by `userns.wire` while CRIU restores it (NetnsHandoff).
    */
-  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal, userns?: { hostGid: number; wire: (pid: number) => Promise<void> }): Promise<void> {
+  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal, userns?: { hostGid: number; wire: (pid: number) => Promise<{ inputHeld: boolean }> }): Promise<void> {
     const { uid } = config;
     const work = this.rt.criuWorkDir(uid, 'restore');
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
     const handoff = userns ? new NetnsHandoff(this.rt.handoffDir(uid)) : undefined;
+    // Whether the new netns has the restore's input hold to release (a staged one has its host link down instead).
+    let inputHeld = true;
     if (userns) await shareImagesWithVE(imageDir, userns.hostGid);
     await handoff?.reset();
     try {
       const restoring = this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal });
-      await (handoff && userns ? handoff.serve(restoring, userns.wire, signal).finally(() => handoff.clear()) : restoring);
+      const wire = userns && (async (pid: number) => ({ inputHeld } = await userns.wire(pid)));
+      await (handoff && wire ? handoff.serve(restoring, wire, signal).finally(() => handoff.clear()) : restoring);
     } catch (err) {
       const tail = await criuLogTail(join(work, 'restore.log'));
       throw checkpointError(
@@ -140,7 +143,7 @@ export class VEMigration implements VEMigrationRuntime {
     const log = this.rt.veLogger(uid, config.name);
     if (netns) await restoreNetnsState(netns, imageDir, log, signal);
     // Both are on the downtime's path and independent (a packet before the release is just dropped).
-    await Promise.all([netns ? releaseInput(netns, signal) : undefined, this.rt.setHostLink(uid, true, signal)]);
+    await Promise.all([netns && inputHeld ? releaseInput(netns, signal) : undefined, this.rt.setHostLink(uid, true, signal)]);
     if (netns) announceAddresses({ netnsPath: netns, ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log });
   }
 
@@ -229,11 +232,10 @@ export class VEMigration implements VEMigrationRuntime {
 
   /**
    * Target side, once the source has dumped the VE (its netns is off the LAN there): the VE's netns
-   * wired with input held, so the restore finds it ready. Skipped for a VE whose netns the restore
-   * makes itself (user namespace).
+   * wired with input held, or for a VE whose restore makes its own netns (user namespace) its
+   * interface staged, so the restore finds it ready.
    */
   async prepareRestoreNetwork(config: VEConfig, signal?: AbortSignal): Promise<void> {
-    if (config.security?.uidRange || (await this.rt.securityOf(config.uid))?.uidRange) return;
     await this.rt.prepareRestoreNetwork(config, signal);
   }
 

@@ -6,12 +6,12 @@
 import { chown, rename, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { KvzError } from '../core/errors.js';
+import { KvzError, errorMessage } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { Revert } from '../core/revert.js';
 import { createCgroupReader, type CgroupReader } from './cgroup.js';
 import { V1_CONTROLLERS } from './cgroup-v1.js';
-import { CNI_IFNAME, Cni, bridgeConfig, networkConfig, routedPlan, type CniResult, type NetworkMode } from './cni.js';
+import { CNI_IFNAME, Cni, bridgeConfig, networkConfig, restoreIfaceBatch, routedPlan, type CniResult, type NetworkMode } from './cni.js';
 import { addRoutedAddresses } from './network-routed.js';
 import { writeResolvConf } from './network-files.js';
 import { deleteManagedBridge, markBridgeManaged, nodeBridgeAttachment, type NodeBridgeAttachment } from './node-bridge.js';
@@ -23,7 +23,7 @@ import { cgroupPath, containerId, macAddress } from './names.js';
 import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
 import { VEMigration } from './migration.js';
 import { SuspendCheckpoints, checkpointFeature, findCriu, holdInput, writeCriuConfig } from './checkpoint.js';
-import { deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
+import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
 import { Isolation } from './isolation.js';
 import { DEFAULT_IDMAP_HELPER } from './idmap-mount.js';
@@ -60,6 +60,8 @@ interface StoredNetwork {
   mode?: NetworkMode;
   hostVeth: string;
   result: CniResult;
+  /** Wired ahead of a restore into this agent-made netns, for the restored VE's own (see stageNetwork). */
+  staged?: string;
 }
 
 function modeOf(c: VEConfig): NetworkMode {
@@ -382,9 +384,10 @@ export class HostRuntime implements VERuntime {
           await writeResolvConf(paths.target, config.network);
           await this.isolation.ownUpper(paths.upper, paths.target, security, ['etc', 'etc/hostname', 'etc/hosts', 'etc/resolv.conf']);
         })(),
-        // A restore's new netns takes no packets until the VE's sockets are back (holdInput).
+        // A restore's new netns takes no packets until the VE's sockets are back (holdInput, or
+        // for a staged one its host link kept down).
         ownNetns
-          ? this.teardownNetwork(uid, signal)
+          ? (how.kind === 'restore' && modeOf(config) === 'bridged' ? this.stageNetwork(config, revert, signal) : this.teardownNetwork(uid, signal))
           : this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore' }).then(() => (how.kind === 'restore' ? undefined : this.wakeHostLink(uid, signal))),
       ]);
       lap('rootfsAndNetwork');
@@ -414,7 +417,11 @@ export class HostRuntime implements VERuntime {
 
       revert.add('delete container', () => this.forceDelete(id));
       lap('bundle');
-      const wire = (pid: number) => this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore', attachPid: pid });
+      const wire = async (pid: number) => {
+        if (await this.adoptStagedNetwork(uid, pid, revert, signal)) return { inputHeld: false };
+        await this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore', attachPid: pid });
+        return { inputHeld: how.kind === 'restore' };
+      };
       if (how.kind === 'restore') {
         await this.migration.runRestore(config, how.imageDir, signal, security.uidRange ? { hostGid: security.uidRange.hostId, wire } : undefined);
         lap('runcRestore');
@@ -889,12 +896,53 @@ export class HostRuntime implements VERuntime {
 
   /**
    * Migration target (VEMigration.prepareRestoreNetwork): the VE's netns wired now, input held as
-   * for a restore, so the restore's bringUp finds it intact and skips it. Undone on failure.
+   * for a restore, so the restore's bringUp finds it intact and skips it — or, for a VE whose
+   * restore makes its own netns (user namespace), its interface staged (stageNetwork). Undone on failure.
    */
   async prepareRestoreNetwork(config: VEConfig, signal?: AbortSignal): Promise<void> {
+    const own = config.security?.uidRange !== undefined || (await this.securityOf(config.uid))?.uidRange !== undefined;
+    if (own && modeOf(config) !== 'bridged') return;
     await this.mutex.run(config.uid, () => Revert.run(this.veLog(config.uid, config.name), async (revert) => {
-      await this.ensureNetwork(config, await this.appliedConfig(config.uid), revert, signal, { holdInput: true });
+      if (own) await this.stageNetwork(config, revert, signal);
+      else await this.ensureNetwork(config, await this.appliedConfig(config.uid), revert, signal, { holdInput: true });
     }));
+  }
+
+  /**
+   * Before the restore of a bridged VE that makes its own netns (user namespace): CNI wires the
+   * VE's eth0 into a staging netns of the agent's, input held there and its host link taken
+   * down, so that at CRIU's setup-namespaces only two `ip`s move it into the new netns and put
+   * its addresses and routes back (adoptStagedNetwork) — the bridge plugin (a Go binary, plus
+   * the nft hold) was a third of the restore there. Kept when already staged for this config.
+   */
+  private async stageNetwork(config: VEConfig, revert: Revert, signal?: AbortSignal): Promise<void> {
+    const stored = await readJson<StoredNetwork>(this.networkFile(config.uid)).catch(() => undefined);
+    if (stored?.staged && netnsExists(stored.staged) && linkExists(stored.hostVeth) && stored.addresses.join(',') === config.addresses.join(',')) return;
+    await this.teardownNetwork(config.uid, signal);
+    await this.ensureNetwork(config, undefined, revert, signal, { stage: true });
+  }
+
+  /**
+   * Moves a staged eth0 (stageNetwork) into the netns of the restoring VE's first task, pinned
+   * under the VE's netns name, with its addresses (IPv6 without DAD: they were the VE's already)
+   * and routes from the CNI result. The host link stays down until the restore releases it.
+   * False when nothing is staged.
+   */
+  private async adoptStagedNetwork(uid: string, pid: number, revert: Revert, signal?: AbortSignal): Promise<boolean> {
+    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    const names = await this.netNames(uid);
+    if (!stored?.staged || !names || !netnsExists(stored.staged)) return false;
+    const target = `/proc/${pid}/ns/net`;
+    const pin = this.isolation.addNetns(uid, names.netns, signal, pid);
+    revert.add('delete netns', () => deleteNetns(names.netns));
+    const moved = run('ip', ['-n', stored.staged, 'link', 'set', 'dev', CNI_IFNAME, 'netns', String(pid)], { signal })
+      .then(() => run('nsenter', [`--net=${target}`, 'ip', '-batch', '-'], { input: restoreIfaceBatch(stored.result, CNI_IFNAME), signal }));
+    await allSettledOrThrow([pin, moved]);
+    const { staged, ...network } = stored;
+    for (const i of network.result.interfaces ?? []) if (i.sandbox) i.sandbox = netnsPath(names.netns);
+    await writeJsonAtomic(this.networkFile(uid), network satisfies StoredNetwork);
+    await deleteNetns(staged, signal).catch((err: unknown) => this.veLog(uid).warn({ netns: staged, err: errorMessage(err) }, 'could not delete the staging netns'));
+    return true;
   }
 
   /** The node bridge, looked up with `ip` until it is known to be ours: then it stays ours while it exists. */
@@ -927,7 +975,7 @@ export class HostRuntime implements VERuntime {
    * The VE's netns wired to the node bridge. Reused when it is complete and has the same
    * addresses; anything partial (crash half-way) is torn down and redone.
    */
-  private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal, opts: { holdInput?: boolean; attachPid?: number } = {}): Promise<void> {
+  private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal, opts: { holdInput?: boolean; attachPid?: number; stage?: boolean } = {}): Promise<void> {
     const { uid } = config;
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
     const reusable = opts.attachPid === undefined && stored && (await this.networkIntact(uid));
@@ -939,14 +987,16 @@ export class HostRuntime implements VERuntime {
     // attachPid: the netns of the VE's first task (made by runc or CRIU). It is pinned under the
     // name while the plugins wire it through its /proc path, side by side: this is on a boot's and
     // a restore's critical path. Without it the agent makes the netns first.
-    const pin = this.isolation.addNetns(uid, ns, signal, opts.attachPid);
-    revert.add('delete netns', () => deleteNetns(ns));
+    // A staging netns (stageNetwork) is the agent's own, even for a VE with a user namespace.
+    const stage = opts.stage ? `${ns}-stage` : undefined;
+    const pin = stage ? addNetns(stage, signal) : this.isolation.addNetns(uid, ns, signal, opts.attachPid);
+    revert.add('delete netns', () => deleteNetns(stage ?? ns));
     if (opts.attachPid === undefined) await pin;
-    const path = opts.attachPid === undefined ? netnsPath(ns) : `/proc/${opts.attachPid}/ns/net`;
+    const path = opts.attachPid === undefined ? netnsPath(stage ?? ns) : `/proc/${opts.attachPid}/ns/net`;
     const mode = modeOf(config);
     revert.add('delete veth', () => deleteLink(veth));
     const wire = async (): Promise<{ result: CniResult; hostIf: NonNullable<CniResult['interfaces']>[number] }> => {
-      if (opts.holdInput) await holdInput(path, signal);
+      if (opts.holdInput || stage) await holdInput(path, signal);
       const id = containerId(uid);
       // Routed VEs touch no bridge: the attachment is looked at only for bridged ones.
       const attach = mode === 'bridged' ? await this.bridgeAttachment(signal) : undefined;
@@ -974,7 +1024,9 @@ export class HostRuntime implements VERuntime {
         hostIf.name = veth;
       }
       // Recorded by its pinned name: the /proc path ends with the task.
-      for (const i of result.interfaces ?? []) if (i.sandbox) i.sandbox = netnsPath(ns);
+      for (const i of result.interfaces ?? []) if (i.sandbox) i.sandbox = netnsPath(stage ?? ns);
+      // Staged: nothing may reach the VE's address here before the restore has its sockets.
+      if (stage) await run('ip', ['link', 'set', 'dev', hostIf.name, 'down'], { signal });
       return { result, hostIf };
     };
     const [, { result, hostIf }] = await allSettledOrThrow([pin, wire()]);
@@ -989,7 +1041,7 @@ export class HostRuntime implements VERuntime {
       const inner = result.interfaces?.find((i) => i.sandbox);
       if (inner) inner.mac = macAddress(uid);
     }
-    await writeJsonAtomic(this.networkFile(uid), { addresses: config.addresses, mode, hostVeth: hostIf.name, result } satisfies StoredNetwork);
+    await writeJsonAtomic(this.networkFile(uid), { addresses: config.addresses, mode, hostVeth: hostIf.name, result, ...(stage ? { staged: stage } : {}) } satisfies StoredNetwork);
   }
 
   /** CNI DEL (with the stored ADD result), the host veth deleted synchronously, then the netns. */
@@ -998,7 +1050,8 @@ export class HostRuntime implements VERuntime {
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
     // Nothing recorded: nothing of ours (the primary names may be another runtime's).
     if (!names) return;
-    const ns = names.netns;
+    const ns = stored?.staged ?? names.netns;
+    if (stored?.staged) await deleteNetns(names.netns, signal);
     if (netnsExists(ns)) {
       const netConfig = stored?.mode === 'routed'
         ? networkConfig('routed', { bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6, addresses: [], mac: macAddress(uid) })
