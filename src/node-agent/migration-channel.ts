@@ -23,7 +23,7 @@ import { MIGRATION_TOKEN_KEY, type KubeObject, type MigrationPhase, type VEMigra
 import { errorCode, errorMessage, KvzError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ResourceClient } from '../core/resource-client.js';
-import { BLOCK_SIZE, blockFrameHeader, ByteReader, checkImageName, fileFrameHeader, readBlockFrames, readFileFrames } from './migration-frames.js';
+import { BLOCK_SIZE, blockFrameHeader, ByteReader, checkBlockUnit, checkImageName, fileFrameHeader, readBlockFrames, readFileFrames } from './migration-frames.js';
 import { isTerminalPhase } from './migration-status.js';
 
 /** What the target role does for the channel (migration-target.ts). */
@@ -31,7 +31,8 @@ export interface IncomingHandler {
   /** Per-block sha256 of the incoming disk image. */
   digests(m: VEMigration): Promise<string[]>;
   /** Writes the blocks into the incoming disk image as they arrive (the image opened once per request). */
-  writeBlocks(m: VEMigration, blocks: AsyncIterable<{ index: number; data: Buffer }>): Promise<void>;
+  /** Writes each frame's data at index × unit bytes into the incoming image. */
+  writeBlocks(m: VEMigration, blocks: AsyncIterable<{ index: number; data: Buffer }>, unit: number): Promise<void>;
   /** The last disk delta is written (the source's image is at rest): the target may mount it. Must not throw. */
   diskComplete?(m: VEMigration): void;
   /** The CRIU images start arriving, so the VE is dumped and off the LAN on the source. Must not throw. */
@@ -115,6 +116,7 @@ export class MigrationChannelServer {
     try {
       const url = new URL(req.url ?? '/', 'http://x');
       const final = url.searchParams.get('final') === '1';
+      const unitParam = url.searchParams.get('unit');
       const m = /^\/v1\/migrations\/([^/]+)\/([^/]+)\/(disk\/digests|disk\/blocks|checkpoint|restore|abort|state)$/.exec(url.pathname);
       if (!m) throw new HttpError(404, `no such endpoint ${req.method} ${req.url}`);
       const [, namespace, name, what] = m as unknown as [string, string, string, string];
@@ -132,13 +134,19 @@ export class MigrationChannelServer {
           needPhase(SENDING);
           let blocks = 0;
           let bytes = 0;
+          let unit: number;
+          try {
+            unit = checkBlockUnit(unitParam === null ? BLOCK_SIZE : Number(unitParam));
+          } catch (err) {
+            throw new HttpError(400, errorMessage(err));
+          }
           await this.o.handler.writeBlocks(mig, (async function* () {
-            for await (const b of readBlockFrames(new ByteReader(req))) {
+            for await (const b of readBlockFrames(new ByteReader(req), unit)) {
               yield b;
               blocks++;
               bytes += b.data.length;
             }
-          })());
+          })(), unit);
           if (final) this.o.handler.diskComplete?.(mig);
           this.log.debug({ migration: `${namespace}/${name}`, blocks, bytes, final, ms: Date.now() - started }, 'disk blocks received');
           return json(res, 200, { blocks, bytes });
@@ -320,9 +328,13 @@ export class MigrationChannelClient {
    * Streams blocks as frames; resolves to the bytes sent (frame payload). `final`: the image is at
    * rest and these are its last blocks (the target may mount it once they are written).
    */
-  async putBlocks(blocks: AsyncIterable<{ index: number; data: Buffer }>, opts: { final?: boolean } = {}): Promise<number> {
+  async putBlocks(blocks: AsyncIterable<{ index: number; data: Buffer }>, opts: { final?: boolean; unit?: number } = {}): Promise<number> {
     let bytes = 0;
-    await this.call('PUT', opts.final ? 'disk/blocks?final=1' : 'disk/blocks', async function* () {
+    const query = new URLSearchParams();
+    if (opts.final) query.set('final', '1');
+    if (opts.unit !== undefined) query.set('unit', String(opts.unit));
+    const q = query.toString();
+    await this.call('PUT', q ? `disk/blocks?${q}` : 'disk/blocks', async function* () {
       for await (const b of blocks) {
         yield blockFrameHeader(b.index, b.data.length);
         yield b.data;

@@ -1,15 +1,29 @@
 // The binary framing of the migration data channel. Both bodies are streams of frames, read and
 // written a frame at a time, so neither side ever holds a whole disk or image set in memory.
 //
-//   disk/blocks:  u64 index | u32 length | data[length]           (a block of BLOCK_SIZE bytes at index)
+//   disk/blocks:  u64 index | u32 length | data[length]           (data at index × the request's unit)
 //   checkpoint:   u16 nameLength | name (utf8) | u64 size | data    (one CRIU image file)
 //
 // Integers are big-endian.
 
 import { KvzError } from '../core/errors.js';
 
-/** Disk blocks move in 1 MiB units (ADR 004): digests are per block of this size. */
+/** Disk blocks are compared in 1 MiB units (ADR 004): digests are per block of this size. */
 export const BLOCK_SIZE = 1 << 20;
+
+/**
+ * Disk blocks move in frames of this size (the `unit` of a disk/blocks request; a frame's index
+ * counts these): of a block that changed again only the changed sub-blocks go (changedSubBlocks).
+ */
+export const SUB_BLOCK_SIZE = 64 << 10;
+
+/** The frame units a receiver accepts: powers of two from 4 KiB to BLOCK_SIZE. */
+export function checkBlockUnit(unit: number): number {
+  if (!Number.isInteger(unit) || unit < 4096 || unit > BLOCK_SIZE || (unit & (unit - 1)) !== 0) {
+    throw new KvzError('Invalid', `disk block unit ${unit} is not a power of two from 4096 to ${BLOCK_SIZE}`);
+  }
+  return unit;
+}
 
 /** The largest block frame a receiver accepts (a corrupt length must not make it allocate gigabytes). */
 const MAX_BLOCK_FRAME = 16 << 20;
@@ -101,12 +115,13 @@ export class ByteReader {
   }
 }
 
-export async function* readBlockFrames(r: ByteReader): AsyncGenerator<{ index: number; data: Buffer }> {
+export async function* readBlockFrames(r: ByteReader, unit = BLOCK_SIZE): AsyncGenerator<{ index: number; data: Buffer }> {
+  const max = Math.min(unit, MAX_BLOCK_FRAME);
   while (!(await r.atEnd())) {
     const h = await r.exact(12);
     const index = Number(h.readBigUInt64BE(0));
     const length = h.readUInt32BE(8);
-    if (length > MAX_BLOCK_FRAME) throw new KvzError('Invalid', `block frame of ${length} bytes exceeds ${MAX_BLOCK_FRAME}`);
+    if (length > max) throw new KvzError('Invalid', `block frame of ${length} bytes exceeds the unit of ${max}`);
     // No copy: socket chunks are never written to again, so a view into them stays valid.
     yield { index, data: await r.exact(length) };
   }

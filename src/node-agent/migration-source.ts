@@ -14,7 +14,6 @@
 // A marker file (<stateDir>/migrations/<ns>_<name>.json) outlives an agent crash; recover()
 // finishes or rolls back what a previous agent left.
 
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -24,9 +23,9 @@ import type { EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import type { ResourceClient } from '../core/resource-client.js';
 import type { VEConfig, VERuntime } from '../runtime/index.js';
-import { blockDigests, changedBlocks, readBlocks } from '../runtime/disk-sync.js';
+import { blockDigests, changedBlocks, changedSubBlocks, type HeldBlocks } from '../runtime/disk-sync.js';
 import { MigrationChannelClient, readToken, type ImageFile } from './migration-channel.js';
-import { BLOCK_SIZE } from './migration-frames.js';
+import { BLOCK_SIZE, SUB_BLOCK_SIZE } from './migration-frames.js';
 import { advance, isMigrationGone, markerDir, readMarkers, removeMarker, writeMarker, type SourceMarker } from './migration-status.js';
 
 export interface MigrationSourceOptions {
@@ -131,7 +130,7 @@ export class MigrationSource {
       client = new MigrationChannelClient(transfer.address, transfer.port, namespace, name, token, signal);
       const disk = this.o.runtime.migration.diskImagePath(veUid);
       // What the target's image holds, block by block, kept current as we send.
-      const remote = (await client.digests()).digests;
+      const remote: HeldBlocks = { digests: (await client.digests()).digests, subs: new Map() };
 
       if (mode === 'live') {
         const t = Date.now();
@@ -152,6 +151,7 @@ export class MigrationSource {
           const cp = await this.o.runtime.migration.checkpoint(veUid, { imageDir: marker.imageDir, signal });
           timings.checkpoint = cp.ms;
           if (cp.frozenAt !== undefined && cp.frozenAt >= t0) t0 = cp.frozenAt;
+          timings.dumpAfterFreeze = Date.now() - t0;
         } catch (err) {
           const d = (err as KvzError).details ?? {};
           const still = (await this.o.runtime.inspect(veUid)).state === 'running';
@@ -234,22 +234,16 @@ export class MigrationSource {
    * `final`: the image is at rest and this is its last delta (sent even when empty), after which
    * the target may mount it.
    */
-  private async sendDelta(client: MigrationChannelClient, disk: string, remote: string[], final = false, timings?: Record<string, number>): Promise<number> {
+  private async sendDelta(client: MigrationChannelClient, disk: string, remote: HeldBlocks, final = false, timings?: Record<string, number>): Promise<number> {
     const t = Date.now();
     const local = await blockDigests(disk, BLOCK_SIZE);
-    const want = changedBlocks(local, remote);
+    const want = changedBlocks(local, remote.digests);
     if (timings) {
       timings.diskDeltaDigest = Date.now() - t;
       timings.diskDeltaBlocks = want.length;
     }
     if (!want.length && !final) return 0;
-    return client.putBlocks((async function* () {
-      for await (const b of readBlocks(disk, want, BLOCK_SIZE)) {
-        // Recorded from the data sent (the block may change between digest and read while the VE runs).
-        remote[b.index] = createHash('sha256').update(b.data).digest('hex');
-        yield b;
-      }
-    })(), { final });
+    return client.putBlocks(changedSubBlocks(disk, want, remote, BLOCK_SIZE, SUB_BLOCK_SIZE), { final, unit: SUB_BLOCK_SIZE });
   }
 
   /** The VE runs here again; the target drops its copy; the migration says Failed (unless it already ended). */

@@ -179,10 +179,10 @@ export class MigrationTarget implements IncomingHandler {
     return blockDigests(this.o.runtime.migration.diskImagePath(m.status!.veUid!), BLOCK_SIZE);
   }
 
-  async writeBlocks(m: VEMigration, blocks: AsyncIterable<{ index: number; data: Buffer }>): Promise<void> {
+  async writeBlocks(m: VEMigration, blocks: AsyncIterable<{ index: number; data: Buffer }>, unit: number): Promise<void> {
     const fh = await open(this.o.runtime.migration.diskImagePath(m.status!.veUid!), 'r+');
     try {
-      for await (const b of blocks) await writeBlock(fh, b.index, b.data, BLOCK_SIZE);
+      for await (const b of blocks) await writeBlock(fh, b.index, b.data, unit);
     } finally {
       await fh.close();
     }

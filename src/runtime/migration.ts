@@ -114,8 +114,17 @@ export class VEMigration implements VEMigrationRuntime {
    * `runc restore` from the written bundle, then the addresses announced; inside bringUp's Revert.
    * A VE with a user namespace gets its netns wired by `userns.wire` while CRIU restores it (NetnsHandoff).
    */
-  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal, userns?: { hostGid: number; wire: (pid: number) => Promise<{ inputHeld: boolean }> }): Promise<void> {
+  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal, userns?: { hostGid: number; wire: (pid: number) => Promise<{ inputHeld: boolean }> }): Promise<Record<string, number>> {
     const { uid } = config;
+    // Where a restore's time goes, for the 'VE restored' log line: CRIU up to the netns handoff, the
+    // wiring, CRIU after it, the VE's own network state, and the release.
+    const ms: Record<string, number> = {};
+    let t = performance.now();
+    const lap = (step: string) => {
+      const now = performance.now();
+      ms[step] = Math.round(now - t);
+      t = now;
+    };
     const work = this.rt.criuWorkDir(uid, 'restore');
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
@@ -126,7 +135,11 @@ export class VEMigration implements VEMigrationRuntime {
     await handoff?.reset();
     try {
       const restoring = this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal });
-      const wire = userns && (async (pid: number) => ({ inputHeld } = await userns.wire(pid)));
+      const wire = userns && (async (pid: number) => {
+        lap('criuToHandoff');
+        ({ inputHeld } = await userns.wire(pid));
+        lap('handoffWire');
+      });
       await (handoff && wire ? handoff.serve(restoring, wire, signal).finally(() => handoff.clear()) : restoring);
     } catch (err) {
       const tail = await criuLogTail(join(work, 'restore.log'));
@@ -137,14 +150,18 @@ export class VEMigration implements VEMigrationRuntime {
         err,
       );
     }
+    lap('criu');
     await rm(work, { recursive: true, force: true });
     const names = await this.rt.netNames(uid);
     const netns = names && netnsPath(names.netns);
     const log = this.rt.veLogger(uid, config.name);
     if (netns) await restoreNetnsState(netns, imageDir, log, signal);
+    lap('netnsState');
     // Both are on the downtime's path and independent (a packet before the release is just dropped).
     await Promise.all([netns && inputHeld ? releaseInput(netns, signal) : undefined, this.rt.setHostLink(uid, true, signal)]);
+    lap('release');
     if (netns) announceAddresses({ netnsPath: netns, ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log });
+    return ms;
   }
 
   diskImagePath(uid: string): string {

@@ -423,10 +423,12 @@ export class HostRuntime implements VERuntime {
         return { inputHeld: how.kind === 'restore' };
       };
       if (how.kind === 'restore') {
-        await this.migration.runRestore(config, how.imageDir, signal, security.uidRange ? { hostGid: security.uidRange.hostId, wire } : undefined);
+        const steps = await this.migration.runRestore(config, how.imageDir, signal, security.uidRange ? { hostGid: security.uidRange.hostId, wire } : undefined);
         lap('runcRestore');
+        timings.restoreSteps = steps;
         if (ownNetns) await this.isolation.repinUserns(uid, await this.initPid(id, signal), signal);
         if (delegate !== undefined) await this.delegateCgroup(uid, delegate);
+        lap('afterRestore');
       } else {
         await this.runc.create(id, this.bundleDir(uid), { signal });
         lap('runcCreate');
@@ -1109,8 +1111,9 @@ export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; 
 }
 
 /** Per-step timings for the one log line of a host operation: `lap(step)` records the time since the last lap. */
-function stopwatch(): { timings: Record<string, number>; lap: (step: string) => void } {
-  const timings: Record<string, number> = {};
+/** Step durations in ms (a step may carry its own breakdown) for a log line. */
+function stopwatch(): { timings: Record<string, number | Record<string, number>>; lap: (step: string) => void } {
+  const timings: Record<string, number | Record<string, number>> = {};
   let t0 = performance.now();
   return {
     timings,

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ByteReader, blockFrameHeader, fileFrameHeader, readBlockFrames, readFileFrames } from '../../../src/node-agent/migration-frames.js';
+import { ByteReader, blockFrameHeader, checkBlockUnit, fileFrameHeader, readBlockFrames, readFileFrames } from '../../../src/node-agent/migration-frames.js';
 
 async function* cut(data: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
   let off = 0;
@@ -44,4 +44,13 @@ test('a stream cut inside a frame is an error that says to resend', async () => 
   await assert.rejects(async () => {
     for await (const _ of readBlockFrames(new ByteReader(cut(stream, [16])))) { /* drain */ }
   }, /ended inside a frame \(60 of 100 bytes\).*resend/);
+});
+
+test('a frame larger than the request\'s unit is refused; units are powers of two from 4 KiB to 1 MiB', async () => {
+  const stream = Buffer.concat([blockFrameHeader(1, 8192), block(1, 8192)]);
+  await assert.rejects(async () => {
+    for await (const _ of readBlockFrames(new ByteReader(cut(stream, [4096])), 4096)) { /* drain */ }
+  }, /8192 bytes exceeds the unit of 4096/);
+  assert.equal(checkBlockUnit(65536), 65536);
+  for (const bad of [3000, 2048, 2 << 20, 65535.5]) assert.throws(() => checkBlockUnit(bad), { code: 'Invalid' });
 });

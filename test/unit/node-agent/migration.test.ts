@@ -104,7 +104,9 @@ test('a live migration between two agents over the channel ends Succeeded; the t
   const m = await ended(w);
   assert.equal(m.status?.phase, 'Succeeded', m.status?.message);
   assert.equal(m.status?.method, 'stop-and-copy');
-  assert.ok((m.status?.bytesTransferred ?? 0) > 2 << 20, 'disk blocks and images were moved');
+  // Block 0 whole, of block 1 only the 64 KiB sub-block with data (the rest is zero on the target), the images.
+  const moved = m.status?.bytesTransferred ?? 0;
+  assert.ok(moved >= (1 << 20) + (64 << 10) + 300_000 && moved < (1 << 20) + (128 << 10) + 310_000, `disk blocks and images were moved (${moved} B)`);
   assert.equal(typeof m.status?.downtimeMs, 'number');
   assert.deepEqual(m.status?.transitions?.map((x) => x.phase), ['PreparingTarget', 'TargetReady', 'Checkpointing', 'Transferring', 'Restoring', 'Succeeded']);
   for (const k of ['prepareTarget', 'diskPrecopy', 'checkpoint', 'diskRelease', 'diskDelta', 'images', 'transfer', 'restore', 'total']) assert.equal(typeof m.status?.timings?.[k], 'number', k);
@@ -182,8 +184,15 @@ test('after a source agent restart mid-transfer the VE is rolled back and the mi
 
 test('the channel refuses a wrong token, a migration that is over, and one that targets another node', async (t) => {
   const w = world(t);
+  const written: Array<{ unit: number; frames: Array<[number, number]> }> = [];
   const handler = {
-    digests: async () => ['x'], writeBlocks: async () => {}, imageDir: () => join(w.dir, 'img'),
+    digests: async () => ['x'],
+    writeBlocks: async (_m: VEMigration, blocks: AsyncIterable<{ index: number; data: Buffer }>, unit: number) => {
+      const frames: Array<[number, number]> = [];
+      for await (const b of blocks) frames.push([b.index, b.data.length]);
+      written.push({ unit, frames });
+    },
+    imageDir: () => join(w.dir, 'img'),
     restore: async () => ({ ms: 1 }), abort: async () => {}, running: async () => false,
   };
   const server = new MigrationChannelServer({ nodeName: 'n2', migrations: w.migs, secrets: w.secrets, handler, log: silentLogger });
@@ -207,4 +216,10 @@ test('the channel refuses a wrong token, a migration that is over, and one that 
   assert.equal(await status(client('missing').digests()), 404);
   // Restore needs Restoring and verified images.
   assert.equal(await status(client('ok').restore()), 409);
+  // Disk frames land at index × the request's unit; a unit the receiver does not take is a 400.
+  const frames = async function* () { yield { index: 5, data: Buffer.alloc(4096) }; };
+  await client('ok').putBlocks(frames(), { unit: 4096 });
+  await client('ok').putBlocks(frames());
+  assert.deepEqual(written, [{ unit: 4096, frames: [[5, 4096]] }, { unit: 1 << 20, frames: [[5, 4096]] }]);
+  assert.equal(await status(client('ok').putBlocks(frames(), { unit: 3000 })), 400);
 });

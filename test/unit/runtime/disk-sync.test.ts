@@ -4,7 +4,7 @@ import { mkdtempSync, mkdirSync, rmSync, truncateSync, writeFileSync, openSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { blockDigests, changedBlocks, dirDigest, parseFilefrag, readBlocks, writeBlock, zeroBlockDigest } from '../../../src/runtime/disk-sync.js';
+import { blockDigests, changedBlocks, changedSubBlocks, dirDigest, parseFilefrag, readBlocks, writeBlock, zeroBlockDigest, type HeldBlocks } from '../../../src/runtime/disk-sync.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kvz-disksync-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -81,4 +81,26 @@ test('dirDigest covers names and contents', async () => {
   writeFileSync(join(b, 'core-1.img'), 'core');
   writeFileSync(join(b, 'extra.img'), '');
   assert.notEqual(await dirDigest(a), await dirDigest(b), 'an extra empty file counts');
+});
+
+test('a block sent before goes again as only its changed sub-blocks; a zero block on the copy as its non-zero ones; an unknown one whole', async () => {
+  const SUB = BS / 4;
+  const p = sparse('sub.img', 3 * BS, [[0, Buffer.alloc(BS, 1)], [BS + SUB, Buffer.alloc(SUB, 2)], [2 * BS, Buffer.alloc(BS, 3)]]);
+  const held: HeldBlocks = { digests: [zeroBlockDigest(BS), zeroBlockDigest(BS), 'something else'], subs: new Map() };
+  const frames = async (idx: number[]) => {
+    const out: Array<[number, number]> = [];
+    for await (const f of changedSubBlocks(p, idx, held, BS, SUB)) out.push([f.index, f.data[0]!]);
+    return out;
+  };
+  assert.deepEqual(await frames([0, 1, 2]), [[0, 1], [1, 1], [2, 1], [3, 1], [5, 2], [8, 3], [9, 3], [10, 3], [11, 3]]);
+  assert.deepEqual(held.digests, await blockDigests(p, BS), 'held now says what the copy holds');
+  // One 4 KiB write inside sub-block 2 of block 0: only that sub-block goes.
+  const fd = openSync(p, 'r+');
+  writeSync(fd, Buffer.alloc(4096, 9), 0, 4096, 2 * SUB + 100);
+  closeSync(fd);
+  const want = changedBlocks(await blockDigests(p, BS), held.digests);
+  assert.deepEqual(want, [0]);
+  assert.deepEqual(await frames(want), [[2, 1]]);
+  assert.deepEqual(await frames([0]), [], 'nothing left to send');
+  await assert.rejects(async () => { for await (const _ of changedSubBlocks(p, [0], held, BS, 3000)) { /* drain */ } }, RangeError);
 });
