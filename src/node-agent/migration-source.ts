@@ -378,7 +378,8 @@ async function imageFiles(dir: string): Promise<ImageFile[]> {
     const p = join(dir, name);
     const st = await stat(p);
     if (!st.isFile()) throw new KvzError('Internal', `unexpected non-file ${p} in the checkpoint images`);
-    if (st.size > SMALL_IMAGE_FILE) return { name, size: st.size, open: () => createReadStream(p) };
+    // 1 MiB reads: a 256 MiB pages image in 64 KiB ones was 4,096 thread-pool round trips in the downtime.
+    if (st.size > SMALL_IMAGE_FILE) return { name, size: st.size, open: () => createReadStream(p, { highWaterMark: 1 << 20 }) };
     const data = await readFile(p);
     return { name, size: data.length, open: async function* () { yield data; } };
   }));

@@ -85,8 +85,8 @@ export class VEMigration implements VEMigrationRuntime {
     const ms = Math.round(performance.now() - t0);
     if (!opts.leaveRunning) {
       // runc removes the container after a dump; make sure (a stopped leftover blocks a restore).
-      const st = await this.rt.runc.state(id);
-      if (st) await this.rt.deleteStopped(id);
+      // Its state dir tells without a runc run, which would sit on a migration's downtime.
+      if (existsSync(join(this.rt.runc.root, id)) && (await this.rt.runc.state(id))) await this.rt.deleteStopped(id);
     }
     const bytes = await dirBytes(opts.imageDir);
     await rm(work, { recursive: true, force: true });

@@ -417,7 +417,10 @@ export class HostRuntime implements VERuntime {
 
       revert.add('delete container', () => this.forceDelete(id));
       lap('bundle');
+      // CRIU's root task at the netns handoff is the restored init (its host pid stays).
+      let handoffPid: number | undefined;
       const wire = async (pid: number) => {
+        handoffPid = pid;
         if (await this.adoptStagedNetwork(uid, pid, revert, signal)) return { inputHeld: false };
         await this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore', attachPid: pid });
         return { inputHeld: how.kind === 'restore' };
@@ -426,7 +429,7 @@ export class HostRuntime implements VERuntime {
         const steps = await this.migration.runRestore(config, how.imageDir, signal, security.uidRange ? { hostGid: security.uidRange.hostId, wire } : undefined);
         lap('runcRestore');
         timings.restoreSteps = steps;
-        if (ownNetns) await this.isolation.repinUserns(uid, await this.initPid(id, signal), signal);
+        if (ownNetns) await this.isolation.repinUserns(uid, handoffPid ?? (await this.initPid(id, signal)), signal);
         if (delegate !== undefined) await this.delegateCgroup(uid, delegate);
         lap('afterRestore');
       } else {
@@ -937,13 +940,17 @@ export class HostRuntime implements VERuntime {
     const target = `/proc/${pid}/ns/net`;
     const pin = this.isolation.addNetns(uid, names.netns, signal, pid);
     revert.add('delete netns', () => deleteNetns(names.netns));
-    const moved = run('ip', ['-n', stored.staged, 'link', 'set', 'dev', CNI_IFNAME, 'netns', String(pid)], { signal })
-      .then(() => run('nsenter', [`--net=${target}`, 'ip', '-batch', '-'], { input: restoreIfaceBatch(stored.result, CNI_IFNAME), signal }));
+    // One child for both steps: spawning from the agent costs more than sh's own forks, here on the downtime's path.
+    const moved = run('sh', ['-c', 'ip -n "$1" link set dev "$2" netns "$3" && exec nsenter --net="$4" ip -batch -', 'sh', stored.staged, CNI_IFNAME, String(pid), target], {
+      input: restoreIfaceBatch(stored.result, CNI_IFNAME),
+      signal,
+    });
     await allSettledOrThrow([pin, moved]);
     const { staged, ...network } = stored;
     for (const i of network.result.interfaces ?? []) if (i.sandbox) i.sandbox = netnsPath(names.netns);
     await writeJsonAtomic(this.networkFile(uid), network satisfies StoredNetwork);
-    await deleteNetns(staged, signal).catch((err: unknown) => this.veLog(uid).warn({ netns: staged, err: errorMessage(err) }, 'could not delete the staging netns'));
+    // Empty now; its deletion need not hold up the restore (nothing refers to it any more).
+    void deleteNetns(staged).catch((err: unknown) => this.veLog(uid).warn({ netns: staged, err: errorMessage(err) }, 'could not delete the staging netns'));
     return true;
   }
 
