@@ -12,9 +12,9 @@ import { canonical, isObj } from './object-meta.js';
 export type PathElement = string;
 export type FieldPath = PathElement[];
 
-/** A set of paths, each stored as its JSON encoding. */
+/** A set of paths, keyed by their JSON encoding (each path is kept too: iterating parses nothing). */
 export class FieldSet {
-  private readonly paths = new Set<string>();
+  private readonly paths = new Map<string, FieldPath>();
 
   static of(paths: Iterable<FieldPath>): FieldSet {
     const s = new FieldSet();
@@ -22,8 +22,10 @@ export class FieldSet {
     return s;
   }
 
+  /** Keeps `p` itself: callers build new path arrays and never change one they have added. */
   add(p: FieldPath): void {
-    this.paths.add(JSON.stringify(p));
+    const k = JSON.stringify(p);
+    if (!this.paths.has(k)) this.paths.set(k, p);
   }
   has(p: FieldPath): boolean {
     return this.paths.has(JSON.stringify(p));
@@ -34,26 +36,34 @@ export class FieldSet {
   get size(): number {
     return this.paths.size;
   }
-  *[Symbol.iterator](): IterableIterator<FieldPath> {
-    for (const k of this.paths) yield JSON.parse(k) as FieldPath;
+  [Symbol.iterator](): IterableIterator<FieldPath> {
+    return this.paths.values();
   }
   union(o: FieldSet): FieldSet {
-    const s = FieldSet.of(this);
-    for (const p of o) s.add(p);
+    const s = this.filtered(() => true);
+    for (const [k, p] of o.paths) if (!s.paths.has(k)) s.paths.set(k, p);
     return s;
   }
   minus(o: FieldSet): FieldSet {
-    return FieldSet.of([...this].filter((p) => !o.has(p)));
+    return this.filtered((k) => !o.paths.has(k));
   }
   intersect(o: FieldSet): FieldSet {
-    return FieldSet.of([...this].filter((p) => o.has(p)));
+    return this.filtered((k) => o.paths.has(k));
+  }
+  private filtered(keep: (key: string) => boolean): FieldSet {
+    const s = new FieldSet();
+    for (const [k, p] of this.paths) if (keep(k)) s.paths.set(k, p);
+    return s;
   }
   /** Any member equal to `p` or below it. */
   hasAtOrBelow(p: FieldPath): boolean {
-    return [...this].some((q) => q.length >= p.length && p.every((e, i) => q[i] === e));
+    for (const q of this.paths.values()) if (q.length >= p.length && p.every((e, i) => q[i] === e)) return true;
+    return false;
   }
   equals(o: FieldSet): boolean {
-    return this.size === o.size && [...this.paths].every((k) => o.paths.has(k));
+    if (this.size !== o.size) return false;
+    for (const k of this.paths.keys()) if (!o.paths.has(k)) return false;
+    return true;
   }
 
   /** FieldsV1: nested objects keyed by path element; `{}` is a leaf, `".": {}` marks an inner member. */

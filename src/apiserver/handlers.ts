@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../core/index.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, versionInfo } from './discovery.js';
-import { parseBody, readBody, sendError, sendJson, sendRaw } from './http-util.js';
+import { jsonListWriter, parseBody, readBody, sendError, sendJson, sendRaw } from './http-util.js';
 import { isObj, meta } from './object-meta.js';
 import { managerFromRequest } from './managed-fields.js';
 import { OPENAPI_CONTENT_TYPE, openApiV2Protobuf, openApiV3Discovery, openApiV3GroupVersion } from './openapi.js';
@@ -13,7 +13,7 @@ import { apiVersionOf, type DeleteOptions, type FieldValidation, type PatchType,
 import type { ResourceDef, ResourceTable } from './resources.js';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
 import { errors, isApiError, successStatus } from './status-errors.js';
-import type { Obj } from './store.js';
+import { type Obj, storedJson } from './store.js';
 import { buildTable, type IncludeObject } from './table.js';
 import type { WatchHub } from './watch-hub.js';
 import { serveWatch } from './watch-stream.js';
@@ -93,9 +93,12 @@ async function route(req: IncomingMessage, res: ServerResponse, deps: HandlerDep
     rest = segs.slice(2);
   } else if (segs[0] === 'apis') {
     if (segs.length === 1 && get) return sendJson(res, 200, apiGroupList(resources));
-    const g = apiGroup(resources, segs[1] ?? '');
-    if (!g) throw errors.pathNotFound();
-    if (segs.length === 2 && get) return sendJson(res, 200, g);
+    if (segs.length === 2) {
+      const g = apiGroup(resources, segs[1] ?? '');
+      if (!g || !get) throw errors.pathNotFound();
+      return sendJson(res, 200, g);
+    }
+    // Deeper paths of an unknown group are 404 from the resource lookup below.
     group = segs[1] ?? '';
     version = segs[2] ?? '';
     rest = segs.slice(3);
@@ -141,6 +144,15 @@ function wantsTable(req: IncomingMessage): boolean {
 
 function withVersion(t: Target, obj: Obj): Obj {
   return { ...obj, apiVersion: apiVersionOf(t.def, t.version), kind: t.def.kind };
+}
+
+/** JSON.stringify(withVersion(t, obj)), from the stored text when the object is as stored. */
+function objectJson(t: Target, obj: Obj): string {
+  if (obj.apiVersion === apiVersionOf(t.def, t.version) && obj.kind === t.def.kind) {
+    const text = storedJson(obj);
+    if (text !== undefined) return text;
+  }
+  return JSON.stringify(withVersion(t, obj));
 }
 
 function writeOptions(req: IncomingMessage, url: URL, t: Target): WriteOptions {
@@ -194,7 +206,7 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
       heartbeatMs: deps.heartbeatMs,
       ...(timeout !== null ? { timeoutSeconds: Number(timeout) } : {}),
       open: deps.openWatches,
-      ...(table ? {} : { shareKey: apiVersionOf(t.def, t.version) }),
+      ...(table ? {} : { shareKey: apiVersionOf(t.def, t.version), renderJson: (_type, obj) => objectJson(t, obj as Obj) }),
       render: (_type, obj, first) => {
         const o = withVersion(t, obj as Obj);
         if (!table) return o;
@@ -208,34 +220,35 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
     case 'GET':
     case 'HEAD': {
       if (t.name !== undefined) {
-        const o = withVersion(t, registry.get(t.def, nsOf(t), t.name));
-        if (wantsTable(req)) return sendJson(res, 200, buildTable([o], { columns, resourceVersion: meta(o).resourceVersion ?? '', includeObject }));
-        return sendJson(res, 200, o);
+        const stored = registry.get(t.def, nsOf(t), t.name);
+        if (!wantsTable(req)) return sendRaw(res, 200, objectJson(t, stored));
+        const o = withVersion(t, stored);
+        return sendJson(res, 200, buildTable([o], { columns, resourceVersion: meta(o).resourceVersion ?? '', includeObject }));
       }
       const limit = Number(q.get('limit') ?? '0');
-      // Unfiltered, unpaged JSON lists of a single-version kind are answered from the stored text.
-      if (!wantsTable(req) && !q.get('labelSelector') && !q.get('fieldSelector') && !q.get('continue') && !(limit > 0) && t.def.versions.length === 1) {
-        const { bodies, rev } = registry.listRaw(t.def, t.namespace);
-        const head = JSON.stringify({ apiVersion: apiVersionOf(t.def, t.version), kind: t.def.listKind, metadata: { resourceVersion: String(rev), continue: '' } }).slice(0, -1);
-        return sendRaw(res, 200, `${head},"items":[${bodies.join(',')}]}`);
-      }
-      const listed = registry.list(t.def, t.namespace, {
+      const listOpts = {
         labelSelector: q.get('labelSelector') ?? '',
         fieldSelector: q.get('fieldSelector') ?? '',
         limit: Number.isFinite(limit) ? limit : 0,
         continueToken: q.get('continue') ?? '',
+      };
+      const head = (rev: number, continueToken: string | undefined) => ({
+        apiVersion: apiVersionOf(t.def, t.version),
+        kind: t.def.listKind,
+        metadata: { resourceVersion: String(rev), continue: continueToken ?? '' },
       });
+      // JSON lists of a single-version kind go out as stored (its apiVersion is the stored one):
+      // the items are never parsed and serialised again.
+      if (!wantsTable(req) && t.def.versions.length === 1) {
+        return registry.listRaw(t.def, t.namespace, listOpts, jsonListWriter(res, (rev, token) => JSON.stringify(head(rev, token))));
+      }
+      const listed = registry.list(t.def, t.namespace, listOpts);
       const items = listed.items.map((o) => withVersion(t, o));
       if (wantsTable(req)) {
         const opts = { columns, resourceVersion: String(listed.rev), includeObject, ...(listed.continueToken ? { continueToken: listed.continueToken } : {}) };
         return sendJson(res, 200, buildTable(items, opts));
       }
-      return sendJson(res, 200, {
-        apiVersion: apiVersionOf(t.def, t.version),
-        kind: t.def.listKind,
-        metadata: { resourceVersion: String(listed.rev), continue: listed.continueToken ?? '' },
-        items,
-      });
+      return sendJson(res, 200, { ...head(listed.rev, listed.continueToken), items });
     }
     case 'POST': {
       if (t.name !== undefined || t.subresource) throw errors.methodNotAllowed();
@@ -243,14 +256,14 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
       const body = parseBody(await readBody(req), req.headers['content-type'] ?? '');
       const o = writeOptions(req, url, t);
       const created = registry.create(t.def, t.version, nsOf(t), body, o);
-      return sendJson(res, 201, withVersion(t, created), warningHeaders(o));
+      return sendRaw(res, 201, objectJson(t, created), warningHeaders(o));
     }
     case 'PUT': {
       if (t.name === undefined) throw errors.methodNotAllowed();
       const body = parseBody(await readBody(req), req.headers['content-type'] ?? '');
       const o = writeOptions(req, url, t);
       const updated = registry.update(t.def, t.version, nsOf(t), t.name, body, o);
-      return sendJson(res, 200, withVersion(t, updated), warningHeaders(o));
+      return sendRaw(res, 200, objectJson(t, updated), warningHeaders(o));
     }
     case 'PATCH': {
       if (t.name === undefined) throw errors.methodNotAllowed();
@@ -260,7 +273,7 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
       const body = parseBody(await readBody(req), type === 'apply' ? 'yaml' : 'json');
       const o = writeOptions(req, url, t);
       const { object, created } = registry.patch(t.def, t.version, nsOf(t), t.name, type, body, o);
-      return sendJson(res, created ? 201 : 200, withVersion(t, object), warningHeaders(o));
+      return sendRaw(res, created ? 201 : 200, objectJson(t, object), warningHeaders(o));
     }
     case 'DELETE': {
       if (t.subresource) throw errors.methodNotAllowed();
@@ -281,7 +294,7 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
       const { object, gone } = registry.delete(t.def, nsOf(t), t.name, opts);
       // Deleted now → a Success Status; held by finalizers → the object with deletionTimestamp.
       if (gone) return sendJson(res, 200, successStatus(t.def, t.name, meta(object).uid));
-      return sendJson(res, 200, withVersion(t, object));
+      return sendRaw(res, 200, objectJson(t, object));
     }
     default:
       throw errors.methodNotAllowed();

@@ -25,8 +25,16 @@ export { isObj, jsonEqual };
 
 /** RFC 3339 with second precision, as metav1.Time serialises. */
 export function nowTimestamp(now: Date = new Date()): string {
-  return now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  // Every write stamps one or two of these: reuse the text within the same second.
+  const sec = Math.floor(now.getTime() / 1000);
+  if (sec !== lastStamp.sec) {
+    lastStamp.sec = sec;
+    lastStamp.text = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+  return lastStamp.text;
 }
+
+const lastStamp = { sec: NaN, text: '' };
 
 const SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 

@@ -11,9 +11,9 @@ import { isObj, jsonEqual, meta, nowTimestamp, randomSuffix, subdomainProblem } 
 import { applyConfiguration, decodeManagedFields, encodeManagedFields, type ManagedContext, type ManagerEntry, recordUpdate, rootSchema, sameOwnership, settle } from './managed-fields.js';
 import { jsonPatch, mergePatch } from './patch.js';
 import { CRD_RESOURCE, NAMESPACE_RESOURCE, type ResourceDef, type ResourceTable, resourceFromCrd } from './resources.js';
-import { parseFieldSelector, parseLabelSelector, pinnedName } from './selectors.js';
+import { type Matcher, parseFieldSelector, parseLabelSelector, pinnedName } from './selectors.js';
 import { errors } from './status-errors.js';
-import { type Obj, type Store, StoreConflict } from './store.js';
+import { type Obj, type ScanRange, type Store, StoreConflict } from './store.js';
 
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 export type PatchType = 'merge' | 'json' | 'apply';
@@ -38,6 +38,33 @@ export interface ListOptions {
   fieldSelector?: string;
   limit?: number;
   continueToken?: string;
+}
+
+/** One page of a list; `continueToken` is set when more items follow. */
+export interface ListPage<T> {
+  items: T[];
+  rev: number;
+  continueToken?: string;
+}
+
+/** Receives a list as stored JSON texts: its revision and continue token, then each item, then the end. */
+export interface RawListSink {
+  start(rev: number, continueToken: string | undefined): void;
+  /** One item's JSON text as UTF-8. */
+  item(json: Buffer): void;
+  end(): void;
+}
+
+/** The stored texts whose objects match, as UTF-8. */
+function* matching(texts: Iterable<string>, match: Matcher): IterableIterator<Buffer> {
+  for (const text of texts) if (match(JSON.parse(text) as Obj)) yield Buffer.from(text);
+}
+
+/** A page, with a continue token after `last` when the page was cut at its limit. */
+function page<T>(items: T[], rev: number, last: Obj | undefined): ListPage<T> {
+  if (!last) return { items, rev };
+  const token = Buffer.from(JSON.stringify({ rv: rev, after: `${meta(last).namespace ?? ''}/${meta(last).name ?? ''}` })).toString('base64url');
+  return { items, rev, continueToken: token };
 }
 
 export interface DeleteOptions {
@@ -75,38 +102,89 @@ export class Registry {
     return o;
   }
 
-  list(def: ResourceDef, ns: string | undefined, opts: ListOptions = {}): { items: Obj[]; rev: number; continueToken?: string } {
-    const labels = parseLabelSelector(opts.labelSelector);
-    const fields = parseFieldSelector(opts.fieldSelector);
-    let after: string | undefined;
+  list(def: ResourceDef, ns: string | undefined, opts: ListOptions = {}): ListPage<Obj> {
+    const plan = this.listPlan(def, ns, opts);
+    const items: Obj[] = [];
+    let more = false;
+    // Rows come in list order and are parsed one at a time: a page stops reading at its limit.
+    for (const body of this.store.scan(def.key, plan.range)) {
+      const o = JSON.parse(body) as Obj;
+      if (plan.match && !plan.match(o)) continue;
+      if (items.length === plan.limit) {
+        more = true;
+        break;
+      }
+      items.push(o);
+    }
+    return page(items, plan.rev, more ? items[items.length - 1] : undefined);
+  }
+
+  /**
+   * The same list as `list`, handed to `sink` as the stored JSON texts (each byte for byte what
+   * JSON.stringify of the parsed object gives); objects are parsed only to match selectors.
+   * Without a limit nothing is held: items go from the database to the sink one by one. A page
+   * (limit) is collected first, since its continue token comes before its items.
+   */
+  listRaw(def: ResourceDef, ns: string | undefined, opts: ListOptions, sink: RawListSink): void {
+    const plan = this.listPlan(def, ns, opts);
+    const { match } = plan;
+    // Unfiltered: the stored bytes as they are. Filtered: each text parsed to match it.
+    const rows: Iterable<Buffer> = match ? matching(this.store.scan(def.key, plan.range), match) : this.store.scanBytes(def.key, plan.range);
+    if (plan.limit === Infinity) {
+      sink.start(plan.rev, undefined);
+      for (const json of rows) sink.item(json);
+      sink.end();
+      return;
+    }
+    const bodies: Buffer[] = [];
+    let more = false;
+    for (const json of rows) {
+      if (bodies.length === plan.limit) {
+        more = true;
+        break;
+      }
+      bodies.push(json);
+    }
+    const last = bodies[bodies.length - 1];
+    sink.start(plan.rev, page(bodies, plan.rev, more && last !== undefined ? (JSON.parse(last.toString()) as Obj) : undefined).continueToken);
+    for (const json of bodies) sink.item(json);
+    sink.end();
+  }
+
+  /** Where a list reads (namespace, pinned name, continue position), what it keeps, its size and revision. */
+  private listPlan(def: ResourceDef, ns: string | undefined, opts: ListOptions): { range: ScanRange; match?: Matcher; limit: number; rev: number } {
+    const range: ScanRange = {};
+    if (ns !== undefined) range.namespace = ns;
+    const pinned = pinnedName(opts.fieldSelector);
+    if (pinned !== undefined) range.name = pinned;
     let rev: number | undefined;
     if (opts.continueToken) {
+      let after: string;
       try {
         const t = JSON.parse(Buffer.from(opts.continueToken, 'base64url').toString()) as { rv: number; after: string };
+        if (typeof t.rv !== 'number' || typeof t.after !== 'string' || !t.after.includes('/')) throw new Error('malformed');
         after = t.after;
         rev = t.rv;
       } catch {
         throw errors.badRequest('continue key is not valid');
       }
       if (rev < this.store.compactRev()) throw errors.expired('The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+      // Namespaces and names cannot contain "/": the first one separates them.
+      const slash = after.indexOf('/');
+      range.after = { namespace: after.slice(0, slash), name: after.slice(slash + 1) };
     }
-    const res = this.store.list(def.key, ns, pinnedName(opts.fieldSelector));
-    // Continuing lists read the current state, not a snapshot at the first page's revision (approximation).
-    let items = res.items.filter((o) => labels(o) && fields(o));
-    if (after !== undefined) items = items.filter((o) => `${meta(o).namespace ?? ''}/${meta(o).name ?? ''}` > after);
-    const listRev = rev ?? res.rev;
-    if (opts.limit && opts.limit > 0 && items.length > opts.limit) {
-      items = items.slice(0, opts.limit);
-      const last = items[items.length - 1] as Obj;
-      const token = Buffer.from(JSON.stringify({ rv: listRev, after: `${meta(last).namespace ?? ''}/${meta(last).name ?? ''}` })).toString('base64url');
-      return { items, rev: listRev, continueToken: token };
+    const plan: { range: ScanRange; match?: Matcher; limit: number; rev: number } = {
+      range,
+      limit: opts.limit && opts.limit > 0 ? opts.limit : Infinity,
+      // Continuing lists read the current state, not a snapshot at the first page's revision (approximation).
+      rev: rev ?? this.store.currentRev(),
+    };
+    if (opts.labelSelector || opts.fieldSelector) {
+      const labels = parseLabelSelector(opts.labelSelector);
+      const fields = parseFieldSelector(opts.fieldSelector);
+      plan.match = (o) => labels(o) && fields(o);
     }
-    return { items, rev: listRev };
-  }
-
-  /** A whole collection as stored JSON texts (no parsing): for unfiltered, unpaged lists. */
-  listRaw(def: ResourceDef, ns: string | undefined): { bodies: string[]; rev: number } {
-    return this.store.listRaw(def.key, ns);
+    return plan;
   }
 
   create(def: ResourceDef, version: string, ns: string, body: unknown, opts: WriteOptions = {}): Obj {

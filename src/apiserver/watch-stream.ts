@@ -14,6 +14,8 @@ export interface WatchStreamOptions {
   timeoutSeconds?: number;
   /** Turns each event's object into what is sent (a one-row Table for Table watches). */
   render: (type: WatchEventType, obj: Record<string, unknown>, first: boolean) => Record<string, unknown>;
+  /** When set: JSON.stringify(render(...)) without building the rendered object (e.g. stored text). */
+  renderJson?: (type: WatchEventType, obj: Record<string, unknown>, first: boolean) => string;
   /** Registry of open watches, so server close can end them. */
   open: Set<() => void>;
   /**
@@ -50,7 +52,7 @@ export function serveWatch(req: IncomingMessage, res: ServerResponse, o: WatchSt
     let lines = key === undefined ? undefined : sharedLines.get(obj);
     let line = key === undefined ? undefined : lines?.get(key);
     if (line === undefined) {
-      line = `${JSON.stringify({ type, object: o.render(type, obj, first) })}\n`;
+      line = o.renderJson ? `{"type":"${type}","object":${o.renderJson(type, obj, first)}}\n` : `${JSON.stringify({ type, object: o.render(type, obj, first) })}\n`;
       if (key !== undefined) {
         if (!lines) sharedLines.set(obj, (lines = new Map()));
         lines.set(key, line);
