@@ -419,6 +419,7 @@ export async function stopNodeServices(opts: { stateDir: string }): Promise<void
   if (pid !== undefined) await endProcess(pid, paths.mnt);
   if (existsSync(paths.dir)) {
     await unmountAll(paths.mnt);
-    await rm(paths.dir, { recursive: true, force: true });
+    // A lazily detached FUSE mount can still be settling: retried rather than failed (ENOTEMPTY, EBUSY).
+    await rm(paths.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
   }
 }

@@ -207,7 +207,7 @@ test('a VE moved to another node (runtime) by dump and restore reads that node\'
     await b.destroy(uid, { timeoutMs: 5_000 }).catch(() => undefined);
     await a.destroy(uid, { timeoutMs: 5_000 }).catch(() => undefined);
     await stopNodeServices({ stateDir: bDir });
-    rmSync(bDir, { recursive: true, force: true });
+    rmSync(bDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
   }
 });
 

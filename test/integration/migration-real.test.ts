@@ -383,12 +383,12 @@ describe('live migration between two real node agents on one L2 segment', { skip
   it('(g) the target disk full: Failed with the reason, the VE keeps running on A, nothing on B', async () => {
     const before = await runningVe(svc, A.name);
     const uid = before.metadata.uid!;
-    // B's VE directories on a 4 MiB tmpfs (in B's own mount namespace): the empty incoming image is
-    // sparse and fits, the disk pre-copy (~16 MB) does not.
+    // B's VE directories on a 1 MiB tmpfs (in B's own mount namespace): the empty incoming image is
+    // sparse and fits, the disk pre-copy (~2 MB of data, in 64 KiB frames) does not.
     const vesDir = join(B.stateDir, 'ves');
     await inNode(B, ['mkdir', '-p', vesDir]);
     assert.equal((await inNode(B, ['ls', '-A', vesDir])).stdout.trim(), '', 'B holds no VE before');
-    await inNode(B, ['mount', '-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'kvz-migreal-full', vesDir]);
+    await inNode(B, ['mount', '-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'kvz-migreal-full', vesDir]);
     try {
       await createVem('disk-full');
       const m = await terminal('disk-full');
