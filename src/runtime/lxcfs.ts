@@ -206,6 +206,8 @@ export class Lxcfs {
   private reason = 'lxcfs is not started on this node (the node agent starts it)';
   private timer: NodeJS.Timeout | undefined;
   private checking: Promise<void> | undefined;
+  /** Set by release(): no new lxcfs is started any more. */
+  private released = false;
   private repairPending = false;
   private nextStartAt = 0;
   private readonly log: Logger;
@@ -217,8 +219,9 @@ export class Lxcfs {
 
   /** Adopts the node's lxcfs or starts one, puts its files back into running VEs that lost them, and supervises it. Never throws: VEs run without lxcfs. */
   async start(): Promise<void> {
-    supervisors.get(this.paths.dir)?.release();
+    void supervisors.get(this.paths.dir)?.release();
     supervisors.set(this.paths.dir, this);
+    this.released = false;
     // One look at every running VE: lxcfs may have been restarted while a VE's re-bind failed, and the agent stopped.
     this.repairPending = true;
     await this.check();
@@ -227,11 +230,17 @@ export class Lxcfs {
     this.timer.unref();
   }
 
-  /** Stops supervising; lxcfs keeps serving the running VEs (an agent restart adopts it). */
-  release(): void {
+  /**
+   * Stops supervising; lxcfs keeps serving the running VEs (an agent restart adopts it). Resolves
+   * once a check in flight is over: a teardown that ends lxcfs right after must not see that
+   * check start a new one.
+   */
+  release(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.released = true;
     if (supervisors.get(this.paths.dir) === this) supervisors.delete(this.paths.dir);
+    return this.checking ?? Promise.resolve();
   }
 
   get supervising(): boolean {
@@ -279,7 +288,7 @@ export class Lxcfs {
         if (this.repairPending) await this.repairAll();
         return;
       }
-      if (Date.now() < this.nextStartAt) return;
+      if (Date.now() < this.nextStartAt || this.released) return;
       const wasUp = this.state === 'up';
       if (this.pid !== undefined || wasUp) this.log.warn({ pid: this.pid }, 'lxcfs stopped answering; starting a new one (running VEs keep running and get its files back)');
       this.state = 'down';
@@ -414,7 +423,7 @@ async function endProcess(pid: number, mnt: string): Promise<void> {
  */
 export async function stopNodeServices(opts: { stateDir: string }): Promise<void> {
   const paths = lxcfsPaths(opts.stateDir);
-  supervisors.get(paths.dir)?.release();
+  await supervisors.get(paths.dir)?.release();
   const pid = recordedPid(paths);
   if (pid !== undefined) await endProcess(pid, paths.mnt);
   if (existsSync(paths.dir)) {

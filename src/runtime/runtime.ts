@@ -668,7 +668,7 @@ export class HostRuntime implements VERuntime {
 
   /** Stops supervising; lxcfs keeps serving running VEs (teardownNode with stateDir ends it). */
   releaseNodeServices(): void {
-    this.lxcfs?.release();
+    void this.lxcfs?.release();
   }
 
   /** The node's lxcfs supervisor (tests: its pid). */
