@@ -28,6 +28,7 @@ import { containerId, macAddress } from './names.js';
 import { netnsPath } from './netns.js';
 import { restoreNetnsState, saveNetnsState } from './netns-state.js';
 import { rootfsPaths, unmountRootfs } from './rootfs.js';
+import { stopwatch, type StepTimings } from './stopwatch.js';
 import type { HostRuntime } from './runtime.js';
 import type { CheckpointOptions, CheckpointResult, VEConfig, VEMigrationRuntime } from './types.js';
 
@@ -114,17 +115,11 @@ export class VEMigration implements VEMigrationRuntime {
    * `runc restore` from the written bundle, then the addresses announced; inside bringUp's Revert.
    * A VE with a user namespace gets its netns wired by `userns.wire` while CRIU restores it (NetnsHandoff).
    */
-  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal, userns?: { hostGid: number; wire: (pid: number) => Promise<{ inputHeld: boolean }> }): Promise<Record<string, number>> {
+  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal, userns?: { hostGid: number; wire: (pid: number) => Promise<{ inputHeld: boolean }> }): Promise<StepTimings> {
     const { uid } = config;
     // Where a restore's time goes, for the 'VE restored' log line: CRIU up to the netns handoff, the
     // wiring, CRIU after it, the VE's own network state, and the release.
-    const ms: Record<string, number> = {};
-    let t = performance.now();
-    const lap = (step: string) => {
-      const now = performance.now();
-      ms[step] = Math.round(now - t);
-      t = now;
-    };
+    const { timings, lap } = stopwatch();
     const work = this.rt.criuWorkDir(uid, 'restore');
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
@@ -161,7 +156,7 @@ export class VEMigration implements VEMigrationRuntime {
     await Promise.all([netns && inputHeld ? releaseInput(netns, signal) : undefined, this.rt.setHostLink(uid, true, signal)]);
     lap('release');
     if (netns) announceAddresses({ netnsPath: netns, ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log });
-    return ms;
+    return timings;
   }
 
   diskImagePath(uid: string): string {

@@ -32,6 +32,7 @@ import { diskPaths, diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord
 import { ensureRootfs, growRunning, isMounted, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
 import { run } from './command.js';
 import { pidGone } from './pid.js';
+import { stopwatch } from './stopwatch.js';
 import { Lxcfs, stopNodeServices } from './lxcfs.js';
 import { Runc, type RuncState } from './runc.js';
 import { TemplateCache, type EnsureTemplateOptions, type TemplateInfo } from './templates.js';
@@ -1117,17 +1118,3 @@ export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; 
   }
 }
 
-/** Per-step timings for the one log line of a host operation: `lap(step)` records the time since the last lap. */
-/** Step durations in ms (a step may carry its own breakdown) for a log line. */
-function stopwatch(): { timings: Record<string, number | Record<string, number>>; lap: (step: string) => void } {
-  const timings: Record<string, number | Record<string, number>> = {};
-  let t0 = performance.now();
-  return {
-    timings,
-    lap: (step) => {
-      const now = performance.now();
-      timings[step] = Math.round(now - t0);
-      t0 = now;
-    },
-  };
-}
