@@ -55,9 +55,27 @@ export interface RawListSink {
   end(): void;
 }
 
+/** The stored objects, parsed, that match (all without a matcher). */
+function* parsedMatching(texts: Iterable<string>, match: Matcher | undefined): IterableIterator<Obj> {
+  for (const text of texts) {
+    const o = JSON.parse(text) as Obj;
+    if (!match || match(o)) yield o;
+  }
+}
+
 /** The stored texts whose objects match, as UTF-8. */
 function* matching(texts: Iterable<string>, match: Matcher): IterableIterator<Buffer> {
   for (const text of texts) if (match(JSON.parse(text) as Obj)) yield Buffer.from(text);
+}
+
+/** Up to `limit` rows, and whether more follow (reads one row past the limit, no further). */
+function takePage<T>(rows: Iterable<T>, limit: number): { items: T[]; more: boolean } {
+  const items: T[] = [];
+  for (const row of rows) {
+    if (items.length === limit) return { items, more: true };
+    items.push(row);
+  }
+  return { items, more: false };
 }
 
 /** A page, with a continue token after `last` when the page was cut at its limit. */
@@ -104,18 +122,8 @@ export class Registry {
 
   list(def: ResourceDef, ns: string | undefined, opts: ListOptions = {}): ListPage<Obj> {
     const plan = this.listPlan(def, ns, opts);
-    const items: Obj[] = [];
-    let more = false;
     // Rows come in list order and are parsed one at a time: a page stops reading at its limit.
-    for (const body of this.store.scan(def.key, plan.range)) {
-      const o = JSON.parse(body) as Obj;
-      if (plan.match && !plan.match(o)) continue;
-      if (items.length === plan.limit) {
-        more = true;
-        break;
-      }
-      items.push(o);
-    }
+    const { items, more } = takePage(parsedMatching(this.store.scan(def.key, plan.range), plan.match), plan.limit);
     return page(items, plan.rev, more ? items[items.length - 1] : undefined);
   }
 
@@ -136,15 +144,7 @@ export class Registry {
       sink.end();
       return;
     }
-    const bodies: Buffer[] = [];
-    let more = false;
-    for (const json of rows) {
-      if (bodies.length === plan.limit) {
-        more = true;
-        break;
-      }
-      bodies.push(json);
-    }
+    const { items: bodies, more } = takePage(rows, plan.limit);
     const last = bodies[bodies.length - 1];
     sink.start(plan.rev, page(bodies, plan.rev, more && last !== undefined ? (JSON.parse(last.toString()) as Obj) : undefined).continueToken);
     for (const json of bodies) sink.item(json);
