@@ -35,8 +35,6 @@ export interface IncomingHandler {
   writeBlocks(m: VEMigration, blocks: AsyncIterable<{ index: number; data: Buffer }>, unit: number): Promise<void>;
   /** The last disk delta is written (the source's image is at rest): the target may mount it. Must not throw. */
   diskComplete?(m: VEMigration): void;
-  /** The CRIU images start arriving, so the VE is dumped and off the LAN on the source. Must not throw. */
-  imagesArriving?(m: VEMigration): void;
   /** Where this migration's CRIU images are kept on this node. */
   imageDir(m: VEMigration): string;
   restore(m: VEMigration, imageDir: string, signal?: AbortSignal): Promise<{ ms: number }>;
@@ -219,8 +217,6 @@ export class MigrationChannelServer {
     const uid = mig.metadata.uid ?? '';
     this.verified.delete(uid);
     const dir = this.o.handler.imageDir(mig);
-    // Their arrival means the VE is dumped and off the LAN on the source: the target may wire its netns now.
-    this.o.handler.imagesArriving?.(mig);
     // A resend replaces what an earlier, broken upload left.
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true, mode: 0o700 });

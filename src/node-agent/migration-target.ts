@@ -106,6 +106,9 @@ export class MigrationTarget implements IncomingHandler {
       await this.o.runtime.migration.abortIncoming(ve.metadata.uid!).catch(() => undefined);
       return fail('TargetPrepareFailed', `preparing node ${this.o.nodeName} for VE ${key}: ${errorMessage(err)}`);
     }
+    // The VE's network wired now, parked off the LAN while the source still runs it: off the downtime.
+    const rt = this.o.runtime.migration;
+    if (mig.spec.mode !== 'offline' && rt.prepareRestoreNetwork) this.startAhead(mig, 'wiring the incoming VE\'s network', () => rt.prepareRestoreNetwork!(config));
     try {
       await advance(this.o.migrations, mig.metadata.namespace, mig.metadata.name, ['PreparingTarget'], 'TargetReady', {
         message: `node ${this.o.nodeName} ready to receive at ${endpoint.address}:${endpoint.port}`,
@@ -193,16 +196,6 @@ export class MigrationTarget implements IncomingHandler {
     if (m.spec.mode === 'offline' || !rt.mountIncomingDisk) return;
     const veUid = m.status!.veUid!;
     this.startAhead(m, 'mounting the incoming disk', () => rt.mountIncomingDisk!(veUid));
-  }
-
-  imagesArriving(m: VEMigration): void {
-    const rt = this.o.runtime.migration;
-    if (m.spec.mode === 'offline' || !rt.prepareRestoreNetwork) return;
-    this.startAhead(m, 'wiring the incoming VE\'s network', async () => {
-      const ve = await this.o.ves.get(m.spec.ve, m.metadata.namespace);
-      if (!ve || ve.metadata.uid !== m.status?.veUid) return;
-      await rt.prepareRestoreNetwork!(this.configFor(ve));
-    });
   }
 
   imageDir(m: VEMigration): string {

@@ -126,6 +126,8 @@ export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { ha
  *    the agent named it in `dump-link` — at the freeze, not before CRIU's start-up, so clients wait
  *    only for the frozen part. A link that does not go down fails the dump (the VE keeps running).
  *  * `setup-namespaces` (a restore of a VE with a user namespace): NetnsHandoff.
+ *  * `network-unlock` (a restore: every socket is back, still in repair mode; the tasks resume
+ *    next): NetworkUnlock.
  */
 export function criuActionScript(dir: string): string {
   const q = `'${dir.replace(/'/g, `'\\''`)}'`;
@@ -139,6 +141,12 @@ network-lock)
   date +%s%N > "$d/frozen-at"
   if [ -s "$d/dump-link" ]; then
     PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH ip link set dev "$(cat "$d/dump-link")" down || exit 1
+  fi
+  ;;
+network-unlock)
+  if [ -s "$d/unlock-link" ]; then
+    read -r link master < "$d/unlock-link"
+    PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH ip link set dev "$link" \${master:+master "$master"} up && : > "$d/unlock-done"
   fi
   ;;
 setup-namespaces)
@@ -180,6 +188,33 @@ export class DumpMarks {
     await rm(join(this.dir, 'dump-link'), { force: true });
     const ns = (await readFile(join(this.dir, 'frozen-at'), 'utf8').catch(() => '')).trim();
     return /^\d{13,}$/.test(ns) ? Number(BigInt(ns) / 1_000_000n) : undefined;
+  }
+}
+
+/**
+ * The VE's host link opened by its action script at CRIU's `network-unlock` of a restore: when
+ * every socket exists again, before CRIU takes them out of repair mode and resumes the tasks. The
+ * first packets the restored VE sends (the window probes of its TCP connections, replies it owed)
+ * then reach their peers, instead of being lost on a link the agent opens a few spawns later, which
+ * left the VE's peers waiting for their next retransmission. arm() before `runc restore`,
+ * finish() after it; a link the script did not open the caller opens itself.
+ */
+export class NetworkUnlock {
+  constructor(private readonly dir: string) {}
+
+  /** `open`: the host link to bring up, and the bridge to move it to first (a parked one). */
+  async arm(open: { link: string; master?: string } | undefined): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await rm(join(this.dir, 'unlock-done'), { force: true });
+    if (open) await writeFile(join(this.dir, 'unlock-link'), `${open.link}${open.master ? ` ${open.master}` : ''}\n`);
+    else await rm(join(this.dir, 'unlock-link'), { force: true });
+  }
+
+  /** After the restore (done or failed): whether the script opened the link. */
+  async finish(): Promise<boolean> {
+    const done = existsSync(join(this.dir, 'unlock-done'));
+    await Promise.all(['unlock-link', 'unlock-done'].map((f) => rm(join(this.dir, f), { force: true })));
+    return done;
   }
 }
 

@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import {
   announceAddresses,
-  releaseInput,
   checkpointError,
   criuErrorLine,
   criuLogTail,
@@ -18,6 +17,7 @@ import {
   shareImagesWithVE,
   checkpointableBundle,
   NetnsHandoff,
+  NetworkUnlock,
   DumpMarks,
 } from './checkpoint.js';
 import { CNI_IFNAME } from './cni.js';
@@ -115,28 +115,39 @@ export class VEMigration implements VEMigrationRuntime {
    * `runc restore` from the written bundle, then the addresses announced; inside bringUp's Revert.
    * A VE with a user namespace gets its netns wired by `userns.wire` while CRIU restores it (NetnsHandoff).
    */
-  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal, userns?: { hostGid: number; wire: (pid: number) => Promise<{ inputHeld: boolean }> }): Promise<StepTimings> {
+  async runRestore(config: VEConfig, imageDir: string, signal?: AbortSignal, userns?: { hostGid: number; wire: (pid: number) => Promise<void> }): Promise<StepTimings> {
     const { uid } = config;
     // Where a restore's time goes, for the 'VE restored' log line: CRIU up to the netns handoff, the
-    // wiring, CRIU after it, the VE's own network state, and the release.
+    // wiring, CRIU after it, and the release.
     const { timings, lap } = stopwatch();
     const work = this.rt.criuWorkDir(uid, 'restore');
+    const log = this.rt.veLogger(uid, config.name);
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
     const handoff = userns ? new NetnsHandoff(this.rt.handoffDir(uid)) : undefined;
-    // Whether the new netns has the restore's input hold to release (a staged one has its host link down instead).
-    let inputHeld = true;
+    const unlock = new NetworkUnlock(this.rt.handoffDir(uid));
+    // The VE's own firewall rules, addresses and routes are back before its link opens at CRIU's
+    // network-unlock: in the netns that exists already, or in CRIU's new one at the handoff.
+    const putBackState = async () => {
+      const names = await this.rt.netNames(uid);
+      if (names) await restoreNetnsState(netnsPath(names.netns), imageDir, log, signal);
+    };
     if (userns) await shareImagesWithVE(imageDir, userns.hostGid);
-    await handoff?.reset();
+    await Promise.all([handoff?.reset(), userns ? undefined : putBackState(), this.rt.linkToOpen(uid).then((open) => unlock.arm(open))]);
+    let linkOpened = false;
     try {
       const restoring = this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal });
       const wire = userns && (async (pid: number) => {
         lap('criuToHandoff');
-        ({ inputHeld } = await userns.wire(pid));
+        await userns.wire(pid);
+        await putBackState();
         lap('handoffWire');
       });
       await (handoff && wire ? handoff.serve(restoring, wire, signal).finally(() => handoff.clear()) : restoring);
+      linkOpened = await unlock.finish();
     } catch (err) {
+      // CRIU fails after its network-unlock only rarely; a link opened for a VE that did not come back goes down again.
+      if (await unlock.finish()) await this.rt.setHostLink(uid, false).catch(() => undefined);
       const tail = await criuLogTail(join(work, 'restore.log'));
       throw checkpointError(
         `restore of VE ${config.name} failed: ${criuErrorLine(tail) ?? (err as Error).message} (CRIU log: ${join(work, 'restore.log')}); the checkpoint images are kept`,
@@ -147,15 +158,10 @@ export class VEMigration implements VEMigrationRuntime {
     }
     lap('criu');
     await rm(work, { recursive: true, force: true });
-    const names = await this.rt.netNames(uid);
-    const netns = names && netnsPath(names.netns);
-    const log = this.rt.veLogger(uid, config.name);
-    if (netns) await restoreNetnsState(netns, imageDir, log, signal);
-    lap('netnsState');
-    // Both are on the downtime's path and independent (a packet before the release is just dropped).
-    await Promise.all([netns && inputHeld ? releaseInput(netns, signal) : undefined, this.rt.setHostLink(uid, true, signal)]);
+    await this.rt.openNetwork(uid, signal, { linkOpened });
     lap('release');
-    if (netns) announceAddresses({ netnsPath: netns, ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log });
+    const names = await this.rt.netNames(uid);
+    if (names) announceAddresses({ netnsPath: netnsPath(names.netns), ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log });
     return timings;
   }
 
@@ -243,9 +249,9 @@ export class VEMigration implements VEMigrationRuntime {
   }
 
   /**
-   * Target side, once the source has dumped the VE (its netns is off the LAN there): the VE's netns
-   * wired with input held, or for a VE whose restore makes its own netns (user namespace) its
-   * interface staged, so the restore finds it ready.
+   * Target side, while the source still runs the VE: its netns wired with the host end parked off
+   * the LAN, or for a VE whose restore makes its own netns (user namespace) its interface staged,
+   * so the restore finds it ready.
    */
   async prepareRestoreNetwork(config: VEConfig, signal?: AbortSignal): Promise<void> {
     await this.rt.prepareRestoreNetwork(config, signal);

@@ -56,9 +56,9 @@ export async function deleteLink(name: string, signal?: AbortSignal): Promise<vo
   }
 }
 
-export async function renameLink(from: string, to: string, signal?: AbortSignal): Promise<void> {
+export async function renameLink(from: string, to: string, signal?: AbortSignal, opts: { leaveDown?: boolean } = {}): Promise<void> {
   await run('ip', ['-batch', '-'], {
-    input: `link set dev ${from} down\nlink set dev ${from} name ${to}\nlink set dev ${to} up\n`,
+    input: `link set dev ${from} down\nlink set dev ${from} name ${to}\n${opts.leaveDown ? '' : `link set dev ${to} up\n`}`,
     signal,
   });
 }

@@ -73,3 +73,14 @@ export async function deleteManagedBridge(name: string, signal?: AbortSignal): P
   return 'deleted';
 }
 
+
+/**
+ * The node's parking bridge: a bridge of kubevz's with no address and no uplink, where a
+ * migration target wires an incoming VE's veth before the source freezes it. The CNI bridge
+ * plugin sends a gratuitous ARP for the VE's address on ADD; on the node bridge that would teach
+ * the LAN to send the still-running source VE's traffic here. Parked, the host end stays down
+ * and is moved to the node bridge when the restored VE may take packets.
+ */
+export function parkingBridgeName(nodeBridge: string): string {
+  return `${nodeBridge.slice(0, 10)}-park`;
+}

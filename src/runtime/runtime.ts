@@ -14,7 +14,7 @@ import { V1_CONTROLLERS } from './cgroup-v1.js';
 import { CNI_IFNAME, Cni, bridgeConfig, networkConfig, restoreIfaceBatch, routedPlan, type CniResult, type NetworkMode } from './cni.js';
 import { addRoutedAddresses } from './network-routed.js';
 import { writeResolvConf } from './network-files.js';
-import { deleteManagedBridge, markBridgeManaged, nodeBridgeAttachment, type NodeBridgeAttachment } from './node-bridge.js';
+import { deleteManagedBridge, markBridgeManaged, nodeBridgeAttachment, parkingBridgeName, type NodeBridgeAttachment } from './node-bridge.js';
 import { hostInfo } from './host-info.js';
 import { blockDeviceOf } from './block-device.js';
 import { limitsEqual, ociResources, parseCpuset, runcUpdateJson, sameLimits, type BlockDevice } from './limits.js';
@@ -22,7 +22,7 @@ import { UsageReader } from './usage.js';
 import { cgroupPath, containerId, macAddress } from './names.js';
 import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
 import { VEMigration } from './migration.js';
-import { SuspendCheckpoints, checkpointFeature, findCriu, holdInput, writeCriuConfig } from './checkpoint.js';
+import { SuspendCheckpoints, checkpointFeature, findCriu, holdInput, releaseInput, writeCriuConfig } from './checkpoint.js';
 import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
 import { Isolation } from './isolation.js';
@@ -63,6 +63,10 @@ interface StoredNetwork {
   result: CniResult;
   /** Wired ahead of a restore into this agent-made netns, for the restored VE's own (see stageNetwork). */
   staged?: string;
+  /** Wired ahead of a restore: the host end is on the parking bridge, down, until openNetwork moves it to this bridge. */
+  parked?: string;
+  /** A restore's input hold (holdInput) is on the netns until openNetwork removes it. */
+  inputHeld?: boolean;
 }
 
 function modeOf(c: VEConfig): NetworkMode {
@@ -386,7 +390,7 @@ export class HostRuntime implements VERuntime {
           await this.isolation.ownUpper(paths.upper, paths.target, security, ['etc', 'etc/hostname', 'etc/hosts', 'etc/resolv.conf']);
         })(),
         // A restore's new netns takes no packets until the VE's sockets are back (holdInput, or
-        // for a staged one its host link kept down).
+        // for one wired ahead its host link kept down).
         ownNetns
           ? (how.kind === 'restore' && modeOf(config) === 'bridged' ? this.stageNetwork(config, revert, signal) : this.teardownNetwork(uid, signal))
           : this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore' }).then(() => (how.kind === 'restore' ? undefined : this.wakeHostLink(uid, signal))),
@@ -422,9 +426,8 @@ export class HostRuntime implements VERuntime {
       let handoffPid: number | undefined;
       const wire = async (pid: number) => {
         handoffPid = pid;
-        if (await this.adoptStagedNetwork(uid, pid, revert, signal)) return { inputHeld: false };
+        if (await this.adoptStagedNetwork(uid, pid, revert, signal)) return;
         await this.ensureNetwork(config, applied, revert, signal, { holdInput: how.kind === 'restore', attachPid: pid });
-        return { inputHeld: how.kind === 'restore' };
       };
       if (how.kind === 'restore') {
         const steps = await this.migration.runRestore(config, how.imageDir, signal, security.uidRange ? { hostGid: security.uidRange.hostId, wire } : undefined);
@@ -847,10 +850,30 @@ export class HostRuntime implements VERuntime {
    * (bridged mode; routed mode's host routes would go with it) until a restore brings it up.
    */
   async setHostLink(uid: string, up: boolean, signal?: AbortSignal): Promise<void> {
-    const link = up ? await this.hostLink(uid) : await this.markHostLinkDown(uid);
-    if (!link) return;
-    await run('ip', ['link', 'set', 'dev', link, up ? 'up' : 'down'], { signal });
-    if (up) await rm(join(this.veDir(uid), 'link-down'), { force: true });
+    if (up) return this.openNetwork(uid, signal);
+    const link = await this.markHostLinkDown(uid);
+    if (link) await run('ip', ['link', 'set', 'dev', link, 'down'], { signal });
+  }
+
+  /**
+   * Lets the VE's network take packets again (after a dump, or at the end of a restore): its host
+   * end up — moved from the parking bridge to the node bridge first when it was wired ahead — and
+   * a restore's input hold removed. Side by side: both sit on a migration's downtime.
+   */
+  async openNetwork(uid: string, signal?: AbortSignal, o: { linkOpened?: boolean } = {}): Promise<void> {
+    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    if (!stored) return;
+    const names = stored.inputHeld ? await this.netNames(uid) : undefined;
+    const link = !o.linkOpened && (stored.mode ?? 'bridged') === 'bridged' && linkExists(stored.hostVeth) ? stored.hostVeth : undefined;
+    await Promise.all([
+      link ? run('ip', ['link', 'set', 'dev', link, ...(stored.parked ? ['master', stored.parked] : []), 'up'], { signal }) : undefined,
+      names ? releaseInput(netnsPath(names.netns), signal) : undefined,
+    ]);
+    if (stored.parked || stored.inputHeld) {
+      const { parked, inputHeld, ...open } = stored;
+      await writeJsonAtomic(this.networkFile(uid), open satisfies StoredNetwork);
+    }
+    await rm(join(this.veDir(uid), 'link-down'), { force: true });
   }
 
   /** The host end of a bridged VE's veth (what a dump takes off the LAN), if it exists. */
@@ -901,25 +924,27 @@ export class HostRuntime implements VERuntime {
   }
 
   /**
-   * Migration target (VEMigration.prepareRestoreNetwork): the VE's netns wired now, input held as
-   * for a restore, so the restore's bringUp finds it intact and skips it — or, for a VE whose
-   * restore makes its own netns (user namespace), its interface staged (stageNetwork). Undone on failure.
+   * Migration target (VEMigration.prepareRestoreNetwork), while the source still runs the VE: its
+   * netns wired now with the host end parked (down, on the parking bridge: parkingBridgeName), so
+   * the restore's bringUp finds it intact and skips it and openNetwork only moves the host end —
+   * or, for a VE whose restore makes its own netns (user namespace), its interface staged
+   * (stageNetwork). Undone on failure.
    */
   async prepareRestoreNetwork(config: VEConfig, signal?: AbortSignal): Promise<void> {
     const own = config.security?.uidRange !== undefined || (await this.securityOf(config.uid))?.uidRange !== undefined;
     if (own && modeOf(config) !== 'bridged') return;
     await this.mutex.run(config.uid, () => Revert.run(this.veLog(config.uid, config.name), async (revert) => {
       if (own) await this.stageNetwork(config, revert, signal);
-      else await this.ensureNetwork(config, await this.appliedConfig(config.uid), revert, signal, { holdInput: true });
+      else await this.ensureNetwork(config, await this.appliedConfig(config.uid), revert, signal, { ahead: true });
     }));
   }
 
   /**
    * Before the restore of a bridged VE that makes its own netns (user namespace): CNI wires the
-   * VE's eth0 into a staging netns of the agent's, input held there and its host link taken
-   * down, so that at CRIU's setup-namespaces only two `ip`s move it into the new netns and put
-   * its addresses and routes back (adoptStagedNetwork) — the bridge plugin (a Go binary, plus
-   * the nft hold) was a third of the restore there. Kept when already staged for this config.
+   * VE's eth0 into a staging netns of the agent's, its host end parked, so that at CRIU's
+   * setup-namespaces only two `ip`s move it into the new netns and put its addresses and routes
+   * back (adoptStagedNetwork) — the bridge plugin (a Go binary) was a third of the restore there.
+   * Kept when already staged for this config.
    */
   private async stageNetwork(config: VEConfig, revert: Revert, signal?: AbortSignal): Promise<void> {
     const stored = await readJson<StoredNetwork>(this.networkFile(config.uid)).catch(() => undefined);
@@ -968,9 +993,19 @@ export class HostRuntime implements VERuntime {
     return (await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined))?.result;
   }
 
-  /** A boot over a network left down by a dump brings it up again. */
+  /** The host link a restore opens at CRIU's network-unlock (NetworkUnlock): a parked one, or one a dump took down. */
+  async linkToOpen(uid: string): Promise<{ link: string; master?: string } | undefined> {
+    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    if (!stored || (stored.mode ?? 'bridged') !== 'bridged' || !linkExists(stored.hostVeth)) return undefined;
+    if (stored.parked) return { link: stored.hostVeth, master: stored.parked };
+    return existsSync(join(this.veDir(uid), 'link-down')) ? { link: stored.hostVeth } : undefined;
+  }
+
+  /** A boot over a network left down by a dump, or wired ahead of a restore, opens it. */
   private async wakeHostLink(uid: string, signal?: AbortSignal): Promise<void> {
-    if (existsSync(join(this.veDir(uid), 'link-down'))) await this.setHostLink(uid, true, signal);
+    if (existsSync(join(this.veDir(uid), 'link-down'))) return this.openNetwork(uid, signal);
+    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    if (stored?.parked || stored?.inputHeld) await this.openNetwork(uid, signal);
   }
 
 
@@ -985,7 +1020,7 @@ export class HostRuntime implements VERuntime {
    * The VE's netns wired to the node bridge. Reused when it is complete and has the same
    * addresses; anything partial (crash half-way) is torn down and redone.
    */
-  private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal, opts: { holdInput?: boolean; attachPid?: number; stage?: boolean } = {}): Promise<void> {
+  private async ensureNetwork(config: VEConfig, applied: VEConfig | undefined, revert: Revert, signal?: AbortSignal, opts: { holdInput?: boolean; attachPid?: number; stage?: boolean; ahead?: boolean } = {}): Promise<void> {
     const { uid } = config;
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
     const reusable = opts.attachPid === undefined && stored && (await this.networkIntact(uid));
@@ -1005,14 +1040,21 @@ export class HostRuntime implements VERuntime {
     const path = opts.attachPid === undefined ? netnsPath(stage ?? ns) : `/proc/${opts.attachPid}/ns/net`;
     const mode = modeOf(config);
     revert.add('delete veth', () => deleteLink(veth));
+    // Wired ahead of a restore (the source may still run the VE): the host end stays down, and on
+    // the parking bridge, where the plugin's gratuitous ARP reaches nobody, when the node bridge exists.
+    const ahead = opts.ahead || stage !== undefined;
+    const held = opts.holdInput && !ahead;
+    let parked: string | undefined;
     const wire = async (): Promise<{ result: CniResult; hostIf: NonNullable<CniResult['interfaces']>[number] }> => {
-      if (opts.holdInput || stage) await holdInput(path, signal);
+      if (held) await holdInput(path, signal);
       const id = containerId(uid);
       // Routed VEs touch no bridge: the attachment is looked at only for bridged ones.
       const attach = mode === 'bridged' ? await this.bridgeAttachment(signal) : undefined;
+      const park = ahead && attach?.exists ? parkingBridgeName(attach.name) : undefined;
+      const newPark = park !== undefined && !linkExists(park);
       const netConfig = networkConfig(mode, {
-        bridge: this.opts.bridge.name, subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6,
-        gateway: attach?.gateway, isGateway: attach?.isGateway, addresses: config.addresses, mac: macAddress(uid),
+        bridge: park ?? this.opts.bridge.name, subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6,
+        gateway: attach?.gateway, isGateway: park ? false : attach?.isGateway, addresses: config.addresses, mac: macAddress(uid),
       });
       // lo and eth0 do not depend on each other. lo needs one `ip` (CNI's loopback plugin is a Go
       // binary of ~25–40 ms CPU; on the create's critical path, beside the bridge plugin).
@@ -1026,17 +1068,22 @@ export class HostRuntime implements VERuntime {
         await markBridgeManaged(attach.name, signal);
         this.ownBridge = { ...attach, exists: true };
       }
-      const hostIf = result.interfaces?.find((i) => !i.sandbox && i.name !== this.opts.bridge.name);
+      if (newPark) await markBridgeManaged(park, signal);
+      const hostIf = result.interfaces?.find((i) => !i.sandbox && i.name !== this.opts.bridge.name && i.name !== park);
       if (!hostIf) throw new KvzError('Internal', `CNI ${mode} ADD result has no host veth: ${JSON.stringify(result)}`);
       if (mode === 'bridged' && hostIf.name !== veth) {
         // The bridge plugin names the host end at random; give it the VE's stable name.
-        await renameLink(hostIf.name, veth, signal);
+        await renameLink(hostIf.name, veth, signal, { leaveDown: ahead });
         hostIf.name = veth;
+      } else if (ahead) {
+        await run('ip', ['link', 'set', 'dev', hostIf.name, 'down'], { signal });
       }
-      // Recorded by its pinned name: the /proc path ends with the task.
-      for (const i of result.interfaces ?? []) if (i.sandbox) i.sandbox = netnsPath(stage ?? ns);
-      // Staged: nothing may reach the VE's address here before the restore has its sockets.
-      if (stage) await run('ip', ['link', 'set', 'dev', hostIf.name, 'down'], { signal });
+      // Recorded by its pinned name: the /proc path ends with the task; as on the node bridge it will be on.
+      for (const i of result.interfaces ?? []) {
+        if (i.sandbox) i.sandbox = netnsPath(stage ?? ns);
+        if (park && attach && i.name === park) i.name = attach.name;
+      }
+      if (park && attach) parked = attach.name;
       return { result, hostIf };
     };
     const [, { result, hostIf }] = await allSettledOrThrow([pin, wire()]);
@@ -1051,7 +1098,9 @@ export class HostRuntime implements VERuntime {
       const inner = result.interfaces?.find((i) => i.sandbox);
       if (inner) inner.mac = macAddress(uid);
     }
-    await writeJsonAtomic(this.networkFile(uid), { addresses: config.addresses, mode, hostVeth: hostIf.name, result, ...(stage ? { staged: stage } : {}) } satisfies StoredNetwork);
+    await writeJsonAtomic(this.networkFile(uid), {
+      addresses: config.addresses, mode, hostVeth: hostIf.name, result, ...(stage ? { staged: stage } : {}), ...(parked ? { parked } : {}), ...(held ? { inputHeld: true } : {}),
+    } satisfies StoredNetwork);
   }
 
   /** CNI DEL (with the stored ADD result), the host veth deleted synchronously, then the netns. */
@@ -1112,6 +1161,7 @@ export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; 
   // The node's lxcfs (when stateDir is given): it outlives agent restarts, only a teardown ends it.
   if (opts.stateDir) await stopNodeServices({ stateDir: opts.stateDir });
   await deleteManagedBridge(opts.bridge, opts.signal);
+  await deleteManagedBridge(parkingBridgeName(opts.bridge), opts.signal);
   const root = opts.cgroupRoot ?? '/sys/fs/cgroup';
   for (const c of V1_CONTROLLERS) {
     await rmdir(join(root, c, 'kubevz')).catch(() => undefined);
