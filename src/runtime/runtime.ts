@@ -13,6 +13,7 @@ import { createCgroupReader, type CgroupReader } from './cgroup.js';
 import { V1_CONTROLLERS } from './cgroup-v1.js';
 import { CNI_IFNAME, Cni, bridgeConfig, networkConfig, restoreIfaceBatch, routedPlan, type CniResult, type NetworkMode } from './cni.js';
 import { addRoutedAddresses } from './network-routed.js';
+import { guardVeth, removeAntispoofTables, unguardVeth } from './antispoof.js';
 import { writeResolvConf } from './network-files.js';
 import { deleteManagedBridge, markBridgeManaged, nodeBridgeAttachment, parkingBridgeName, type NodeBridgeAttachment } from './node-bridge.js';
 import { hostInfo } from './host-info.js';
@@ -175,6 +176,8 @@ export class HostRuntime implements VERuntime {
   private readonly log: Logger;
   private readonly mutex = new KeyedMutex();
   private ownBridge: NodeBridgeAttachment | undefined;
+  /** VEs whose host veth this process has guarded (antispoof.ts); a reused network is guarded once per agent. */
+  private readonly guarded = new Set<string>();
   private readonly vesDir: string;
   private readonly isolation: Isolation;
   readonly migration: VEMigration;
@@ -1024,7 +1027,10 @@ export class HostRuntime implements VERuntime {
     const { uid } = config;
     const stored = await readJson<StoredNetwork>(this.networkFile(uid));
     const reusable = opts.attachPid === undefined && stored && (await this.networkIntact(uid));
-    if (reusable && stored.addresses.join(',') === config.addresses.join(',') && (stored.mode ?? 'bridged') === modeOf(config)) return;
+    if (reusable && stored.addresses.join(',') === config.addresses.join(',') && (stored.mode ?? 'bridged') === modeOf(config)) {
+      if (!this.guarded.has(uid)) await this.guardHostVeth(config, stored.hostVeth, stored.mode ?? 'bridged', signal);
+      return;
+    }
     if (applied || stored || (await this.netNames(uid))) await this.teardownNetwork(uid, signal);
     // Names chosen (and recorded) now: another runtime on this host may hold the primary ones.
     const { netns: ns, veth } = await chooseNetNames(this.veDir(uid), uid, this.opts.stateDir);
@@ -1086,21 +1092,33 @@ export class HostRuntime implements VERuntime {
       if (park && attach) parked = attach.name;
       return { result, hostIf };
     };
-    const [, { result, hostIf }] = await allSettledOrThrow([pin, wire()]);
+    // The host end is guarded (antispoof.ts) before the VE runs; the rules follow the name, so a
+    // bridged veth is guarded under its final name while CNI makes it.
+    revert.add('unguard veth', () => unguardVeth(veth));
+    const [, { result, hostIf }] = await allSettledOrThrow([pin, wire(), mode === 'bridged' ? this.guardHostVeth(config, veth, mode, signal) : Promise.resolve()]);
     if (mode === 'routed') {
       // Undo on failure: the ptp veth has the plugin's name, not ours.
       const ptpVeth = hostIf.name;
       revert.add('delete ptp veth', () => deleteLink(ptpVeth));
+      revert.add('unguard ptp veth', () => unguardVeth(ptpVeth));
       // ptp ignores runtimeConfig.mac; a veth takes a new MAC while up, routes stay.
-      await setLinkAddress(ns, CNI_IFNAME, macAddress(uid), signal);
       const { extras } = routedPlan({ subnet: this.opts.bridge.subnet, subnet6: this.opts.bridge.subnet6, addresses: config.addresses, mac: macAddress(uid) });
-      await addRoutedAddresses({ netns: ns, ifname: CNI_IFNAME, hostVeth: ptpVeth, extras, signal });
+      await Promise.all([
+        this.guardHostVeth(config, ptpVeth, mode, signal),
+        setLinkAddress(ns, CNI_IFNAME, macAddress(uid), signal).then(() => addRoutedAddresses({ netns: ns, ifname: CNI_IFNAME, hostVeth: ptpVeth, extras, signal })),
+      ]);
       const inner = result.interfaces?.find((i) => i.sandbox);
       if (inner) inner.mac = macAddress(uid);
     }
     await writeJsonAtomic(this.networkFile(uid), {
       addresses: config.addresses, mode, hostVeth: hostIf.name, result, ...(stage ? { staged: stage } : {}), ...(parked ? { parked } : {}), ...(held ? { inputHeld: true } : {}),
     } satisfies StoredNetwork);
+  }
+
+  /** Only the VE's own MAC and declared addresses may enter from its host veth (antispoof.ts). */
+  private async guardHostVeth(config: VEConfig, hostVeth: string, mode: NetworkMode, signal?: AbortSignal): Promise<void> {
+    await guardVeth({ hostVeth, mac: macAddress(config.uid), addresses: config.addresses, mode, signal });
+    this.guarded.add(config.uid);
   }
 
   /** CNI DEL (with the stored ADD result), the host veth deleted synchronously, then the netns. */
@@ -1127,6 +1145,9 @@ export class HostRuntime implements VERuntime {
     }
     await deleteLink(names.veth, signal);
     if (stored?.hostVeth && stored.hostVeth !== names.veth) await deleteLink(stored.hostVeth, signal);
+    // After the links: a link never exists without its guard.
+    await unguardVeth(stored?.hostVeth && stored.hostVeth !== names.veth ? [names.veth, stored.hostVeth] : names.veth, signal);
+    this.guarded.delete(uid);
     await deleteNetns(ns, signal);
     await rm(this.networkFile(uid), { force: true });
   }
@@ -1162,6 +1183,8 @@ export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; 
   if (opts.stateDir) await stopNodeServices({ stateDir: opts.stateDir });
   await deleteManagedBridge(opts.bridge, opts.signal);
   await deleteManagedBridge(parkingBridgeName(opts.bridge), opts.signal);
+  // Only empty ones: another runtime of this netns may still guard its VEs.
+  await removeAntispoofTables({ signal: opts.signal });
   const root = opts.cgroupRoot ?? '/sys/fs/cgroup';
   for (const c of V1_CONTROLLERS) {
     await rmdir(join(root, c, 'kubevz')).catch(() => undefined);

@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { uniqueSuffix } from './prereq.js';
-import { stopNodeServices } from '../../src/runtime/index.js';
+import { teardownNode } from '../../src/runtime/index.js';
 
 const run = promisify(execFile);
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -97,8 +97,9 @@ export async function startKvzUp(opts: { manifestsDir?: string; extraArgs?: stri
         if (proc.exitCode === null) proc.kill('SIGKILL');
       }
       await run('ip', ['link', 'del', bridge]).catch(() => {});
-      // The node's lxcfs outlives `kvz up` (as VEs do); its FUSE mount is under the state dir.
-      await stopNodeServices({ stateDir }).catch(() => {});
+      // The node's lxcfs outlives `kvz up` (as VEs do; its FUSE mount is under the state dir), and
+      // so do the parking bridge and the anti-spoofing tables.
+      await teardownNode({ bridge, stateDir }).catch(() => {});
       if (existsSync(stateDir)) rmSync(stateDir, { recursive: true, force: true });
       if (!opts.manifestsDir) rmSync(manifests, { recursive: true, force: true });
     },
