@@ -153,6 +153,8 @@ export interface NodeFeatures {
   userNamespaces?: boolean;
   /** lxcfs serves VE /proc files (meminfo, cpuinfo, ...) with each VE's own limits. */
   lxcfs?: boolean;
+  /** Why each boolean above is what it is, in the runtime's words (keyed like the booleans). */
+  reasons?: Partial<Record<'criu' | 'onlineDiskGrow' | 'secondLevelQuota' | 'userNamespaces' | 'lxcfs', string>>;
 }
 
 export interface VENodeStatus {

@@ -167,7 +167,7 @@ export async function startNodeAgent(o: AgentComponentOptions): Promise<NodeAgen
     ...(o.migration ? { migrations: { client: migrationClient(o.kc, o.log), secrets: secretClient(o.kc, o.log), listen: o.migration.listen, advertise: o.migration.advertise } } : {}),
     registration: {
       nodes: nodeClient(o.kc, o.log),
-      probe: o.probe ?? hostProbe(o.stateDir),
+      probe: o.probe ?? hostProbe(o.stateDir, o.runtime),
       labels: o.nodeLabels,
       heartbeatMs: o.heartbeatMs,
       nodeInfo: { agentVersion: kvzVersion(), bridge: o.bridge, subnet: o.subnet },

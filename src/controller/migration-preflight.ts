@@ -77,7 +77,9 @@ export function checkTarget(i: PreflightInput, ve: VirtualEnvironment, source: V
     const tf = target.status?.features ?? {};
     if (!sf.criu || !tf.criu) {
       const which = [!sf.criu ? `source node ${source?.metadata.name ?? '(unknown)'}` : '', !tf.criu ? `target node ${name}` : ''].filter(Boolean).join(' and ');
-      out.push({ ok: false, reason: 'CheckpointUnsupported', message: `${which} cannot checkpoint/restore (VENode status.features.criu is not true); install CRIU >= 4.2 there, or use mode offline (kvz migrate --offline)` });
+      // The node agent publishes why (its runtime's own reason), which says what to fix there.
+      const why = [!sf.criu ? sf.reasons?.criu : undefined, !tf.criu ? tf.reasons?.criu : undefined].filter(Boolean).join('; ');
+      out.push({ ok: false, reason: 'CheckpointUnsupported', message: `${which} cannot checkpoint/restore (VENode status.features.criu is not true${why ? `: ${why}` : ''}); install CRIU >= 4.2 there, or use mode offline (kvz migrate --offline)` });
     } else out.push({ ok: true, note: 'CRIU usable on both nodes' });
     if (sf.cgroupVersion !== tf.cgroupVersion) {
       out.push({ ok: false, reason: 'CgroupVersionMismatch', message: `source uses cgroup ${sf.cgroupVersion ?? '(unknown)'} and target ${name} cgroup ${tf.cgroupVersion ?? '(unknown)'}; a checkpoint cannot be restored across cgroup versions: use mode offline` });

@@ -1,11 +1,11 @@
 // The node agent's VENode: registers the node (labels, capacity, allocatable, runtime features,
 // host info) and posts a heartbeat (status.heartbeatTime + Ready=True) every heartbeatMs. The
 // controller marks the node Ready=Unknown when heartbeats stop. Capacity and features are read
-// from the host once at start (a HostProbe, faked in tests); a VENode deleted by hand is
-// registered again on the next heartbeat.
+// once at start (a HostProbe, faked in tests; the features are the runtime's own nodeFeatures(),
+// with their reasons); a VENode deleted by hand is registered again on the next heartbeat.
 
 import { execFile } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, statfsSync } from 'node:fs';
+import { accessSync, constants, statfsSync } from 'node:fs';
 import { availableParallelism, hostname, release, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { API_VERSION, NODE_LABEL, type NodeFeatures, type VENode } from '../api/types.js';
@@ -14,7 +14,7 @@ import { errorCode, errorMessage } from '../core/errors.js';
 import { nullRecorder, type EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import type { ResourceClient } from '../core/resource-client.js';
-import { detectCgroupVersion } from '../runtime/index.js';
+import { detectCgroupVersion, type NodeFeature, type VERuntime } from '../runtime/index.js';
 
 export interface HostCapacity {
   cpuMilli: number;
@@ -46,32 +46,60 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<{ ok: bool
   });
 }
 
-/** The real host: CPUs, memory, the state dir's filesystem, and what the runtime can do here. */
-export function hostProbe(stateDir: string): HostProbe {
+/** The runtime's own word on what it will do on this node (VERuntime.nodeFeatures). */
+export type FeatureSource = Pick<VERuntime, 'nodeFeatures'>;
+
+/** VENode feature name → the runtime's NodeFeature it publishes (runtime/types.ts nodeFeatures()). */
+const PUBLISHED = {
+  criu: 'checkpoint',
+  onlineDiskGrow: 'diskOnlineGrow',
+  secondLevelQuota: 'diskQuotaUgid',
+  userNamespaces: 'userNamespace',
+  lxcfs: 'lxcfs',
+} as const satisfies Record<string, string>;
+
+type Published = keyof typeof PUBLISHED;
+
+/**
+ * The VENode's features from the runtime's NodeFeatures: `available` as the boolean, `reason` in
+ * features.reasons. Never from tool presence: the runtime decides what it will do (a quota tool on
+ * PATH does not make the runtime enable second-level quota), so the node says exactly that. A
+ * feature the runtime does not report is published unavailable, saying so.
+ */
+export function publishedFeatures(runtime: Record<string, NodeFeature>, facts: Pick<NodeFeatures, 'cgroupVersion' | 'criuVersion'> = {}): NodeFeatures {
+  const out: NodeFeatures = { ...facts };
+  const reasons: Partial<Record<Published, string>> = {};
+  for (const [name, key] of Object.entries(PUBLISHED) as [Published, string][]) {
+    const f = runtime[key];
+    out[name] = f?.available ?? false;
+    reasons[name] = f?.reason ?? `this node's runtime does not report ${key}`;
+  }
+  return { ...out, reasons };
+}
+
+/**
+ * The real host: CPUs, memory, the state dir's filesystem; the features are the runtime's. CRIU
+ * is published usable only when `criu check` agrees too (a CRIU new enough can still find this
+ * kernel lacking): the controller's live-migration pre-flight relies on it.
+ */
+export function hostProbe(stateDir: string, runtime: FeatureSource): HostProbe {
   return {
     capacity() {
       const fs = statfsSync(stateDir);
       return { cpuMilli: availableParallelism() * 1000, memoryBytes: totalmem(), diskBytes: fs.bsize * fs.blocks };
     },
     async features() {
-      const root = process.getuid?.() === 0;
-      // `criu check` needs root; it is what CRIU itself says about this kernel.
-      const criu = root && onPath('criu') ? await run('criu', ['check'], 30_000) : { ok: false, out: '' };
       const version = onPath('criu') ? /Version:\s*(\S+)/.exec((await run('criu', ['--version'], 5_000)).out)?.[1] : undefined;
-      let userns = false;
-      try {
-        userns = Number(readFileSync('/proc/sys/user/max_user_namespaces', 'utf8').trim()) > 0;
-      } catch {
-        /* no user namespaces in this kernel */
+      const features = publishedFeatures(await runtime.nodeFeatures(), { cgroupVersion: detectCgroupVersion(), ...(version ? { criuVersion: version } : {}) });
+      if (features.criu) {
+        // `criu check` needs root; it is what CRIU itself says about this kernel.
+        const check = process.getuid?.() === 0 ? await run('criu', ['check'], 30_000) : { ok: false, out: 'the node agent is not root' };
+        if (!check.ok) {
+          features.criu = false;
+          features.reasons = { ...features.reasons, criu: `\`criu check\` fails on this node: ${check.out.trim().split('\n').at(-1) ?? 'no output'}` };
+        }
       }
-      return {
-        cgroupVersion: detectCgroupVersion(),
-        criu: criu.ok,
-        ...(version ? { criuVersion: version } : {}),
-        onlineDiskGrow: root && onPath('resize2fs') && onPath('losetup') && existsSync('/dev/loop-control'),
-        secondLevelQuota: onPath('setquota') && onPath('quotacheck') && existsSync('/proc/sys/fs/quota'),
-        userNamespaces: userns,
-      };
+      return features;
     },
     info() {
       return { kernelVersion: release(), hostname: hostname() };
