@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { DEFAULT_STATE_DIR, loadKubeConfig, withKeepAlive } from '../core/kube-client.js';
 import type { Logger } from '../core/logger.js';
+import { BeancounterMetrics, startMetricsServer } from '../node-agent/index.js';
 import { createRuntime, nodeBridgeAttachment } from '../runtime/index.js';
 import { CONNECTION_FLAGS, UsageError, listFlag, parseArgs, parseDuration, stringFlag, type FlagSpec, type ParsedArgs } from './args.js';
 import { DEFAULT_LEASE_NAMESPACE, newIdentity, parseLabels, startLeaderElectedController, startNodeAgent } from './components.js';
@@ -96,7 +97,27 @@ const AGENT_FLAGS: FlagSpec[] = [
   { name: 'heartbeat', type: 'string' },
   { name: 'migration-listen', type: 'string' },
   { name: 'migration-address', type: 'string' },
+  { name: 'metrics-listen', type: 'string' },
 ];
+
+/** `HOST:PORT` (`[::1]:9464`, `:9464` = 127.0.0.1) of a listening flag, or a UsageError naming the flag. */
+export function parseListenAddress(value: string, flag: string, command: string): { host: string; port: number } {
+  const i = value.lastIndexOf(':');
+  const portText = value.slice(i + 1);
+  const port = Number(portText);
+  if (i < 0 || !/^\d+$/.test(portText) || port > 65535) throw new UsageError(`${flag} ${value}: expected HOST:PORT, for example 0.0.0.0:9464`, command);
+  return { host: value.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+}
+
+function metricsListenOf(args: ParsedArgs): { host: string; port: number } | undefined {
+  const v = stringFlag(args, 'metrics-listen');
+  return v === undefined ? undefined : parseListenAddress(v, '--metrics-listen', 'node-agent');
+}
+
+/** The node agent's Prometheus endpoint from its command line; undefined = none (the default). */
+export function agentMetricsListen(argv: string[]): { host: string; port: number } | undefined {
+  return metricsListenOf(parseArgs(argv, AGENT_FLAGS, 'node-agent'));
+}
 
 export async function runNodeAgent(argv: string[]): Promise<number> {
   const args = parseArgs(argv, AGENT_FLAGS, 'node-agent');
@@ -109,6 +130,7 @@ export async function runNodeAgent(argv: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message, 'node-agent');
   }
+  const metricsListen = metricsListenOf(args);
   if (process.getuid?.() !== 0) {
     process.stderr.write('error: kvz node-agent manages namespaces, cgroups and mounts and must run as root\n');
     return 1;
@@ -124,11 +146,18 @@ export async function runNodeAgent(argv: string[]): Promise<number> {
   log.info({ kubeconfig: where, server: kc.getCurrentCluster()?.server, stateDir, bridge, subnet }, 'kvz node-agent starting');
   await logBridge(log, { name: bridge, subnet, gateway });
   const runtime = createRuntime({ stateDir, bridge: { name: bridge, subnet, gateway, subnet6 }, log: log.child({ component: 'runtime' }) });
-  const agent = await startNodeAgent({ kc, log, nodeName, runtime, stateDir, bridge, subnet, subnet6, nodeLabels: labels, heartbeatMs: heartbeat ? parseDuration(heartbeat, '--heartbeat') : undefined, migration: { listen: stringFlag(args, 'migration-listen'), advertise: stringFlag(args, 'migration-address') } });
-  const sig = untilSignal(log);
-  await sig.promise;
-  sig.dispose();
-  await agent.stop();
+  // As in `kvz up`: the gauges exist only with an endpoint, so an agent without one pays nothing.
+  const metrics = metricsListen ? new BeancounterMetrics() : undefined;
+  const metricsServer = metricsListen && metrics ? await startMetricsServer({ ...metricsListen, registry: metrics.registry, log: log.child({ component: 'metrics' }) }) : undefined;
+  try {
+    const agent = await startNodeAgent({ kc, log, nodeName, runtime, stateDir, bridge, subnet, subnet6, nodeLabels: labels, metrics, heartbeatMs: heartbeat ? parseDuration(heartbeat, '--heartbeat') : undefined, migration: { listen: stringFlag(args, 'migration-listen'), advertise: stringFlag(args, 'migration-address') } });
+    const sig = untilSignal(log);
+    await sig.promise;
+    sig.dispose();
+    await agent.stop();
+  } finally {
+    await metricsServer?.close();
+  }
   return 0;
 }
 

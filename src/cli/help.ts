@@ -65,7 +65,9 @@ ${CONNECTION}
 `,
   enter: `Usage: kvz enter NAME [-n NAMESPACE] [--node-name NODE] [--state-dir DIR]
 
-Opens a login shell (/bin/sh -l) inside a running virtual environment on this node.
+Opens root's login shell inside a running virtual environment on this node, as login(1) would:
+the shell and home from the VE's /etc/passwd (else /bin/sh and /root), HOME, SHELL, USER,
+LOGNAME and your TERM (else xterm); exits with the shell's exit code. Needs root, like exec.
 
 Flags:
   -n, --namespace NS   namespace [default]
@@ -220,6 +222,10 @@ Flags:
                         without it this node cannot receive migrated VEs
   --migration-address IP
                         the address other nodes reach the channel at [the bound address]
+  --metrics-listen HOST:PORT
+                        serve Prometheus /metrics here: the VEs' beancounters as gauges
+                        kubevz_beancounter_{held,maxheld,barrier,limit,failcnt} labelled
+                        namespace, name, resource; plain HTTP, no auth [off]
 ${CONNECTION}
 `,
   template: `Usage: kvz template list [-o yaml|json|name]
@@ -261,11 +267,13 @@ ${CONNECTION}
 
 Prints the kvz version.
 `,
-  set: `Usage: kvz set NAME [--memory Q] [--cpu-limit 50%] [--processes N] ... [--wait] [flags]
+  set: `Usage: kvz set NAME [--memory Q] [--cpu-limit 50%] [--processes N] [--disk Q] ... [--wait] [-o json|yaml] [flags]
 
 Changes a VE's resources (spec.resources). The node agent applies every field live, except
 --open-files (RLIMIT_NOFILE of init): that one is listed in status.pendingResources until the
-VE restarts (kvz restart NAME). "none" removes a limit.
+VE restarts (kvz restart NAME). --disk grows the VE's disk image (online where the node
+supports it, else at the next start); a disk never shrinks: a smaller size is refused and
+shown in status.pendingResources. "none" removes a limit (not for --disk).
 
 Flags:
   --memory QUANTITY      memory limit (1Gi)
@@ -277,12 +285,16 @@ Flags:
   --cpuset LIST          host CPUs the VE may run on (0-1, 0,2)
   --processes N          processes and threads (numproc)
   --open-files N         open files per process (restart needed)
+  --disk QUANTITY        size of the VE's disk (vzctl --diskspace; 20Gi); grows only
+  --inodes N             inodes of the disk (vzctl --diskinodes); fixed when the disk is
+                         made, so a count above the disk's stays pending
   --io-weight N          relative I/O weight, 10..1000
   --read-bps QUANTITY    read bandwidth per second on the VE's disk (10Mi)
   --write-bps QUANTITY   write bandwidth per second on the VE's disk
   --read-iops N          read operations per second
   --write-iops N         write operations per second
   -n, --namespace NS     namespace [default]
+  -o, --output FORMAT    print the resulting object as json or yaml
   --wait                 wait until the node agent reports the change applied (or pending)
   --timeout DURATION     give up waiting after this long [60s]
 ${CONNECTION}
@@ -291,7 +303,11 @@ ${CONNECTION}
 
 Prints the VE's resource accounting like /proc/user_beancounters: held, maxheld, barrier,
 limit, failcnt per resource. physpages, swappages, oomguarpages in 4 KiB pages (failcnt of
-oomguarpages = OOM kills); diskspace in 1 KiB blocks; numfile = open fds of all the VE's
+oomguarpages = OOM kills); diskspace = 1 KiB blocks in use on the VE's filesystem image and
+diskinodes = inodes in use, both re-read every 10 s, barrier = limit = the image's size/inode
+count; their failcnt is always 0 (a write refused with ENOSPC fails inside the VE's own
+filesystem, and the host has no counter to read it from) and their maxheld equals held (no
+peak is kept); numfile = open fds of all the VE's
 processes, recounted every 10 s (its limit is per process); numtcpsock = TCP sockets in the VE's
 netns, numothersock = all its other sockets (UDP, UNIX, netlink, …): accounted, not enforced;
 limits changed by hand on the host show within 10 s;

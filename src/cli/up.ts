@@ -14,7 +14,7 @@ import { createRuntime } from '../runtime/index.js';
 import { watchManifestDir } from '../sources/index.js';
 import { parseLabels, startLeaderElectedController, startNodeAgent } from './components.js';
 import { UP_GIT_OPTIONS, UP_GIT_USAGE, gitBannerLine, parseUpGit, startUpGit, type UpGitOptions } from './up-git.js';
-import { logBridge } from './controller.js';
+import { logBridge, parseListenAddress } from './controller.js';
 
 export const UP_USAGE = `Usage: kvz up [flags]
 
@@ -96,17 +96,10 @@ export function parseUpArgs(argv: string[]): UpOptions {
     gateway: values.gateway,
     subnet6: values.subnet6,
     nodeLabels: parseLabels(values['node-label'] ?? [], '--node-label'),
-    metrics: values['metrics-listen'] === undefined ? undefined : parseHostPort(values['metrics-listen'], '--metrics-listen'),
+    metrics: values['metrics-listen'] === undefined ? undefined : parseListenAddress(values['metrics-listen'], '--metrics-listen', 'up'),
     migrationListen: values['migration-listen'],
     migrationAddress: values['migration-address'],
   };
-}
-
-function parseHostPort(value: string, flag: string): { host: string; port: number } {
-  const i = value.lastIndexOf(':');
-  const port = Number(value.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${flag} ${value}: expected HOST:PORT, for example 127.0.0.1:9464`);
-  return { host: value.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1', port };
 }
 
 export interface RunningStack {

@@ -1,5 +1,5 @@
 // Containment on the real kernel (root, runc, cgroup v1 here): a VE's memory hog, fork bomb,
-// CPU appetite and disk writes stay inside its own limits while neighbours and the host carry
+// CPU appetite and disk reads and writes (bandwidth and IOPS) stay inside its own limits while neighbours and the host carry
 // on, and every limit changes live while init keeps its PID. Each test prints what it measured.
 // Every host object carries a unique suffix; `after` removes the VEs and the bridge.
 
@@ -177,6 +177,84 @@ test('write throughput is throttled to writeBps (O_DIRECT inside the VE)', async
   assert.match(dev, new RegExp(`^\\d+:\\d+ ${limit}$`), 'the throttle names the VE disk device');
   assert.ok(slow.mibPerSec < 1.35, `throttled to about 1 MiB/s (${slow.mibPerSec.toFixed(2)})`);
   assert.ok(slow.mibPerSec < free.mibPerSec / 2, 'clearly slower than unthrottled');
+});
+
+/** One direction of a VE's blkio counters on its disk device ("7:2"): requests and bytes so far. */
+function blkioCount(uid: string, dev: string, dir: 'Read' | 'Write'): { ops: number; bytes: number } {
+  const pick = (file: string) => Number(new RegExp(`^${dev} ${dir} (\\d+)$`, 'm').exec(cg('blkio', uid, file))?.[1] ?? 0);
+  return { ops: pick('blkio.throttle.io_serviced'), bytes: pick('blkio.throttle.io_service_bytes') };
+}
+
+/**
+ * Runs busybox dd inside the VE and times it there (/proc/uptime before and after, 10 ms
+ * ticks), so runc exec's start-up is not part of the rate. The floor of one tick can only
+ * understate a fast unthrottled rate, which keeps "clearly below unthrottled" conservative.
+ */
+async function ddSeconds(uid: string, ddArgs: string[]): Promise<number> {
+  const r = await execOut(uid, ['sh', '-c', `cat /proc/uptime; dd ${ddArgs.join(' ')} 2>&1 >/dev/null || echo "dd failed $?"; cat /proc/uptime`]);
+  const t = [...r.out.matchAll(/^(\d+\.\d+) \d+\.\d+$/gm)].map((m) => Number(m[1]));
+  assert.ok(r.code === 0 && !/dd failed/.test(r.out) && t.length === 2, `dd ${ddArgs.join(' ')}: ${r.out}`);
+  return Math.max(t[1]! - t[0]!, 0.01);
+}
+
+test('read throughput is throttled to readBps (O_DIRECT reads inside the VE)', async (t) => {
+  if (!guard(t)) return;
+  const v = await startVE('rio', {});
+  // 16 MiB on the VE's disk, written with O_DIRECT so no page of it is cached in the VE's fs.
+  await ddSeconds(v.uid, ['if=/dev/zero', 'of=/rtest', 'bs=1M', 'count=16', 'oflag=direct']);
+  const freeSecs = await ddSeconds(v.uid, ['if=/rtest', 'of=/dev/null', 'bs=256k', 'count=64', 'iflag=direct']);
+  const free = 16 / freeSecs;
+  const limit = 2 << 20;
+  assert.equal(await rt.updateLimits(v.uid, { readBps: limit }), 'updated');
+  const throttle = cg('blkio', v.uid, 'blkio.throttle.read_bps_device');
+  const dev = throttle.split(' ')[0]!;
+  const before = blkioCount(v.uid, dev, 'Read');
+  const secs = await ddSeconds(v.uid, ['if=/rtest', 'of=/dev/null', 'bs=256k', 'count=24', 'iflag=direct']);
+  const device = (blkioCount(v.uid, dev, 'Read').bytes - before.bytes) / 2 ** 20;
+  const slow = 6 / secs;
+  t.diagnostic(`dd O_DIRECT reads: unthrottled ${free.toFixed(1)} MiB/s (16 MiB in ${freeSecs.toFixed(2)} s; 10 ms clock); readBps 2Mi (${throttle}) → ${slow.toFixed(2)} MiB/s (6 MiB in ${secs.toFixed(2)} s), ${(device / secs).toFixed(2)} MiB/s read from ${dev} by the VE's cgroup`);
+  assert.match(throttle, new RegExp(`^\\d+:\\d+ ${limit}$`), 'the throttle names the VE disk device');
+  assert.ok(slow <= 2 * 1.3, `at most ~2 MiB/s (${slow.toFixed(2)})`);
+  assert.ok(device / secs <= 2 * 1.3, `the device saw at most ~2 MiB/s from the VE (${(device / secs).toFixed(2)})`);
+  assert.ok(device >= 6, `the reads reached the device, not a cache (${device.toFixed(2)} MiB)`);
+  assert.ok(slow < free / 2, 'clearly slower than unthrottled');
+});
+
+test('read and write IOPS are throttled to readIops/writeIops, each in its own direction (4 KiB O_DIRECT)', async (t) => {
+  if (!guard(t)) return;
+  const v = await startVE('iops', {});
+  await ddSeconds(v.uid, ['if=/dev/zero', 'of=/itest', 'bs=1M', 'count=8', 'oflag=direct']);
+  // Overwrites in place (conv=notrunc): no block allocation, so one 4 KiB request per dd block.
+  const reads = (count: number) => ddSeconds(v.uid, ['if=/itest', 'of=/dev/null', 'bs=4k', `count=${count}`, 'iflag=direct']);
+  const writes = (count: number) => ddSeconds(v.uid, ['if=/dev/zero', 'of=/itest', 'bs=4k', `count=${count}`, 'oflag=direct', 'conv=notrunc']);
+  const freeReadSecs = await reads(2048);
+  const freeWriteSecs = await writes(2048);
+  const freeRead = 2048 / freeReadSecs;
+  const freeWrite = 2048 / freeWriteSecs;
+  const limits = { readIops: 60, writeIops: 40 };
+  assert.equal(await rt.updateLimits(v.uid, limits), 'updated');
+  const throttles = [cg('blkio', v.uid, 'blkio.throttle.read_iops_device'), cg('blkio', v.uid, 'blkio.throttle.write_iops_device')];
+  const dev = throttles[0]!.split(' ')[0]!;
+  const measure = async (dir: 'Read' | 'Write', count: number, run: (n: number) => Promise<number>) => {
+    const before = blkioCount(v.uid, dev, dir).ops;
+    const secs = await run(count);
+    return { dd: count / secs, device: (blkioCount(v.uid, dev, dir).ops - before) / secs, secs };
+  };
+  const r = await measure('Read', 180, reads);
+  const w = await measure('Write', 120, writes);
+  t.diagnostic(
+    `4 KiB O_DIRECT: unthrottled ${Math.round(freeRead)} reads/s, ${Math.round(freeWrite)} writes/s (2048 each in ${freeReadSecs.toFixed(2)} s, ${freeWriteSecs.toFixed(2)} s; 10 ms clock); ` +
+      `readIops 60 / writeIops 40 (${throttles.join(', ')}) → ${r.dd.toFixed(1)} reads/s (device ${r.device.toFixed(1)}, ${r.secs.toFixed(2)} s), ` +
+      `${w.dd.toFixed(1)} writes/s (device ${w.device.toFixed(1)}, ${w.secs.toFixed(2)} s)`,
+  );
+  assert.match(throttles[0]!, /^\d+:\d+ 60$/);
+  assert.match(throttles[1]!, /^\d+:\d+ 40$/);
+  for (const [what, got, limit, free] of [['reads', r, limits.readIops, freeRead], ['writes', w, limits.writeIops, freeWrite]] as const) {
+    assert.ok(got.dd <= limit * 1.3, `${what}: at most ~${limit}/s (${got.dd.toFixed(1)})`);
+    assert.ok(got.device <= limit * 1.3, `${what}: the device saw at most ~${limit}/s from the VE (${got.device.toFixed(1)})`);
+    assert.ok(got.device * got.secs >= (what === 'reads' ? 180 : 120), `${what}: every request reached the device`);
+    assert.ok(got.dd < free / 2, `${what}: clearly fewer than unthrottled (${Math.round(free)}/s)`);
+  }
 });
 
 test('every limit changes live: the cgroup files change while init keeps its PID; openFiles waits for a restart', async (t) => {

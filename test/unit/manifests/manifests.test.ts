@@ -1,14 +1,14 @@
 // Consistency of the real-cluster manifests (manifests/*.yaml, manifests/argocd/): the names the
 // workloads, RBAC and the node-agent admission policy use agree; the DaemonSet has the host
 // access the agent needs; the Argo CD ConfigMap embeds health-virtualenvironment.lua verbatim
-// and the script covers every health outcome. (No Lua interpreter here: the script's logic is
-// checked by reading, its branches by this test.)
+// and the script covers every health outcome. (argocd-health.test.ts runs the scripts in Lua.)
 
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
+import { agentMetricsListen } from '../../../src/cli/controller.js';
 import { repoRoot } from '../../helpers/kvz-up.js';
 
 type Doc = { kind: string; metadata: { name: string; namespace?: string }; [k: string]: unknown };
@@ -67,6 +67,27 @@ test('the node-agent DaemonSet has the host access the runtime needs', () => {
   assert.equal(mounts['/run/netns'], 'Bidirectional');
   assert.ok('/sys/fs/cgroup' in mounts && '/dev' in mounts);
   assert.ok((c.args as string[]).includes('node-agent'));
+});
+
+test('the node-agent DaemonSet serves Prometheus metrics on the port it declares and annotates', () => {
+  const ds = find('DaemonSet', 'kvz-node-agent');
+  const c = ds.spec.template.spec.containers[0];
+  const env = new Set((c.env as { name: string }[]).map((e) => e.name));
+  // Kubernetes expands $(VAR) in args from the container's env; an undefined one stays literal.
+  const args = (c.args as string[]).map((a) => a.replace(/\$\((\w+)\)/g, (_m, v: string) => {
+    assert.ok(env.has(v), `$(${v}) in the args is defined in env`);
+    return v === 'HOST_IP' ? '192.0.2.7' : 'x';
+  }));
+  assert.equal(args[0], 'node-agent');
+  // The agent's own parser accepts every flag the DaemonSet passes (an unknown one throws).
+  const listen = agentMetricsListen(args.slice(1));
+  assert.deepEqual(listen, { host: '192.0.2.7', port: 9464 });
+  const port = (c.ports as { name: string; containerPort: number }[]).find((p) => p.name === 'metrics');
+  assert.equal(port?.containerPort, listen!.port, 'the container port is the one --metrics-listen binds');
+  const ann = ds.spec.template.metadata.annotations as Record<string, string>;
+  assert.equal(ann['prometheus.io/scrape'], 'true');
+  assert.equal(ann['prometheus.io/port'], String(listen!.port));
+  assert.equal(ann['prometheus.io/path'], '/metrics');
 });
 
 test('Argo CD: the ConfigMap embeds health-virtualenvironment.lua verbatim, and the script covers every outcome', () => {
