@@ -23,6 +23,8 @@ else
     debootstrap zstd
     # tests and helpers
     iputils-ping curl jq
+    # runs the Argo CD health script (manifests/argocd/*.lua) in test/unit/manifests/argocd-health.test.ts
+    lua5.4
     # native npm modules (better-sqlite3 falls back to node-gyp) and the CRIU build
     build-essential pkg-config python3 ca-certificates xz-utils
   )

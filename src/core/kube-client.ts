@@ -272,10 +272,15 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
     informer.on('delete', (o) => onEvent('DELETED', o as T));
     let stopped = false;
     let backoffMs = 500;
+    let lastErrorAt = 0;
     let timer: NodeJS.Timeout | undefined;
     // client-node informers stop on network errors and list failures: restart them with backoff.
+    // The back-off starts over only after a quiet minute: client-node says 'connect' at the start
+    // of every attempt, before its list can fail, so that event cannot tell a recovery.
     informer.on('error', (err) => {
       if (stopped) return;
+      if (Date.now() - lastErrorAt > 60_000) backoffMs = 500;
+      lastErrorAt = Date.now();
       this.log.warn({ resource: this.ref.plural, err: toKvzError(err, 'watch', this.server).message, retryInMs: backoffMs }, 'informer stopped; restarting');
       timer = setTimeout(() => {
         informer.start().catch(() => {
@@ -283,9 +288,6 @@ export class KubeResourceClient<T extends KubeObject> implements ResourceClient<
         });
       }, backoffMs);
       backoffMs = Math.min(backoffMs * 2, 30_000);
-    });
-    informer.on('connect', () => {
-      backoffMs = 500;
     });
     await informer.start();
     return {

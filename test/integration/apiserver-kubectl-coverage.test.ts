@@ -190,9 +190,21 @@ describe('kubectl command coverage', () => {
     const out = await ok(['api-resources']);
     assert.match(out, /virtualenvironments\s+ve\s+kubevz\.io\/v1alpha1\s+true\s+VirtualEnvironment/);
     assert.match(out, /venodes\s+ven\s+kubevz\.io\/v1alpha1\s+false\s+VENode/);
+    assert.match(out, /vetemplates\s+vet\s+kubevz\.io\/v1alpha1\s+false\s+VETemplate/);
+    assert.match(out, /vemigrations\s+vem\s+kubevz\.io\/v1alpha1\s+true\s+VEMigration/);
     assert.match(out, /leases\s+coordination\.k8s\.io\/v1\s+true\s+Lease/);
     assert.match(out, /events\s+ev\s+v1\s+true\s+Event/);
-    assert.match(await ok(['api-resources', '--api-group=kubevz.io', '-o', 'name']), /virtualenvironments\.kubevz\.io/);
+    const names = (o: string) => o.split('\n').filter(Boolean).sort();
+    assert.deepEqual(names(await ok(['api-resources', '--api-group=kubevz.io', '-o', 'name'])), ['vemigrations.kubevz.io', 'venodes.kubevz.io', 'vetemplates.kubevz.io', 'virtualenvironments.kubevz.io']);
+    // Scope as the CRDs declare it: VENode and VETemplate cluster-wide, VE and VEMigration per namespace.
+    assert.deepEqual(names(await ok(['api-resources', '--api-group=kubevz.io', '--namespaced=false', '-o', 'name'])), ['venodes.kubevz.io', 'vetemplates.kubevz.io']);
+    assert.deepEqual(names(await ok(['api-resources', '--api-group=kubevz.io', '--namespaced=true', '-o', 'name'])), ['vemigrations.kubevz.io', 'virtualenvironments.kubevz.io']);
+    // The short names resolve through discovery for get as well.
+    for (const short of ['vet', 'vem']) {
+      const r = await k.run(['get', short]);
+      assert.equal(r.code, 0, `kubectl get ${short}: ${r.stderr}`);
+      assert.match(r.stderr, /No resources found/);
+    }
   });
 
   it('apply with validation accepts every kind of field and rejects unknown ones', async (t) => {

@@ -31,6 +31,7 @@ function aNode(name: string) {
   const b = {
     memory: (m: string) => ((node.status!.allocatable!.memory = m), b),
     cpu: (c: string) => ((node.status!.allocatable!.cpu = c), b),
+    disk: (d: string) => ((node.status!.allocatable!.disk = d), b),
     label: (k: string, v: string) => ((node.metadata.labels![k] = v), b),
     heartbeatAgo: (ms: number) => ((node.status!.heartbeatTime = new Date(NOW - ms).toISOString()), b),
     notReady: () => ((node.status!.conditions![0]!.status = 'Unknown'), b),
@@ -227,4 +228,64 @@ test('a current cached copy is bound without a GET', async () => {
   await scheduler.reconcile('default/c');
   assert.equal((await ves.get('c', 'default'))!.metadata.labels?.[NODE_LABEL], 'n1');
   assert.equal(gets, 0);
+});
+
+test('cpu: a VE whose CPU cap fits no node is Scheduled=False naming cpu', async () => {
+  const { schedule } = await setup([aNode('two').cpu('2').build(), aNode('three').cpu('3').build()]);
+  // cpu.limit 400% = 4 cores; the smaller of limit and cpus counts, so cpus 6 does not lower it.
+  const ve = await schedule('hungry', { resources: { cpu: { limit: '400%', cpus: 6 } } });
+  assert.equal(ve.metadata.labels?.[NODE_LABEL], undefined);
+  const sched = findCondition(ve.status?.conditions, 'Scheduled');
+  assert.equal(sched?.status, 'False');
+  assert.equal(sched?.reason, 'Unschedulable');
+  assert.ok(sched!.message.includes('2 insufficient cpu'), sched!.message);
+  assert.ok(!sched!.message.includes('insufficient memory') && !sched!.message.includes('insufficient disk'), sched!.message);
+  assert.ok(sched!.message.includes('cpu 4,'), sched!.message);
+  assert.equal(sched?.observedGeneration, ve.metadata.generation);
+});
+
+test('cpu: the smaller of cpu.limit and cpu.cpus counts, and earlier placements use up a node', async () => {
+  const { schedule } = await setup([aNode('n1').cpu('2').build()]);
+  // limit 8 cores but pinned to 1.5 CPUs: counts 1500m, fits on 2 cores.
+  const first = await schedule('a', { resources: { cpu: { limit: '8', cpus: 1.5 } } });
+  assert.equal(first.metadata.labels?.[NODE_LABEL], 'n1');
+  // 1500m + 1000m > 2 cores: the second one does not fit any more.
+  const second = await schedule('b', { resources: { cpu: { limit: '1000m' } } });
+  assert.equal(second.metadata.labels?.[NODE_LABEL], undefined);
+  assert.ok(findCondition(second.status?.conditions, 'Scheduled')!.message.includes('1 insufficient cpu'));
+});
+
+test('disk: a VE whose disk space fits no node is Scheduled=False naming disk', async () => {
+  const { schedule, events } = await setup([aNode('n1').disk('10Gi').build(), aNode('n2').disk('20Gi').build()]);
+  const ve = await schedule('fat', { resources: { disk: { space: '50Gi' } } });
+  assert.equal(ve.metadata.labels?.[NODE_LABEL], undefined);
+  const sched = findCondition(ve.status?.conditions, 'Scheduled');
+  assert.equal(sched?.status, 'False');
+  assert.equal(sched?.reason, 'Unschedulable');
+  assert.ok(sched!.message.includes('2 insufficient disk'), sched!.message);
+  assert.ok(!sched!.message.includes('insufficient cpu') && !sched!.message.includes('insufficient memory'), sched!.message);
+  assert.ok(sched!.message.includes(`disk ${50 * 1024 * 1024}Ki`), sched!.message);
+  assert.equal(events.events.at(-1)?.reason, 'FailedScheduling');
+});
+
+test('disk: a node with room for everything is chosen over a roomier one short of disk', async () => {
+  // 'roomy' has more memory and CPU (it would win on score) but only 5Gi of disk.
+  const { schedule } = await setup([
+    aNode('roomy').memory('64Gi').cpu('32').disk('5Gi').build(),
+    aNode('fits').memory('2Gi').cpu('2').disk('20Gi').build(),
+  ]);
+  const ve = await schedule('d', { resources: { memory: { limit: '1Gi' }, cpu: { limit: '1' }, disk: { space: '10Gi' } } });
+  assert.equal(ve.metadata.labels?.[NODE_LABEL], 'fits');
+  assert.equal(ve.status?.nodeName, 'fits');
+  assert.equal(findCondition(ve.status?.conditions, 'Scheduled')?.status, 'True');
+  // Control: without the disk request the roomier node wins, so disk is what decided above.
+  const noDisk = await schedule('m', { resources: { memory: { limit: '1Gi' }, cpu: { limit: '1' } } });
+  assert.equal(noDisk.metadata.labels?.[NODE_LABEL], 'roomy');
+});
+
+test('several resources short: each node is counted once per resource it lacks', async () => {
+  const { schedule } = await setup([aNode('n1').memory('1Gi').cpu('1').disk('1Gi').build()]);
+  const ve = await schedule('all', { resources: { memory: { limit: '2Gi' }, cpu: { limit: '2' }, disk: { space: '2Gi' } } });
+  const msg = findCondition(ve.status?.conditions, 'Scheduled')!.message;
+  for (const part of ['1 insufficient memory', '1 insufficient cpu', '1 insufficient disk']) assert.ok(msg.includes(part), `${part} in: ${msg}`);
 });
