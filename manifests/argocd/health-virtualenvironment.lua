@@ -1,6 +1,17 @@
 -- Argo CD health of a kubevz.io VirtualEnvironment (resource.customizations.health.kubevz.io_VirtualEnvironment).
 -- Reads only what the agent and the controller publish: status.observedGeneration, phase, and
 -- the Ready / Stalled / Scheduled conditions (each with observedGeneration).
+-- The first argument that is a non-empty string: in Lua "" is true, so `a or b` would keep an
+-- empty message (conditions always carry a message field, often "").
+local function firstText(...)
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if type(v) == "string" and v ~= "" then
+      return v
+    end
+  end
+  return nil
+end
 local hs = { status = "Progressing", message = "waiting for the VE to be scheduled and reconciled" }
 if obj.status == nil then
   return hs
@@ -21,20 +32,22 @@ if obj.spec ~= nil and obj.spec.powerState ~= nil then
   want = obj.spec.powerState
 end
 local phase = obj.status.phase
-if phase == "Failed" or (cond.Stalled ~= nil and cond.Stalled.status == "True") then
+local stalled = cond.Stalled ~= nil and cond.Stalled.status == "True"
+if phase == "Failed" or stalled then
+  -- Stalled=True: an invalid spec, or a crash loop (reason CrashLoopBackOff) the agent keeps retrying.
   hs.status = "Degraded"
-  hs.message = (cond.Ready ~= nil and cond.Ready.message) or obj.status.message or "the VE failed"
+  hs.message = firstText(stalled and cond.Stalled.message or nil, cond.Ready ~= nil and cond.Ready.message or nil, obj.status.message) or "the VE failed"
   return hs
 end
 if cond.Ready ~= nil and cond.Ready.status == "Unknown" then
   -- The VE's node stopped heartbeating: its state is not known, and it is not moved.
   hs.status = "Degraded"
-  hs.message = cond.Ready.message or "the VE's node is NotReady"
+  hs.message = firstText(cond.Ready.message) or "the VE's node is NotReady"
   return hs
 end
 if cond.Scheduled ~= nil and cond.Scheduled.status == "False" then
   hs.status = "Progressing"
-  hs.message = cond.Scheduled.message or "unschedulable"
+  hs.message = firstText(cond.Scheduled.message) or "unschedulable"
   return hs
 end
 if want == "Suspended" and phase == "Suspended" then
@@ -52,7 +65,7 @@ if want == "Running" and phase == "Running" and cond.Ready ~= nil and cond.Ready
   hs.message = "running on " .. (obj.status.nodeName or "?")
   return hs
 end
-if cond.Ready ~= nil and cond.Ready.message ~= nil and cond.Ready.message ~= "" then
-  hs.message = cond.Ready.message
+if cond.Ready ~= nil then
+  hs.message = firstText(cond.Ready.message) or hs.message
 end
 return hs

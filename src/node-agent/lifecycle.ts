@@ -11,6 +11,14 @@
 //   10 min before it died starts again at 1s. The init's exit status is not observable (runc
 //   runs detached and the host's init reaps it), so OnFailure cannot tell a clean `poweroff`
 //   inside the VE from a crash and behaves like Always.
+// * While a crashed VE waits out its back-off it is phase Pending, Ready=False with reason
+//   CrashLoopBackOff. The first exit is restarted after 1s and is reported as converging
+//   (Reconciling=True): a single `reboot` inside the VE is no failure. From the second exit in a
+//   row (the init died again less than 10 min after the agent restarted it) the VE is in a crash
+//   loop and reported as failing — Stalled=True, reason CrashLoopBackOff, what kstatus calls
+//   Failed and Argo CD Degraded, as both do for a Pod in CrashLoopBackOff — with a message that
+//   gives the count and when the next restart is due. The agent keeps restarting it; once the
+//   restarted init runs, the status is Running/Ready again (like a Pod between crashes).
 // * Never leaves the VE Stopped (Ready=False, reason Exited) until its spec changes
 //   (metadata.generation moves past the one the Exited condition recorded).
 // * After a host reboot (the boot id differs from the one recorded in the state dir), a VE
@@ -36,6 +44,9 @@ export interface BackoffSchedule {
 }
 
 export const DEFAULT_BACKOFF: BackoffSchedule = { initialMs: 1_000, maxMs: 300_000, resetAfterMs: 600_000 };
+
+/** From this many exits in a row a VE is in a crash loop: Stalled, not merely restarting. */
+export const CRASH_LOOP_AFTER_FAILURES = 2;
 
 interface BackoffEntry {
   failures: number;
@@ -73,7 +84,7 @@ export class RestartBackoff {
    * The VE's init has exited. Counts the failure once per start and returns how long to wait
    * before starting it again (0 = now) and which restart that will be.
    */
-  exited(key: string): { waitMs: number; failures: number; counted: boolean } {
+  exited(key: string): { waitMs: number; failures: number; counted: boolean; restartAt: number } {
     const now = this.clock.now();
     const e = this.entries.get(key) ?? { failures: 0, counted: false, restartAt: 0 };
     let counted = false;
@@ -85,7 +96,7 @@ export class RestartBackoff {
       counted = true;
     }
     this.entries.set(key, e);
-    return { waitMs: Math.max(0, e.restartAt - now), failures: e.failures, counted };
+    return { waitMs: Math.max(0, e.restartAt - now), failures: e.failures, counted, restartAt: e.restartAt };
   }
 
   forget(key: string): void {
@@ -139,6 +150,8 @@ export interface Hold {
   requeueAfterMs?: number;
   /** A failure counted just now (for one Event per crash). */
   newCrash?: { failures: number };
+  /** The VE is failing (a crash loop), not converging: reported as Stalled=True. */
+  stalled?: boolean;
 }
 
 function exited(touchedMsg: string): Hold {
@@ -174,8 +187,21 @@ export function decideStart(i: StartInput, backoff: RestartBackoff): Hold | unde
   return {
     phase: 'Pending',
     reason: 'CrashLoopBackOff',
-    message: `the VE's init exited (${b.failures} time${b.failures === 1 ? '' : 's'} in a row); restarting in ${Math.ceil(b.waitMs / 1000)}s`,
+    message: crashMessage(b.failures, b.restartAt, backoff.delayFor(b.failures)),
     requeueAfterMs: b.waitMs,
     ...(b.counted ? { newCrash: { failures: b.failures } } : {}),
+    ...(b.failures >= CRASH_LOOP_AFTER_FAILURES ? { stalled: true } : {}),
   };
+}
+
+/**
+ * Says how often the init died and when the next restart is due. The due time is absolute (and
+ * the delay is the schedule's, not the time left), so every look during one back-off gives the
+ * same text and the status is not rewritten for nothing.
+ */
+function crashMessage(failures: number, restartAtMs: number, delayMs: number): string {
+  const times = (n: number) => `${n} time${n === 1 ? '' : 's'}`;
+  const due = new Date(Math.ceil(restartAtMs / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+  const restarted = failures > 1 ? `, restarted ${times(failures - 1)}` : '';
+  return `the VE's init exited ${times(failures)} in a row${restarted}; next restart at ${due} (back-off ${Math.ceil(delayMs / 1000)}s)`;
 }

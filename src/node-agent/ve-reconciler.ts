@@ -419,7 +419,7 @@ export class VEReconciler implements Reconciler {
       log.info({ reason: hold.reason }, hold.message);
       this.events.event(ve, 'Normal', hold.reason, hold.message);
     }
-    await this.writeStatus(ve, { ...this.base(ve, addresses), phase: hold.phase, ready: { status: 'False', reason: hold.reason, message: hold.message } });
+    await this.writeStatus(ve, { ...this.base(ve, addresses), phase: hold.phase, ready: { status: 'False', reason: hold.reason, message: hold.message }, ...(hold.stalled ? { stalled: true } : {}) });
     return hold.requeueAfterMs === undefined ? {} : { requeueAfterMs: hold.requeueAfterMs };
   }
 

@@ -13,14 +13,20 @@ export interface StatusInput {
   security?: VESecurityStatus;
   ready: { status: 'True' | 'False' | 'Unknown'; reason: string; message?: string };
   message?: string;
+  /**
+   * The VE is failing though its phase is not Failed (a crash loop: the agent keeps restarting
+   * it with back-off): Stalled=True with the Ready reason and message.
+   */
+  stalled?: boolean;
 }
 
 export function buildStatus(ve: VirtualEnvironment, input: StatusInput, now = new Date()): VEStatus {
   const generation = ve.metadata.generation ?? 1;
   let conditions: Condition[] = setCondition(ve.status?.conditions, { type: 'Ready', ...input.ready, observedGeneration: generation }, now);
   // kstatus (Flux, kpt, cli-utils) reads these two "abnormal-true" conditions, not Ready:
-  // Reconciling=True → InProgress, Stalled=True → Failed (see manifests/README.md).
-  const stalled = input.phase === 'Failed';
+  // Reconciling=True → InProgress, Stalled=True → Failed (see manifests/README.md). At most one
+  // of them is True; a crash loop is Stalled (as kstatus reads a Pod in CrashLoopBackOff).
+  const stalled = input.phase === 'Failed' || input.stalled === true;
   const settled = input.ready.status === 'True' || (input.phase === 'Stopped' && input.ready.reason === 'Stopped');
   conditions = setCondition(conditions, stalled
     ? { type: 'Stalled', status: 'True', reason: input.ready.reason, message: input.ready.message ?? '', observedGeneration: generation }

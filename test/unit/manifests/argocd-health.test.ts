@@ -146,15 +146,34 @@ test('VirtualEnvironment: phase Failed or Stalled=True → Degraded with the rea
   assert.deepEqual(stalled, { status: 'Degraded', message: 'template is broken' });
 });
 
-test('VirtualEnvironment: a crash loop is not Healthy, and says why', (t) => {
+test('VirtualEnvironment: a crash loop (Stalled=True, reason CrashLoopBackOff) → Degraded, and says why', (t) => {
   if (!needLua(t)) return;
-  const msg = "the VE's init exited (3 times in a row); restarting in 4s";
-  const h = health(veScript, aVE({}, { phase: 'Pending', nodeName: 'n1', observedGeneration: 2, conditions: [cond('Ready', 'False', 'CrashLoopBackOff', msg), cond('Reconciling', 'True', 'CrashLoopBackOff', msg), cond('Stalled', 'False', 'Progressing')] }));
-  // The script reads the agent's conditions: today a crash loop is Reconciling → Progressing
-  // (Argo CD calls a Pod in CrashLoopBackOff Degraded; the agent would have to set Stalled=True).
-  assert.notEqual(h.status, 'Healthy');
-  assert.ok(['Progressing', 'Degraded'].includes(h.status), h.status);
-  assert.equal(h.message, msg);
+  const msg = "the VE's init exited 3 times in a row, restarted 2 times; next restart at 2026-01-01T00:00:04Z (back-off 4s)";
+  const h = health(veScript, aVE({}, { phase: 'Pending', nodeName: 'n1', observedGeneration: 2, conditions: [cond('Ready', 'False', 'CrashLoopBackOff', msg), cond('Reconciling', 'False', 'Stalled'), cond('Stalled', 'True', 'CrashLoopBackOff', msg)] }));
+  // As Argo CD calls a Pod in CrashLoopBackOff.
+  assert.deepEqual(h, { status: 'Degraded', message: msg });
+  // The first exit (restarted after 1s) is still converging: Reconciling=True → Progressing.
+  const first = "the VE's init exited 1 time in a row; next restart at 2026-01-01T00:00:01Z (back-off 1s)";
+  const once = health(veScript, aVE({}, { phase: 'Pending', nodeName: 'n1', observedGeneration: 2, conditions: [cond('Ready', 'False', 'CrashLoopBackOff', first), cond('Reconciling', 'True', 'CrashLoopBackOff', first), cond('Stalled', 'False', 'Progressing')] }));
+  assert.deepEqual(once, { status: 'Progressing', message: first });
+});
+
+test('empty messages ("" is true in Lua) fall through to the next message, never an empty one', (t) => {
+  if (!needLua(t)) return;
+  // Stalled and Ready with "" messages: status.message, then the default.
+  const blank = [cond('Ready', 'False', 'InvalidSpec', ''), cond('Stalled', 'True', 'InvalidSpec', '')];
+  assert.deepEqual(health(veScript, aVE({}, { phase: 'Failed', observedGeneration: 2, message: 'bad limit', conditions: blank })), { status: 'Degraded', message: 'bad limit' });
+  assert.deepEqual(health(veScript, aVE({}, { phase: 'Failed', observedGeneration: 2, conditions: blank })), { status: 'Degraded', message: 'the VE failed' });
+  assert.deepEqual(health(veScript, aVE({}, { phase: 'Failed', observedGeneration: 2, message: '', conditions: blank })), { status: 'Degraded', message: 'the VE failed' });
+  // Stalled's message first, an empty Ready message skipped.
+  assert.deepEqual(health(veScript, aVE({}, { phase: 'Pending', observedGeneration: 2, conditions: [cond('Ready', 'False', 'CrashLoopBackOff', ''), cond('Stalled', 'True', 'CrashLoopBackOff', 'crashed')] })), { status: 'Degraded', message: 'crashed' });
+  assert.deepEqual(health(veScript, aVE({}, { phase: 'Running', observedGeneration: 2, conditions: [cond('Ready', 'Unknown', 'NodeNotReady', '')] })), { status: 'Degraded', message: "the VE's node is NotReady" });
+  assert.deepEqual(health(veScript, aVE({}, { phase: 'Pending', observedGeneration: 2, conditions: [cond('Scheduled', 'False', 'Unschedulable', '')] })), { status: 'Progressing', message: 'unschedulable' });
+  assert.deepEqual(health(veScript, aVE({}, { phase: 'Creating', observedGeneration: 2, conditions: [cond('Ready', 'False', 'Creating', '')] })), { status: 'Progressing', message: 'waiting for the VE to be scheduled and reconciled' });
+  const node = { apiVersion: 'kubevz.io/v1alpha1', kind: 'VENode', metadata: { name: 'n1' }, spec: {}, status: { conditions: [cond('Ready', 'False', 'AgentNotReady', '')] } };
+  assert.deepEqual(health(scriptOf('VENode'), node), { status: 'Degraded', message: 'AgentNotReady' });
+  const mig = { apiVersion: 'kubevz.io/v1alpha1', kind: 'VEMigration', metadata: { name: 'm', namespace: 'default' }, spec: { ve: 'web', targetNode: 'n2' }, status: { phase: 'Failed', message: '' } };
+  assert.deepEqual(health(scriptOf('VEMigration'), mig), { status: 'Degraded', message: 'migration failed; the VE runs on the source again' });
 });
 
 test('VirtualEnvironment: its node lost (Ready=Unknown) → Degraded', (t) => {
@@ -187,6 +206,8 @@ test('VirtualEnvironment: what the agent\'s status builder writes reads as the m
     ['creating', withStatus({ phase: 'Creating', ready: { status: 'False', reason: 'Creating', message: 'starting from template busybox' } }), 'Progressing'],
     ['template missing', withStatus({ phase: 'Pending', ready: { status: 'False', reason: 'TemplateNotFound', message: 'no template busybox' } }), 'Progressing'],
     ['failed', withStatus({ phase: 'Failed', ready: { status: 'False', reason: 'InvalidSpec', message: 'spec.resources.memory.limit is invalid' } }), 'Degraded'],
+    ['restarting after one exit', withStatus({ phase: 'Pending', ready: { status: 'False', reason: 'CrashLoopBackOff', message: 'exited once' } }), 'Progressing'],
+    ['crash loop', withStatus({ phase: 'Pending', stalled: true, ready: { status: 'False', reason: 'CrashLoopBackOff', message: 'exited 2 times in a row' } }), 'Degraded'],
     ['stopped as declared', withStatus({ phase: 'Stopped', ready: { status: 'False', reason: 'Stopped', message: 'spec.powerState is Stopped' } }, { powerState: 'Stopped' }), 'Healthy'],
     ['suspended as declared', withStatus({ phase: 'Suspended', ready: { status: 'False', reason: 'Suspended', message: 'checkpointed' } }, { powerState: 'Suspended' }), 'Suspended'],
   ];

@@ -49,6 +49,32 @@ test('a crashed init is held back with reason CrashLoopBackOff; a stopped-by-age
   assert.equal(decideStart({ ...base, restartPolicy: 'OnFailure' }, new RestartBackoff(clock))?.reason, 'CrashLoopBackOff');
 });
 
+test('the first exit only restarts; from the second in a row the hold is a crash loop (stalled) with count and due time', () => {
+  const clock = fakeClock(Date.parse('2026-01-01T00:00:00Z'));
+  const b = new RestartBackoff(clock);
+  const first = decideStart(base, b);
+  assert.equal(first?.stalled, undefined, 'one exit is no crash loop');
+  assert.equal(first?.message, "the VE's init exited 1 time in a row; next restart at 2026-01-01T00:00:01Z (back-off 1s)");
+  clock.advance(1000);
+  assert.equal(decideStart(base, b), undefined, 'restarted');
+  b.running('ns/ve', 201);
+  clock.advance(30_000);
+  const second = decideStart(base, b);
+  assert.equal(second?.reason, 'CrashLoopBackOff');
+  assert.equal(second?.stalled, true);
+  assert.equal(second?.message, "the VE's init exited 2 times in a row, restarted 1 time; next restart at 2026-01-01T00:00:33Z (back-off 2s)");
+  clock.advance(500);
+  assert.equal(decideStart(base, b)?.message, second?.message, 'the same text on every look during one back-off');
+  clock.advance(1500);
+  assert.equal(decideStart(base, b), undefined);
+  // Ran 10 min before dying: the count starts again, and so does the leniency.
+  b.running('ns/ve', 202);
+  clock.advance(600_000);
+  const fresh = decideStart(base, b);
+  assert.equal(fresh?.stalled, undefined);
+  assert.match(fresh!.message, /exited 1 time in a row/);
+});
+
 test('restartPolicy Never: Stopped with reason Exited until the spec changes', () => {
   const b = new RestartBackoff(fakeClock());
   const hold = decideStart({ ...base, restartPolicy: 'Never' }, b);

@@ -158,21 +158,90 @@ test('agent: an invalid spec makes the VE Stalled (Failed); fixing the spec clea
   assert.equal(kstatus(ve), 'Current');
 });
 
-test('agent: a crash-looping VE is never Current: an abnormal condition is True with reason CrashLoopBackOff', async () => {
-  const now = 0;
+test('agent: a crash loop (2nd exit in a row) is Stalled=True, reason CrashLoopBackOff → Failed; running again clears it', async () => {
+  let now = Date.parse('2026-01-01T00:00:00Z');
   const { client, runtime, reconciler, create } = agent(new RestartBackoff({ now: () => now }));
   const created = await create('loop');
+  const uid = created.metadata.uid!;
+  const conditions = async () => {
+    const ve = (await client.get('loop', 'default'))!;
+    const c = (type: string) => findCondition(ve.status?.conditions, type)!;
+    return { ve, ready: c('Ready'), reconciling: c('Reconciling'), stalled: c('Stalled') };
+  };
   await reconciler.reconcile('default/loop', signal);
-  runtime.kill(created.metadata.uid!);
+
+  // First exit: restarted after 1s, reported as converging (a single `reboot` inside is no failure).
+  runtime.kill(uid);
+  assert.deepEqual(await reconciler.reconcile('default/loop', signal), { requeueAfterMs: 1000 });
+  let s = await conditions();
+  assert.equal(s.ve.status?.phase, 'Pending');
+  assert.equal(s.ready.status, 'False');
+  assert.equal(s.ready.reason, 'CrashLoopBackOff');
+  assert.equal(s.reconciling.status, 'True');
+  assert.equal(s.reconciling.reason, 'CrashLoopBackOff');
+  assert.equal(s.stalled.status, 'False');
+  assert.equal(kstatus(s.ve), 'InProgress');
+
+  // Restarted, dies again within the reset window: a crash loop.
+  now += 1000;
   await reconciler.reconcile('default/loop', signal);
-  const ve = (await client.get('loop', 'default'))!;
-  assert.equal(findCondition(ve.status?.conditions, 'Ready')?.reason, 'CrashLoopBackOff');
-  // Today the agent reports a crash loop as Reconciling (it retries on its own back-off); kstatus
-  // for Pods calls a crash loop Failed. Either is honest as long as it is not Current.
-  const abnormal = (ve.status?.conditions ?? []).filter((c) => (c.type === 'Reconciling' || c.type === 'Stalled') && c.status === 'True');
-  assert.equal(abnormal.length, 1, JSON.stringify(ve.status?.conditions));
-  assert.equal(abnormal[0]!.reason, 'CrashLoopBackOff');
-  assert.match(abnormal[0]!.message, /exited/);
-  assertObservedEverywhere(ve.status!, ve.metadata.generation!);
-  assert.notEqual(kstatus(ve), 'Current');
+  assert.equal((await runtime.inspect(uid)).state, 'running');
+  now += 5000;
+  runtime.kill(uid);
+  assert.deepEqual(await reconciler.reconcile('default/loop', signal), { requeueAfterMs: 2000 });
+  s = await conditions();
+  assert.equal(s.ve.status?.phase, 'Pending');
+  assert.equal(s.ready.status, 'False');
+  assert.equal(s.ready.reason, 'CrashLoopBackOff');
+  assert.equal(s.stalled.status, 'True');
+  assert.equal(s.stalled.reason, 'CrashLoopBackOff');
+  assert.equal(s.stalled.message, "the VE's init exited 2 times in a row, restarted 1 time; next restart at 2026-01-01T00:00:08Z (back-off 2s)");
+  assert.equal(s.ready.message, s.stalled.message);
+  assert.equal(s.reconciling.status, 'False');
+  assert.equal(s.reconciling.reason, 'Stalled');
+  assertObservedEverywhere(s.ve.status!, s.ve.metadata.generation!);
+  assert.equal(kstatus(s.ve), 'Failed');
+
+  // A look during the back-off (a resync) does not rewrite the status: the message is stable.
+  const rv = s.ve.metadata.resourceVersion;
+  now += 500;
+  await reconciler.reconcile('default/loop', signal);
+  assert.equal((await conditions()).ve.metadata.resourceVersion, rv);
+
+  // A spec edit during the loop is observed on every condition, and the VE stays Stalled.
+  await client.mergePatch('loop', 'default', { spec: { hostname: 'edited' } });
+  assert.equal(kstatus((await conditions()).ve), 'InProgress', 'not yet observed');
+  await reconciler.reconcile('default/loop', signal);
+  s = await conditions();
+  assert.equal(s.stalled.status, 'True');
+  // (ResourcesApplied keeps the generation it was last measured at: nothing runs to measure.)
+  assert.equal(s.ve.status?.observedGeneration, s.ve.metadata.generation);
+  for (const c of [s.ready, s.reconciling, s.stalled]) assert.equal(c.observedGeneration, s.ve.metadata.generation, c.type);
+  assert.equal(kstatus(s.ve), 'Failed');
+
+  // The back-off is over: the VE runs again and the conditions are back to normal.
+  now += 1500;
+  await reconciler.reconcile('default/loop', signal);
+  s = await conditions();
+  assert.equal(s.ve.status?.phase, 'Running');
+  assert.equal(s.ready.status, 'True');
+  assert.equal(s.stalled.status, 'False');
+  assert.equal(s.reconciling.status, 'False');
+  assert.equal(s.reconciling.reason, 'Converged');
+  assertObservedEverywhere(s.ve.status!, s.ve.metadata.generation!);
+  assert.equal(kstatus(s.ve), 'Current');
+});
+
+test('crash loop in buildStatus: stalled input is Stalled=True with the Ready reason, Reconciling=False, whatever the phase', () => {
+  const msg = "the VE's init exited 3 times in a row, restarted 2 times; next restart at 2026-01-01T00:00:04Z (back-off 4s)";
+  const s = build({ phase: 'Pending', stalled: true, ready: { status: 'False', reason: 'CrashLoopBackOff', message: msg } });
+  assert.deepEqual(['Ready', 'Reconciling', 'Stalled'].map((t) => { const c = findCondition(s.conditions, t)!; return [t, c.status, c.reason, c.message]; }), [
+    ['Ready', 'False', 'CrashLoopBackOff', msg], ['Reconciling', 'False', 'Stalled', ''], ['Stalled', 'True', 'CrashLoopBackOff', msg],
+  ]);
+  assert.equal(s.phase, 'Pending');
+  assertObservedEverywhere(s, GEN);
+  assert.equal(kstatus({ metadata: { generation: GEN }, status: s }), 'Failed');
+  const again = build({ phase: 'Running', initPid: 8, ready: { status: 'True', reason: 'Running', message: '' } }, s);
+  assert.equal(findCondition(again.conditions, 'Stalled')?.status, 'False');
+  assert.equal(kstatus({ metadata: { generation: GEN }, status: again }), 'Current');
 });
