@@ -42,3 +42,17 @@ test('example templates: Debian 12 systemd and sysvinit, busybox; each VE names 
     assert.ok(byName.has(tpl) || tpl === 'busybox', `${obj.metadata.name} uses ${tpl}`);
   }
 });
+
+test('the Debian web example carries what test/integration/examples-debian.test.ts exercises: systemd, lighttpd, iptables, a page, a VE with a memory limit', () => {
+  const web = templates.find((t) => t.metadata.name === 'debian-12-web');
+  assert.ok(web, 'vet-debian-12-web.yaml declares debian-12-web');
+  for (const pkg of ['systemd-sysv', 'lighttpd', 'iptables', 'procps']) assert.ok(web.spec.debootstrap?.include?.includes(pkg), `debian-12-web includes ${pkg}`);
+  assert.match(web.spec.postInstall ?? '', /> \/var\/www\/html\/index\.html/, 'it writes the page the VE serves');
+  assert.equal(web.spec.debootstrap?.mirror, undefined, 'the node\'s own mirror');
+  const ve = docs.find((d) => d.obj.kind === 'VirtualEnvironment' && (d.obj.spec as { template: string }).template === 'debian-12-web');
+  assert.ok(ve, 'a shipped VE uses debian-12-web');
+  const spec = ve.obj.spec as { powerState?: string; resources?: { memory?: { limit?: string } }; network?: { addresses?: string[] } };
+  assert.equal(spec.powerState, 'Stopped', 'applying the examples starts no debootstrap');
+  assert.ok(spec.resources?.memory?.limit, 'a memory limit (free -m inside shows it)');
+  assert.equal(spec.network?.addresses?.length, 1);
+});
