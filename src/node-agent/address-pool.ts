@@ -1,7 +1,11 @@
 // The node's address pool: picks addresses for a VE that declares none (the lowest free host
 // address of the node's IPv4 subnet, and of its IPv6 subnet when it has one, skipping the
-// gateway and the first few), and finds conflicts between VEs of the node.
+// gateway and the first few), and finds conflicts between VEs. Both look at every VE of the
+// cluster, not only the node's: nodes may share one L2 segment and VE subnet (live migration),
+// and an address is unique on the segment whichever node's VE holds it. Addresses outside the
+// node's subnet never take part in allocation, so routed nodes (one subnet each) are unaffected.
 
+import { NODE_LABEL, type VirtualEnvironment } from '../api/types.js';
 import { TerminalError } from '../core/errors.js';
 import { canonicalIp, familyOf, formatIp, parseCidrAny, parseIp, subnetContains, subnetSize } from '../runtime/index.js';
 
@@ -47,7 +51,7 @@ export interface AddressChoice {
   reported?: string[];
   subnet: string;
   subnet6?: string;
-  /** Addresses other VEs of the node declare or hold (CIDR or bare). */
+  /** Addresses other VEs of the cluster declare or hold (CIDR or bare; other subnets are ignored). */
   usedByOthers: () => string[];
 }
 
@@ -86,30 +90,62 @@ export interface AddressClaim {
   addresses: string[];
   /** Whether the VE has these addresses on the host now (running with them). */
   holds: boolean;
+  /** With `holds`: which of `addresses` it has (a running VE whose spec asks for new ones); absent: all. */
+  held?: string[];
   /** metadata.creationTimestamp (RFC 3339); older wins between two that hold nothing. */
   created?: string;
+  /** The node the VE is bound to, for the message. */
+  node?: string;
 }
 
-/** Whether `a` keeps an address both claim: the holder first, then the older, then by name. */
-function precedes(a: AddressClaim, b: AddressClaim): boolean {
-  if (a.holds !== b.holds) return a.holds;
+/**
+ * The claims of every VE but `uid` itself: the addresses each declares plus the ones its status
+ * reports (a pool allocation, kept across stops), held while it is Running. A VE being deleted
+ * claims nothing (its address is being freed). Excluding by uid, not name, keeps a VE in live
+ * migration (one object, a copy on two nodes) from ever conflicting with itself.
+ */
+export function claimsOfOthers(ves: Iterable<VirtualEnvironment>, uid: string): AddressClaim[] {
+  const out: AddressClaim[] = [];
+  for (const o of ves) {
+    if (o.metadata.uid === uid || o.metadata.deletionTimestamp) continue;
+    const reported = o.status?.addresses ?? [];
+    const held = o.status?.phase === 'Running' ? reported : [];
+    const addresses = [...(o.spec.network?.addresses ?? []), ...reported];
+    if (!addresses.length) continue;
+    out.push({
+      key: `${o.metadata.namespace}/${o.metadata.name}`, uid: o.metadata.uid ?? '', addresses, holds: held.length > 0, held,
+      created: o.metadata.creationTimestamp, node: o.status?.nodeName || o.metadata.labels?.[NODE_LABEL] || undefined,
+    });
+  }
+  return out;
+}
+
+function holdsIp(c: AddressClaim, ip: string): boolean {
+  return c.holds && (c.held === undefined || c.held.some((h) => canonicalIp(h) === ip));
+}
+
+/** Whether `a` keeps address `ip` both claim: the holder first, then the older, then by name. */
+function precedes(a: AddressClaim, b: AddressClaim, ip: string): boolean {
+  const [ha, hb] = [holdsIp(a, ip), holdsIp(b, ip)];
+  if (ha !== hb) return ha;
   const [ca, cb] = [a.created ?? '', b.created ?? ''];
   if (ca !== cb) return ca !== '' && (cb === '' || ca < cb);
   return a.key < b.key;
 }
 
 /**
- * The first address of `self` that another VE of the node has a better claim on, with that VE;
+ * The first address of `self` that another VE has a better claim on, with that VE (and its node);
  * undefined when self may use all its addresses. Symmetric: of two VEs asking for one address,
  * exactly one is refused.
  */
-export function addressConflict(self: AddressClaim, others: AddressClaim[]): { address: string; other: string } | undefined {
+export function addressConflict(self: AddressClaim, others: AddressClaim[]): { address: string; other: string; node?: string } | undefined {
   const mine = new Map(self.addresses.map((a) => [canonicalIp(a), a]));
   for (const o of others) {
     if (o.uid === self.uid) continue;
     for (const a of o.addresses) {
-      const hit = mine.get(canonicalIp(a));
-      if (hit && precedes(o, self)) return { address: hit, other: o.key };
+      const ip = canonicalIp(a);
+      const hit = mine.get(ip);
+      if (hit && precedes(o, self, ip)) return { address: hit, other: o.key, ...(o.node ? { node: o.node } : {}) };
     }
   }
   return undefined;

@@ -60,6 +60,8 @@ export interface NodeAgentOptions {
 export class NodeAgent {
   private loop: ControllerLoop | undefined;
   private informer: InformerHandle<VirtualEnvironment> | undefined;
+  /** Every VE of the cluster (no node filter): addresses are unique across nodes sharing a subnet. */
+  private clusterInformer: InformerHandle<VirtualEnvironment> | undefined;
   private exitWatcher: ExitWatcher | undefined;
   private orphanTimer: NodeJS.Timeout | undefined;
   private beancounters: BeancounterRefresher | undefined;
@@ -121,6 +123,7 @@ export class NodeAgent {
       nodeName: this.o.nodeName,
       subnet: this.o.subnet,
       knownVEs: () => this.informer?.list() ?? [],
+      clusterVEs: () => this.clusterInformer?.list() ?? this.informer?.list() ?? [],
       stopTimeoutMs: this.o.stopTimeoutMs ?? 10_000,
       resyncMs: this.o.resyncMs ?? 30_000,
       events: this.o.events,
@@ -128,6 +131,8 @@ export class NodeAgent {
     });
     this.loop = new ControllerLoop({ reconciler, log: this.log, workers: this.o.workers ?? 4 });
     const queue = this.loop.queue;
+    // A cache only: a VE refused for an address conflict looks again on its own (requeue).
+    this.clusterInformer = await this.o.client.inform({}, () => {});
     // The echo of the reconciler's own write wakes nothing (ve-reconciler.ts isOwnWrite).
     this.informer = await this.o.client.inform({ labelSelector: `${NODE_LABEL}=${this.o.nodeName}` }, (type, obj) => {
       if (type === 'DELETED' || !reconciler.isOwnWrite(obj)) queue.add(objectKey(obj));
@@ -213,6 +218,7 @@ export class NodeAgent {
     await this.templateAgent?.stop();
     await this.migrationAgent?.stop();
     await this.informer?.stop();
+    await this.clusterInformer?.stop();
     await this.loop?.stop();
     this.log.info('node agent stopped; VEs keep running');
   }

@@ -12,7 +12,7 @@ import { splitKey, type Reconciler, type ReconcileResult } from '../core/reconci
 import type { ResourceClient } from '../core/resource-client.js';
 import { hostInfo, limitsDiff, LIVE_LIMIT_FIELDS, normalizeLimits, sameLimits, type LimitField, type VEConfig, type VEHostState, type VELimits, type VERuntime } from '../runtime/index.js';
 import { resourcesReport, withResources, type ResourcesReport } from './resources-status.js';
-import { addressConflict, chooseAddresses, type AddressClaim } from './address-pool.js';
+import { addressConflict, chooseAddresses, claimsOfOthers } from './address-pool.js';
 import { decideStart, RestartBackoff, type Hold } from './lifecycle.js';
 import { configFromSpec, needsRestart } from './ve-config.js';
 import { checkDiskFeatures, diskReport, DiskReportThrottle, resolveCloneSource, withDisk, type DiskReport } from './ve-disk.js';
@@ -30,8 +30,13 @@ export interface VEReconcilerOptions {
   backoff?: RestartBackoff;
   /** The host rebooted since the agent last ran (lifecycle.ts detectReboot): onBoot decides who starts. */
   rebooted?: boolean;
-  /** Every VE the agent knows on this node (informer cache), for address allocation. */
+  /** Every VE the agent knows on this node (informer cache). */
   knownVEs: () => VirtualEnvironment[];
+  /**
+   * Every VE of the cluster (an informer without the node filter), for address conflicts and
+   * allocation: nodes may share one VE subnet. Default: knownVEs (conflicts within the node only).
+   */
+  clusterVEs?: () => VirtualEnvironment[];
   stopTimeoutMs: number;
   /** How often a healthy VE is looked at again even without events. */
   resyncMs: number;
@@ -192,6 +197,14 @@ export class VEReconciler implements Reconciler {
       return {};
     }
 
+    // Checked before anything stops, restarts or resumes the VE (a refused address leaves it as
+    // it was) and before any status write of this pass (one write per refusal: two would make the
+    // first one's watch echo look foreign and wake the VE again at once, see isOwnWrite).
+    const conflict = this.addressConflict(ve, addresses, host);
+    // A clone that copied its source's address: prepareDisk (below) says so more precisely.
+    const withCloneSource = conflict !== undefined && ve.spec.cloneFrom !== undefined && conflict.other === `${ve.metadata.namespace}/${ve.spec.cloneFrom}`;
+    if (conflict && !withCloneSource) return this.refuseAddress(ve, conflict, host, log);
+
     if (host.state === 'suspended') {
       // Resume restores the checkpoint (memory, processes) rather than booting afresh.
       await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Creating', ready: { status: 'False', reason: 'Resuming', message: 'restoring the VE from its suspend checkpoint' } });
@@ -233,14 +246,7 @@ export class VEReconciler implements Reconciler {
     const noTemplate = await this.ensureTemplate(ve, config.template, addresses, signal);
     if (noTemplate) return noTemplate;
     await this.prepareDisk(ve, config);
-    const conflict = this.addressConflict(ve, addresses, host);
-    if (conflict) {
-      const message = `address ${conflict.address} is already used by VE ${conflict.other} on node ${this.o.nodeName}; declare another address in spec.network.addresses (or leave it empty to get a free one)`;
-      log.warn({ address: conflict.address, other: conflict.other }, 'address conflict; not starting the VE');
-      if (ve.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'AddressConflict') this.events.event(ve, 'Warning', 'AddressConflict', message);
-      await this.writeStatus(ve, { ...this.base(ve, addresses), phase: 'Pending', ready: { status: 'False', reason: 'AddressConflict', message }, message });
-      return { requeueAfterMs: ADDRESS_CONFLICT_REQUEUE_MS };
-    }
+    if (conflict) return this.refuseAddress(ve, conflict, host, log);
     let drifted: VELimits | undefined;
     const res = await this.o.runtime.ensureRunning(config, signal, (found) => { drifted = found; });
     if (drifted) await this.reportDrift(ve, uid, config.limits, drifted, log);
@@ -364,50 +370,73 @@ export class VEReconciler implements Reconciler {
    */
   private readonly allocations = new Map<string, string[]>();
 
+  /** Every VE of the cluster, for address checks (the node's own when not wired). */
+  private clusterVEs(): VirtualEnvironment[] {
+    return (this.o.clusterVEs ?? this.o.knownVEs)();
+  }
+
   /** Declared addresses, else the ones already allocated (host, status), else free ones (address-pool.ts). */
   private addressesFor(ve: VirtualEnvironment, host: VEHostState): string[] {
     const uid = ve.metadata.uid ?? '';
+    const declared = ve.spec.network?.addresses ?? [];
     const mine = this.allocations.get(uid);
-    if (mine && !ve.spec.network?.addresses?.length && !host.config?.addresses?.length && !ve.status?.addresses?.length) return mine;
     let allocated = false;
-    const addresses = chooseAddresses({
-      declared: ve.spec.network?.addresses ?? [],
-      applied: host.config?.addresses,
-      reported: ve.status?.addresses,
-      subnet: this.o.subnet,
-      subnet6: this.o.subnet6,
-      usedByOthers: () => {
-        allocated = true;
-        const used: string[] = [];
-        for (const o of this.o.knownVEs()) {
-          if (o.metadata.uid === uid) continue;
-          for (const a of o.spec.network?.addresses ?? []) used.push(a);
-          for (const a of o.status?.addresses ?? []) used.push(a);
-        }
-        for (const [other, addrs] of this.allocations) if (other !== uid) used.push(...addrs);
-        return used;
-      },
-    });
+    const usedByOthers = (): string[] => {
+      allocated = true;
+      const used: string[] = [];
+      for (const o of this.clusterVEs()) {
+        if (o.metadata.uid === uid) continue;
+        for (const a of o.spec.network?.addresses ?? []) used.push(a);
+        for (const a of o.status?.addresses ?? []) used.push(a);
+      }
+      for (const [other, addrs] of this.allocations) if (other !== uid) used.push(...addrs);
+      return used;
+    };
+    const pool = { subnet: this.o.subnet, subnet6: this.o.subnet6, usedByOthers };
+    const fromCache = mine && !declared.length && !host.config?.addresses?.length && !ve.status?.addresses?.length;
+    let addresses = fromCache ? mine : chooseAddresses({ ...pool, declared, applied: host.config?.addresses, reported: ve.status?.addresses });
+    // Pool addresses another VE has a better claim on, and that this VE neither runs with nor has
+    // in a checkpoint: two agents of one shared subnet picked the same free address at once
+    // (neither saw the other's yet). The loser picks again rather than waiting for the winner to go.
+    const settled = host.state === 'running' || host.state === 'paused' || host.state === 'suspended';
+    if (!declared.length && !settled && this.addressConflict(ve, addresses, host)) {
+      addresses = chooseAddresses({ ...pool, declared: [] });
+    }
     // Kept until the VE goes (its status reaches the other workers' cache only later), or until
     // it declares addresses of its own.
     if (allocated) this.allocations.set(uid, addresses);
-    else if (ve.spec.network?.addresses?.length) this.allocations.delete(uid);
+    else if (declared.length) this.allocations.delete(uid);
     return addresses;
   }
 
-  /** Another VE of this node with a better claim on one of these addresses (address-pool.ts addressConflict). */
-  private addressConflict(ve: VirtualEnvironment, addresses: string[], host: VEHostState): { address: string; other: string } | undefined {
-    const claim = (o: VirtualEnvironment, addrs: string[], holds: boolean): AddressClaim => ({
-      key: `${o.metadata.namespace}/${o.metadata.name}`, uid: o.metadata.uid ?? '', addresses: addrs, holds, created: o.metadata.creationTimestamp,
-    });
-    const self = claim(ve, addresses, host.state === 'running' && host.addresses.length > 0);
-    const others = this.o.knownVEs()
-      .filter((o) => o.metadata.uid !== ve.metadata.uid && !o.metadata.deletionTimestamp)
-      .map((o) => {
-        const held = o.status?.phase === 'Running' ? (o.status.addresses ?? []) : [];
-        return claim(o, [...(o.spec.network?.addresses ?? []), ...held], held.length > 0);
-      });
-    return addressConflict(self, others);
+  /** Another VE of the cluster with a better claim on one of these addresses (address-pool.ts addressConflict). */
+  private addressConflict(ve: VirtualEnvironment, addresses: string[], host: VEHostState): { address: string; other: string; node?: string } | undefined {
+    const running = host.state === 'running' && host.addresses.length > 0;
+    const self = {
+      key: `${ve.metadata.namespace}/${ve.metadata.name}`, uid: ve.metadata.uid ?? '', addresses, created: ve.metadata.creationTimestamp,
+      // Only what the VE runs with now counts as held: a running VE whose spec asks for another
+      // VE's address does not win it by running.
+      holds: running, held: running ? host.addresses : [],
+    };
+    return addressConflict(self, claimsOfOthers(this.clusterVEs(), self.uid));
+  }
+
+  /**
+   * Refuses addresses another VE has a better claim on: AddressConflict names that VE and its
+   * node. The VE keeps its last good state: one not running stays so (Pending); a running one
+   * keeps running with the addresses it has, its spec change not applied.
+   */
+  private async refuseAddress(ve: VirtualEnvironment, conflict: { address: string; other: string; node?: string }, host: VEHostState, log: Logger): Promise<ReconcileResult> {
+    const where = conflict.node ? ` on node ${conflict.node}` : '';
+    const running = host.state === 'running';
+    const keeps = running ? `; the VE keeps running with ${host.addresses.join(', ') || 'its current addresses'}` : '';
+    const message = `address ${conflict.address} is already used by VE ${conflict.other}${where}${keeps}; declare another address in spec.network.addresses (or leave it empty to get a free one)`;
+    log.warn({ address: conflict.address, other: conflict.other, otherNode: conflict.node }, running ? 'address conflict; not applying the new addresses' : 'address conflict; not starting the VE');
+    if (ve.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== 'AddressConflict') this.events.event(ve, 'Warning', 'AddressConflict', message);
+    // Status says what the host has: the running VE's addresses, none for one not started.
+    const addresses = running ? (host.config?.addresses ?? host.addresses) : [];
+    await this.writeStatus(ve, { ...this.base(ve, addresses, host), phase: running ? 'Running' : 'Pending', ready: { status: 'False', reason: 'AddressConflict', message }, message });
+    return { requeueAfterMs: ADDRESS_CONFLICT_REQUEUE_MS };
   }
 
   /** A VE that should run but is held back (crash back-off, restartPolicy Never, onBoot after a reboot). */
