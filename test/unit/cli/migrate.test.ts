@@ -6,40 +6,18 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { transitionPatch } from '../../../src/api/migration-phases.js';
 import type { MigrationPhase, VEMigration, VirtualEnvironment } from '../../../src/api/types.js';
-import { VE_REF, VEM_REF, stderrLogger, type CliIO, type Connection } from '../../../src/cli/context.js';
-import { runCli } from '../../../src/cli/main.js';
-import { refsFromCrds, registryApplyTarget } from '../../../src/sources/kinds.js';
-import { FakeApi } from '../../helpers/fake-resource-client.js';
+import { VEM_REF } from '../../../src/cli/context.js';
+import { cliHarness, type CliStep, type FakeClient } from '../../helpers/cli-harness.js';
 
-type Step = (api: { ves: ReturnType<FakeApi['client']>; migrations: ReturnType<FakeApi['client']> }) => Promise<void>;
+const harness = cliHarness;
 
-function harness(onSleep?: Step) {
-  let t = Date.parse('2026-01-01T12:00:00Z');
-  const api = new FakeApi({ now: () => new Date(t) });
-  const ves = api.client<VirtualEnvironment>(VE_REF);
-  const migrations = api.client<VEMigration>(VEM_REF);
-  const out: string[] = [];
-  const err: string[] = [];
-  const connection: Connection = { kubeconfigPath: '/fake', server: 'https://fake', target: registryApplyTarget(refsFromCrds(), (ref) => api.client(ref), 'https://fake'), ves, migrations };
-  const io: CliIO = {
-    stdout: (s) => void out.push(s), stderr: (s) => void err.push(s), env: {}, stdinIsTTY: false, readStdin: () => '',
-    now: () => new Date(t), hostname: () => 'h', log: stderrLogger((s) => void err.push(s)), connect: () => connection,
-    runtime: async () => { throw new Error('no runtime'); },
-    sleep: async (ms) => {
-      t += ms;
-      await onSleep?.({ ves: ves as never, migrations: migrations as never });
-    },
-  };
-  return { api, ves, migrations, out, err, run: (...argv: string[]) => runCli(argv, io), advance: (ms: number) => (t += ms) };
-}
-
-async function aRunningVE(ves: ReturnType<FakeApi['client']>, name = 'web1'): Promise<void> {
+async function aRunningVE(ves: FakeClient, name = 'web1'): Promise<void> {
   await ves.create({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VirtualEnvironment', metadata: { name, namespace: 'default' }, spec: { template: 'busybox' } });
   await ves.patchStatus(name, 'default', { phase: 'Running', nodeName: 'a' });
 }
 
 /** Moves the (single) migration one phase along `path` per call, as the controller and agents would. */
-function phaseDriver(path: { phase: MigrationPhase; status?: Record<string, unknown> }[]): Step {
+function phaseDriver(path: { phase: MigrationPhase; status?: Record<string, unknown> }[]): CliStep {
   let i = 0;
   return async ({ migrations }) => {
     const [m] = (await migrations.list({})) as VEMigration[];

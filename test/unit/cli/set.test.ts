@@ -6,31 +6,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { API_VERSION, type Condition, type VirtualEnvironment } from '../../../src/api/types.js';
-import { VE_REF, stderrLogger, type CliIO, type Connection } from '../../../src/cli/context.js';
-import { runCli } from '../../../src/cli/main.js';
-import { refsFromCrds, registryApplyTarget } from '../../../src/sources/kinds.js';
-import { FakeApi } from '../../helpers/fake-resource-client.js';
+import { cliHarness, type FakeClient } from '../../helpers/cli-harness.js';
 
-type Ves = ReturnType<FakeApi['client']>;
+type Ves = FakeClient;
 
 async function harness(onSleep?: (ves: Ves) => Promise<void>) {
-  const api = new FakeApi();
-  const ves = api.client<VirtualEnvironment>(VE_REF);
-  const out: string[] = [];
-  const err: string[] = [];
-  let t = Date.parse('2026-01-01T12:00:00Z');
-  const connection: Connection = { kubeconfigPath: '/fake', server: 'https://fake', target: registryApplyTarget(refsFromCrds(), (ref) => api.client(ref), 'https://fake'), ves };
-  const io: CliIO = {
-    stdout: (s) => void out.push(s), stderr: (s) => void err.push(s), env: {}, stdinIsTTY: false, readStdin: () => '',
-    now: () => new Date(t), hostname: () => 'h', log: stderrLogger((s) => void err.push(s)), connect: () => connection,
-    runtime: async () => { throw new Error('no runtime'); },
-    sleep: async (ms) => {
-      t += ms;
-      await onSleep?.(ves as never);
-    },
-  };
+  const { ves, out, err, run } = cliHarness(onSleep && (({ ves: v }) => onSleep(v)));
   await ves.create({ apiVersion: API_VERSION, kind: 'VirtualEnvironment', metadata: { name: 'web1', namespace: 'default' }, spec: { template: 'busybox', resources: { memory: { limit: '256Mi' }, disk: { space: '2Gi' }, processes: 100 } } });
-  return { ves, out, err, run: (...argv: string[]) => runCli(argv, io), get: async () => (await ves.get('web1', 'default'))! };
+  return { ves, out, err, run, get: async () => (await ves.get('web1', 'default'))! };
 }
 
 const cond = (type: string, status: Condition['status'], reason: string, message: string, gen: number): Condition => ({ type, status, reason, message, observedGeneration: gen, lastTransitionTime: '2026-01-01T12:00:00Z' });

@@ -5,29 +5,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { RESTART_REQUESTED_ANNOTATION, RESTARTED_ANNOTATION, type VirtualEnvironment } from '../../../src/api/types.js';
-import { VE_REF, stderrLogger, type CliIO, type Connection } from '../../../src/cli/context.js';
-import { runCli } from '../../../src/cli/main.js';
-import { refsFromCrds, registryApplyTarget } from '../../../src/sources/kinds.js';
-import { FakeApi } from '../../helpers/fake-resource-client.js';
+import { cliHarness } from '../../helpers/cli-harness.js';
 
-function harness(onSleep?: (api: FakeApi, ves: ReturnType<FakeApi['client']>) => Promise<void>) {
-  const api = new FakeApi();
-  const ves = api.client<VirtualEnvironment>(VE_REF);
-  const out: string[] = [];
-  const err: string[] = [];
-  let t = Date.parse('2026-01-01T12:00:00Z');
-  const connection: Connection = { kubeconfigPath: '/fake', server: 'https://fake', target: registryApplyTarget(refsFromCrds(), (ref) => api.client(ref), 'https://fake'), ves };
-  const io: CliIO = {
-    stdout: (s) => void out.push(s), stderr: (s) => void err.push(s), env: {}, stdinIsTTY: false, readStdin: () => '',
-    now: () => new Date(t), hostname: () => 'h', log: stderrLogger((s) => void err.push(s)), connect: () => connection,
-    runtime: async () => { throw new Error('no runtime'); },
-    sleep: async (ms) => {
-      t += ms;
-      await onSleep?.(api, ves as never);
-    },
-  };
-  return { api, ves, out, err, run: (...argv: string[]) => runCli(argv, io) };
-}
+const harness = cliHarness;
 
 /** A pretend agent: writes the status the real one would for the declared power state. */
 async function agentStep(ves: any): Promise<void> {
@@ -46,7 +26,7 @@ async function agentStep(ves: any): Promise<void> {
 
 describe('kvz verbs', () => {
   it('create declares the spec from the flags and waits until Ready', async () => {
-    const h = harness((_api, ves) => agentStep(ves));
+    const h = harness(({ ves }) => agentStep(ves));
     const code = await h.run('create', 'web1', '--template', 'busybox', '--memory', '256Mi', '--cpus', '1.5', '--disk', '2Gi', '--ip', '10.0.0.5/24', '--node-selector', 'zone=a', '--processes', '64');
     assert.equal(code, 0, h.err.join(''));
     const ve = (await h.ves.get('web1', 'default'))!;
@@ -67,7 +47,7 @@ describe('kvz verbs', () => {
   });
 
   it('stop and start edit spec.powerState; restart sets a new restart request and waits for it to be acted on', async () => {
-    const h = harness((_api, ves) => agentStep(ves));
+    const h = harness(({ ves }) => agentStep(ves));
     assert.equal(await h.run('create', 'a', '--template', 'busybox'), 0);
     assert.equal(await h.run('stop', 'a'), 0, h.err.join(''));
     assert.equal((await h.ves.get('a', 'default'))!.spec.powerState, 'Stopped');
@@ -82,7 +62,7 @@ describe('kvz verbs', () => {
   });
 
   it('waiting times out with the reason from the conditions', async () => {
-    const h = harness(async (_api, ves) => {
+    const h = harness(async ({ ves }) => {
       await ves.patchStatus('p', 'default', { phase: 'Pending', observedGeneration: 1, conditions: [{ type: 'Scheduled', status: 'False', reason: 'Unschedulable', message: '0/1 nodes available: 1 insufficient memory', lastTransitionTime: '2026-01-01T12:00:00Z' }] });
     });
     assert.equal(await h.run('create', 'p', '--template', 'busybox', '--timeout', '2s'), 1);
@@ -90,7 +70,7 @@ describe('kvz verbs', () => {
   });
 
   it('list is a vzlist-like table; status shows conditions; destroy waits until gone', async () => {
-    const h = harness((_api, ves) => agentStep(ves));
+    const h = harness(({ ves }) => agentStep(ves));
     await h.run('create', 'b', '--template', 'busybox', '--hostname', 'bee');
     await h.run('create', 'a', '--template', 'busybox', '--stopped');
     h.out.length = 0;

@@ -11,6 +11,7 @@ import { NodeAgent } from '../../../src/node-agent/agent.js';
 import { VEReconciler } from '../../../src/node-agent/ve-reconciler.js';
 import { FakeApi } from '../../helpers/fake-resource-client.js';
 import { FakeRuntime } from '../../helpers/fake-runtime.js';
+import { until } from '../../helpers/until.js';
 
 const ref = { ...VE_RESOURCE, namespaced: true };
 const signal = new AbortController().signal;
@@ -189,15 +190,6 @@ test('without clusterVEs the check stays within the node (knownVEs)', async () =
   assert.equal((await runtime.inspect(b.metadata.uid!)).state, 'running');
 });
 
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('node agents check addresses against the VEs of every node (their informer sees only their own)', async (t) => {
   const api = new FakeApi();

@@ -16,21 +16,13 @@ import { MigrationChannelClient, MigrationChannelServer } from '../../../src/nod
 import { writeMarker } from '../../../src/node-agent/migration-status.js';
 import { FakeApi } from '../../helpers/fake-resource-client.js';
 import { MigratingFakeRuntime } from './migration-fakes.js';
+import { until } from '../../helpers/until.js';
 
 const veRef = { ...VE_RESOURCE, namespaced: true };
 const vemRef = { ...VEM_RESOURCE, namespaced: true };
 const secretRef = { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true };
 const TOKEN = 'tok-' + randomBytes(8).toString('hex');
 
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function world(t: { after(fn: () => Promise<void> | void): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'kvz-mig-'));
