@@ -73,7 +73,6 @@ export async function deleteManagedBridge(name: string, signal?: AbortSignal): P
   return 'deleted';
 }
 
-
 /**
  * The node's parking bridge: a bridge of kubevz's with no address and no uplink, where a
  * migration target wires an incoming VE's veth before the source freezes it. The CNI bridge

@@ -70,6 +70,11 @@ interface StoredNetwork {
   inputHeld?: boolean;
 }
 
+/** The host end of a bridged VE's veth, if it exists (routed mode's host routes go with its link). */
+function bridgedHostVeth(stored: StoredNetwork | undefined): string | undefined {
+  return stored && (stored.mode ?? 'bridged') === 'bridged' && linkExists(stored.hostVeth) ? stored.hostVeth : undefined;
+}
+
 function modeOf(c: VEConfig): NetworkMode {
   return c.network?.mode ?? 'bridged';
 }
@@ -864,10 +869,10 @@ export class HostRuntime implements VERuntime {
    * a restore's input hold removed. Side by side: both sit on a migration's downtime.
    */
   async openNetwork(uid: string, signal?: AbortSignal, o: { linkOpened?: boolean } = {}): Promise<void> {
-    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    const stored = await this.storedNetwork(uid);
     if (!stored) return;
     const names = stored.inputHeld ? await this.netNames(uid) : undefined;
-    const link = !o.linkOpened && (stored.mode ?? 'bridged') === 'bridged' && linkExists(stored.hostVeth) ? stored.hostVeth : undefined;
+    const link = o.linkOpened ? undefined : bridgedHostVeth(stored);
     await Promise.all([
       link ? run('ip', ['link', 'set', 'dev', link, ...(stored.parked ? ['master', stored.parked] : []), 'up'], { signal }) : undefined,
       names ? releaseInput(netnsPath(names.netns), signal) : undefined,
@@ -881,9 +886,12 @@ export class HostRuntime implements VERuntime {
 
   /** The host end of a bridged VE's veth (what a dump takes off the LAN), if it exists. */
   private async hostLink(uid: string): Promise<string | undefined> {
-    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
-    if (!stored || (stored.mode ?? 'bridged') !== 'bridged' || !linkExists(stored.hostVeth)) return undefined;
-    return stored.hostVeth;
+    return bridgedHostVeth(await this.storedNetwork(uid));
+  }
+
+  /** The VE's network record (what ensureNetwork wired), if there is one. */
+  private storedNetwork(uid: string): Promise<StoredNetwork | undefined> {
+    return readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
   }
 
   /**
@@ -950,7 +958,7 @@ export class HostRuntime implements VERuntime {
    * Kept when already staged for this config.
    */
   private async stageNetwork(config: VEConfig, revert: Revert, signal?: AbortSignal): Promise<void> {
-    const stored = await readJson<StoredNetwork>(this.networkFile(config.uid)).catch(() => undefined);
+    const stored = await this.storedNetwork(config.uid);
     if (stored?.staged && netnsExists(stored.staged) && linkExists(stored.hostVeth) && stored.addresses.join(',') === config.addresses.join(',')) return;
     await this.teardownNetwork(config.uid, signal);
     await this.ensureNetwork(config, undefined, revert, signal, { stage: true });
@@ -963,7 +971,7 @@ export class HostRuntime implements VERuntime {
    * False when nothing is staged.
    */
   private async adoptStagedNetwork(uid: string, pid: number, revert: Revert, signal?: AbortSignal): Promise<boolean> {
-    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    const stored = await this.storedNetwork(uid);
     const names = await this.netNames(uid);
     if (!stored?.staged || !names || !netnsExists(stored.staged)) return false;
     const target = `/proc/${pid}/ns/net`;
@@ -993,28 +1001,29 @@ export class HostRuntime implements VERuntime {
 
   /** What CNI put in the VE's netns (its recorded ADD result). */
   async cniResult(uid: string): Promise<CniResult | undefined> {
-    return (await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined))?.result;
+    return (await this.storedNetwork(uid))?.result;
   }
 
   /** The host link a restore opens at CRIU's network-unlock (NetworkUnlock): a parked one, or one a dump took down. */
   async linkToOpen(uid: string): Promise<{ link: string; master?: string } | undefined> {
-    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
-    if (!stored || (stored.mode ?? 'bridged') !== 'bridged' || !linkExists(stored.hostVeth)) return undefined;
-    if (stored.parked) return { link: stored.hostVeth, master: stored.parked };
-    return existsSync(join(this.veDir(uid), 'link-down')) ? { link: stored.hostVeth } : undefined;
+    const stored = await this.storedNetwork(uid);
+    const link = bridgedHostVeth(stored);
+    if (!link) return undefined;
+    if (stored?.parked) return { link, master: stored.parked };
+    return existsSync(join(this.veDir(uid), 'link-down')) ? { link } : undefined;
   }
 
   /** A boot over a network left down by a dump, or wired ahead of a restore, opens it. */
   private async wakeHostLink(uid: string, signal?: AbortSignal): Promise<void> {
     if (existsSync(join(this.veDir(uid), 'link-down'))) return this.openNetwork(uid, signal);
-    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    const stored = await this.storedNetwork(uid);
     if (stored?.parked || stored?.inputHeld) await this.openNetwork(uid, signal);
   }
 
 
   private async networkIntact(uid: string): Promise<boolean> {
     // Routed mode keeps the ptp plugin's host veth name (renaming needs the link down, which drops its routes).
-    const stored = await readJson<StoredNetwork>(this.networkFile(uid)).catch(() => undefined);
+    const stored = await this.storedNetwork(uid);
     const names = await this.netNames(uid);
     return names !== undefined && netnsExists(names.netns) && stored !== undefined && linkExists(stored.hostVeth);
   }
