@@ -5,7 +5,7 @@
 // restored VE's addresses from its netns.
 
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { KvzError } from '../core/errors.js';
@@ -91,29 +91,70 @@ export function criuConfigPath(veDir: string): string {
   return join(veDir, 'criu.conf');
 }
 
+/** What criuConfigText needs to know of the VE beyond its init. */
+export interface CriuConfigOptions {
+  actionScript?: string;
+  /**
+   * The VE's network is shut by kubevz itself while CRIU works: its host link goes down at the
+   * dump's freeze (DumpMarks) and stays down on a restore until CRIU's network-unlock
+   * (NetworkUnlock). CRIU's own lock (iptables-restore spawned in the netns at the freeze, and
+   * twice more on a restore) then only adds downtime: `network-lock skip`.
+   */
+  ownNetworkLock?: boolean;
+  /** runc's masked directories that exist here (maskedDirs), and the empty dir to bind over them on a restore. */
+  masks?: { dirs: string[]; source: string };
+}
+
+/** The external-mount key of masked directories in a VE's images (criuConfigText). */
+export const MASK_KEY = 'kvz-mask';
+
 /**
  * CRIU options a VE needs. systemd watches files through inotify on the overlay: CRIU must
  * resolve those handles by scanning (force-irmap), limited to where they are. The action script
- * (criuActionScript) marks the freeze of a dump and hands a user-namespace VE's netns over on restore.
+ * (criuActionScript) marks the freeze of a dump and hands a user-namespace VE's netns over on
+ * restore. runc masks directories such as /proc/acpi with an empty read-only tmpfs each, which
+ * CRIU would archive (tar | gzip) on every dump and unpack on every restore, on the downtime: they
+ * are dumped as external mounts instead, and a restore binds an empty directory of the VE there.
+ * Both `external` forms are in the one file (runc reads it for dumps and restores alike): a dump
+ * reads `mnt[<mountpoint>]:<key>`, a restore `mnt[<key>]:<host dir>`; each ignores the other's.
  */
-export function criuConfigText(flavor: InitFlavor, o: { actionScript?: string } = {}): string {
+export function criuConfigText(flavor: InitFlavor, o: CriuConfigOptions = {}): string {
   const lines = ['# kubevz: CRIU options for this VE (runc reads this file through the org.criu.config annotation)'];
   if (flavor === 'systemd') lines.push('force-irmap', 'irmap-scan-path /etc', 'irmap-scan-path /usr/share/dbus-1');
   if (o.actionScript) lines.push(`action-script ${o.actionScript}`);
+  if (o.ownNetworkLock) lines.push('network-lock skip');
+  if (o.masks?.dirs.length) lines.push(...o.masks.dirs.map((d) => `external mnt[${d}]:${MASK_KEY}`), `external mnt[${MASK_KEY}]:${o.masks.source}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** The directories among runc's masked paths on this host (a VE's /proc and /sys show the same kinds). */
+export function maskedDirs(maskedPaths: readonly string[]): string[] {
+  return maskedPaths.filter((p) => {
+    try {
+      return statSync(p).isDirectory();
+    } catch {
+      return false;
+    }
+  });
 }
 
 export function criuActionScriptPath(veDir: string): string {
   return join(veDir, 'criu-action.sh');
 }
 
-/** The VE's CRIU config and action script (criuActionScript), both rewritten at every boot and restore. */
-export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { handoffDir: string }): Promise<string> {
+/**
+ * The VE's CRIU config and action script (criuActionScript), both rewritten at every boot and
+ * restore; with masks, the empty, root-only directory bound over them after a restore (the VE's
+ * own: a privileged VE that writes into it reaches nothing else).
+ */
+export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { handoffDir: string; ownNetworkLock: boolean; maskedPaths: readonly string[] }): Promise<string> {
   const path = criuConfigPath(veDir);
   const actionScript = criuActionScriptPath(veDir);
+  const source = join(veDir, 'criu-mask');
+  await mkdir(source, { recursive: true, mode: 0o555 });
   await writeFile(`${actionScript}.tmp`, criuActionScript(o.handoffDir), { mode: 0o700 });
   await rename(`${actionScript}.tmp`, actionScript);
-  await writeFile(`${path}.tmp`, criuConfigText(flavor, { actionScript }));
+  await writeFile(`${path}.tmp`, criuConfigText(flavor, { actionScript, ownNetworkLock: o.ownNetworkLock, masks: { dirs: maskedDirs(o.maskedPaths), source } }));
   await rename(`${path}.tmp`, path);
   return path;
 }
@@ -122,7 +163,7 @@ export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { ha
  * The action script of one VE (host /bin/sh, run by CRIU for every action), talking to the agent
  * through files in the VE's handoff dir `dir`:
  *  * `network-lock` (a dump; CRIU has just frozen the VE): the freeze time for the downtime
- *    (`frozen-at`, ns since the epoch, see DumpMarks), and the VE's host link taken off the LAN when
+ *    (the mtime of `frozen`, see DumpMarks), and the VE's host link taken off the LAN when
  *    the agent named it in `dump-link` — at the freeze, not before CRIU's start-up, so clients wait
  *    only for the frozen part. A link that does not go down fails the dump (the VE keeps running).
  *  * `setup-namespaces` (a restore of a VE with a user namespace): NetnsHandoff.
@@ -138,9 +179,10 @@ d=${q}
 [ -d "$d" ] || exit 0
 case "$CRTOOLS_SCRIPT_ACTION" in
 network-lock)
-  date +%s%N > "$d/frozen-at"
+  : > "$d/frozen"
   if [ -s "$d/dump-link" ]; then
-    PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH ip link set dev "$(cat "$d/dump-link")" down || exit 1
+    read -r link < "$d/dump-link"
+    PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH ip link set dev "$link" down || exit 1
   fi
   ;;
 network-unlock)
@@ -177,15 +219,22 @@ export class DumpMarks {
     const script = await readFile(criuActionScriptPath(this.veDir), 'utf8').catch(() => '');
     if (!script.includes('network-lock)')) return false;
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await rm(join(this.dir, 'frozen-at'), { force: true });
+    await Promise.all(['frozen', 'frozen-at'].map((f) => rm(join(this.dir, f), { force: true })));
     if (link) await writeFile(join(this.dir, 'dump-link'), link);
     else await rm(join(this.dir, 'dump-link'), { force: true });
     return true;
   }
 
-  /** After the dump (done or failed): clears the link request; when CRIU froze the VE (ms since the epoch), if the script said. */
+  /**
+   * After the dump (done or failed): clears the link request; when CRIU froze the VE (ms since the
+   * epoch), if the script said. The script marks it by creating a file, not by running `date`: a
+   * spawn less on the downtime, for the file system's clock tick of precision. A VE booted by an
+   * older kubevz has a script that writes `frozen-at` (ns) instead.
+   */
   async finish(): Promise<number | undefined> {
     await rm(join(this.dir, 'dump-link'), { force: true });
+    const mark = await stat(join(this.dir, 'frozen')).catch(() => undefined);
+    if (mark) return Math.floor(mark.mtimeMs);
     const ns = (await readFile(join(this.dir, 'frozen-at'), 'utf8').catch(() => '')).trim();
     return /^\d{13,}$/.test(ns) ? Number(BigInt(ns) / 1_000_000n) : undefined;
   }

@@ -60,18 +60,20 @@ export class VEMigration implements VEMigrationRuntime {
     // arriving after the dump would meet no socket and get a RST, ending the connection that the
     // restore is about to bring back. Dropped packets are just retransmitted. The action script
     // takes the link down when CRIU has frozen the VE (DumpMarks); a VE booted before it could is
-    // taken off here, before CRIU starts.
+    // taken off here, before CRIU starts. A VE left running goes off too (the link is CRIU's
+    // network lock, see criuConfigText) and comes back after the dump.
     const marks = new DumpMarks(this.rt.handoffDir(uid), this.rt.veDir(uid));
-    const link = opts.leaveRunning ? undefined : await this.rt.markHostLinkDown(uid);
+    const link = await this.rt.markHostLinkDown(uid);
     if (!(await marks.arm(link)) && link) await this.rt.setHostLink(uid, false, opts.signal);
     const t0 = performance.now();
     let frozenAt: number | undefined;
     try {
       await this.rt.runc.checkpoint(id, { imagePath: opts.imageDir, workPath: work, leaveRunning: opts.leaveRunning, signal: opts.signal });
       frozenAt = await marks.finish();
+      if (opts.leaveRunning) await this.rt.setHostLink(uid, true, opts.signal);
     } catch (err) {
       await marks.finish();
-      if (!opts.leaveRunning) await this.rt.setHostLink(uid, true).catch(() => undefined);
+      await this.rt.setHostLink(uid, true).catch(() => undefined);
       const tail = await criuLogTail(join(work, 'dump.log'));
       // Partial images must not look like a checkpoint to anyone.
       for (const f of await readdir(opts.imageDir).catch(() => [])) await rm(join(opts.imageDir, f), { recursive: true, force: true });

@@ -25,6 +25,12 @@ export const DROPPED_CAPS = [
 
 export const MAX_NOFILE = 1_048_576;
 
+/** What a VE does not see of the host's /proc and /sys (runc covers each with /dev/null or an empty read-only tmpfs). */
+export const MASKED_PATHS: readonly string[] = [
+  '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
+  '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
+];
+
 export interface OciSpecInput {
   config: VEConfig;
   /** Absolute path of the VE's mounted root. */
@@ -209,10 +215,7 @@ export function buildOciSpec(input: OciSpecInput): OciSpec {
       devices: [...DEFAULT_DEVICE_NODES, ...(input.devices ?? []).map(({ access: _a, ...node }) => node)],
       seccomp: defaultSeccompProfile(),
       ...(input.userns ? userMappings(input.userns.range) : {}),
-      maskedPaths: [
-        '/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list',
-        '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap',
-      ],
+      maskedPaths: [...MASKED_PATHS],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
   }, input.boot);

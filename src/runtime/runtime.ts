@@ -25,7 +25,7 @@ import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
 import { VEMigration } from './migration.js';
 import { SuspendCheckpoints, checkpointFeature, findCriu, holdInput, releaseInput, writeCriuConfig } from './checkpoint.js';
 import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
-import { STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
+import { MASKED_PATHS, STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
 import { Isolation } from './isolation.js';
 import { DEFAULT_IDMAP_HELPER } from './idmap-mount.js';
 import { cloneImage } from './clone.js';
@@ -410,7 +410,12 @@ export class HostRuntime implements VERuntime {
       if (!ownNetns && !names) throw new KvzError('Internal', `VE ${uid} has no network names after its network was set up`);
       // runc joins the pinned user namespace on create; a restore makes it anew from the images.
       const pin = ownNetns && how.kind === 'boot' ? await this.isolation.ensureUsernsPin(uid, revert, signal) : undefined;
-      const criuConfig = await writeCriuConfig(this.veDir(uid), template.init.flavor, { handoffDir: this.handoffDir(uid) });
+      const criuConfig = await writeCriuConfig(this.veDir(uid), template.init.flavor, {
+        handoffDir: this.handoffDir(uid),
+        // Bridged: its host link is the lock (down from the freeze to CRIU's network-unlock).
+        ownNetworkLock: modeOf(config) === 'bridged',
+        maskedPaths: MASKED_PATHS,
+      });
       const procBinds = how.kind === 'restore' ? await this.lxcfs?.restoreBinds() : await this.lxcfs?.bootBinds(log);
       const spec = buildOciSpec({
         procBinds,

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { DumpMarks, NetnsHandoff, SuspendCheckpoints, criuActionScript, criuActionScriptPath, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
+import { DumpMarks, NetnsHandoff, SuspendCheckpoints, criuActionScript, criuActionScriptPath, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, maskedDirs, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
 import { scopedNetNames, containerId, hostVethName } from '../../../src/runtime/names.js';
 import { buildOciSpec, CRIU_CONFIG_ANNOTATION } from '../../../src/runtime/oci-spec.js';
 
@@ -40,6 +40,27 @@ test('systemd VEs get irmap options; others an empty config', () => {
   assert.match(criuConfigText('systemd'), /^force-irmap$/m);
   assert.match(criuConfigText('systemd'), /^irmap-scan-path \/usr\/share\/dbus-1$/m);
   assert.doesNotMatch(criuConfigText('busybox'), /^[a-z]/m);
+});
+
+test('a VE whose host link is the network lock skips CRIU\'s; masked directories are external mounts bound to an empty dir on restore', () => {
+  assert.match(criuConfigText('busybox', { ownNetworkLock: true }), /^network-lock skip$/m);
+  assert.doesNotMatch(criuConfigText('busybox', { ownNetworkLock: false }), /network-lock/);
+  const text = criuConfigText('busybox', { masks: { dirs: ['/proc/acpi', '/sys/firmware'], source: '/v/criu-mask' } });
+  assert.match(text, /^external mnt\[\/proc\/acpi\]:kvz-mask$/m, 'dump: the mountpoint gets the key');
+  assert.match(text, /^external mnt\[\/sys\/firmware\]:kvz-mask$/m);
+  assert.match(text, /^external mnt\[kvz-mask\]:\/v\/criu-mask$/m, 'restore: the key gets the host dir');
+  assert.doesNotMatch(criuConfigText('busybox', { masks: { dirs: [], source: '/v/criu-mask' } }), /external/);
+});
+
+test('maskedDirs keeps only the directories that exist here', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kvz-masks-'));
+  try {
+    mkdirSync(join(dir, 'd'));
+    writeFileSync(join(dir, 'f'), '');
+    assert.deepEqual(maskedDirs([join(dir, 'd'), join(dir, 'f'), join(dir, 'absent')]), [join(dir, 'd')]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the bundle names the VE\'s CRIU config in org.criu.config', () => {
@@ -102,10 +123,14 @@ test('the action script: network-lock marks the freeze; a privileged restore doe
   const before = Date.now();
   assert.equal(runAction(script, 'network-lock'), 0);
   const at = await marks.finish();
-  assert.ok(at !== undefined && at >= before - 5 && at <= Date.now() + 5, `frozen-at in ms since the epoch (${at})`);
+  // A file's mtime comes from the kernel's coarse clock (one tick behind at most).
+  assert.ok(at !== undefined && at >= before - 20 && at <= Date.now() + 5, `the freeze in ms since the epoch (${at}, armed at ${before})`);
   assert.equal(await marks.finish(), at, 'the mark stays until the next arm');
   await marks.arm(undefined);
   assert.equal(await marks.finish(), undefined, 'arm clears the last mark');
+  writeFileSync(join(hd, 'frozen-at'), '1795689166505097481\n');
+  assert.equal(await marks.finish(), 1795689166505, 'the ns mark of an older script still counts');
+  await marks.arm(undefined);
   assert.equal(runAction(script, 'setup-namespaces', { CRTOOLS_INIT_PID: '77' }), 0, 'nothing asked: no wait');
   assert.ok(!existsSync(join(hd, 'netns.pid')));
   assert.equal(runAction(script, 'post-dump'), 0);
