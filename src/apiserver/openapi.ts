@@ -227,11 +227,98 @@ export function openApiV3Discovery(resources: ResourceTable): Record<string, unk
   return { paths };
 }
 
+// ---- OpenAPI v2 paths ----
+// kubectl 1.20 (Debian 12's kubernetes-client; kubectl ≥1.27 no longer asks) decides whether a kind
+// supports server-side dry-run — `apply --dry-run=server`, `diff` — by finding the PATCH operation
+// whose `x-kubernetes-group-version-kind` (a map here, a list on definitions) names the kind in
+// /openapi/v2 and looking for a `dryRun` query parameter on it; a kind it cannot find makes it look
+// for Namespace's instead, and without either it refuses: "doesn't support dry-run". So every
+// served kind, built-in ones too, gets its paths here, with the write parameters the server takes.
+
+interface V2Param {
+  name: string;
+  in: 'path' | 'query' | 'body';
+  description: string;
+  required?: boolean;
+  type?: string;
+  uniqueItems?: boolean;
+  schema?: SchemaNode;
+}
+
+const v2Query = (name: string, description: string): V2Param => ({ name, in: 'query', description, type: 'string', uniqueItems: true });
+const v2PathParam = (name: string, description: string): V2Param => ({ name, in: 'path', description, required: true, type: 'string', uniqueItems: true });
+
+const WRITE_PARAMS: V2Param[] = [
+  v2Query('dryRun', 'When present, indicates that modifications should not be persisted. Valid value: All.'),
+  v2Query('fieldManager', 'fieldManager is a name associated with the actor or entity that is making these changes.'),
+  v2Query('fieldValidation', 'fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields: Ignore, Warn or Strict.'),
+];
+
+/** `kubevz.io` → `KubevzIo`, `v1alpha1` → `V1alpha1`, as operation ids spell them ('' → `Core`). */
+function camel(s: string): string {
+  if (s === '') return 'Core';
+  return s.split(/[.-]/).map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('');
+}
+
+function v2Paths(resources: ResourceTable): Record<string, unknown> {
+  const paths: Record<string, unknown> = {};
+  for (const def of resources.all()) {
+    for (const version of def.versions) {
+      const hasSchema = def.schemas?.has(version) === true;
+      const ref = (kind: string): SchemaNode => (hasSchema ? { $ref: `#/definitions/${definitionName(def, version, kind)}` } : { type: 'object' });
+      const gvk = { group: def.group, kind: def.kind, version };
+      const id = (verb: string) => `${verb}${camel(def.group)}${camel(version)}${def.namespaced ? 'Namespaced' : ''}${def.kind}`;
+      const op = (action: string, verb: string, params: V2Param[], schema: SchemaNode, extra: Record<string, unknown> = {}) => ({
+        operationId: id(verb),
+        produces: ['application/json', 'application/yaml'],
+        schemes: ['https'],
+        parameters: params,
+        responses: { '200': { description: 'OK', schema } },
+        'x-kubernetes-action': action,
+        'x-kubernetes-group-version-kind': gvk,
+        ...extra,
+      });
+      const body: V2Param = { name: 'body', in: 'body', description: '', required: true, schema: ref(def.kind) };
+      const patchBody: V2Param = { name: 'body', in: 'body', description: '', required: true, schema: { type: 'object' } };
+      const patchOp = () =>
+        op('patch', 'patch', [patchBody, ...WRITE_PARAMS, v2Query('force', 'Force is going to "force" Apply requests.')], ref(def.kind), {
+          consumes: ['application/json-patch+json', 'application/merge-patch+json', 'application/apply-patch+yaml'],
+        });
+      const prefix = def.group === '' ? `/api/${version}` : `/apis/${def.group}/${version}`;
+      const base = `${prefix}${def.namespaced ? '/namespaces/{namespace}' : ''}/${def.plural}`;
+      const nsParams = def.namespaced ? [v2PathParam('namespace', 'object name and auth scope, such as for teams and projects')] : [];
+      const nameParams = [v2PathParam('name', `name of the ${def.kind}`), ...nsParams];
+      paths[base] = {
+        parameters: nsParams,
+        get: op('list', 'list', [v2Query('labelSelector', 'A selector to restrict the list of returned objects by their labels.')], ref(def.listKind)),
+        post: op('post', 'create', [body, ...WRITE_PARAMS], ref(def.kind)),
+        delete: op('deletecollection', 'deleteCollection', [], { type: 'object' }),
+      };
+      paths[`${base}/{name}`] = {
+        parameters: nameParams,
+        get: op('get', 'read', [], ref(def.kind)),
+        put: op('put', 'replace', [body, ...WRITE_PARAMS], ref(def.kind)),
+        patch: patchOp(),
+        delete: op('delete', 'delete', [v2Query('dryRun', 'When present, indicates that modifications should not be persisted. Valid value: All.')], { type: 'object' }),
+      };
+      if (def.statusSubresource) {
+        paths[`${base}/{name}/status`] = {
+          parameters: nameParams,
+          get: op('get', 'read', [], ref(def.kind), { operationId: `${id('read')}Status` }),
+          put: op('put', 'replace', [body, ...WRITE_PARAMS], ref(def.kind), { operationId: `${id('replace')}Status` }),
+          patch: { ...patchOp(), operationId: `${id('patch')}Status` },
+        };
+      }
+    }
+  }
+  return paths;
+}
+
 // ---- OpenAPI v2, gnostic protobuf ----
 
 /** The swagger 2.0 document (as JSON); `openApiV2Protobuf` encodes it. */
 export function openApiV2Document(resources: ResourceTable): Record<string, unknown> {
-  return { swagger: '2.0', info: { title: 'Kubernetes', version: 'v1.32.0' }, paths: {}, definitions: kindSchemas(servedKinds(resources), 'v2') };
+  return { swagger: '2.0', info: { title: 'Kubernetes', version: 'v1.32.0' }, paths: v2Paths(resources), definitions: kindSchemas(servedKinds(resources), 'v2') };
 }
 
 class Pb {
@@ -317,14 +404,75 @@ function schemaPb(s: SchemaNode): Pb {
     for (const [k, v] of Object.entries(s.properties)) if (isObj(v)) props.message(1, new Pb().string(1, k).message(2, schemaPb(v)));
     m.message(25, props);
   }
-  for (const [k, v] of Object.entries(s)) if (k.startsWith('x-')) m.message(31, new Pb().string(1, k).message(2, anyYaml(v)));
+  vendorExtensions(m, 31, s);
+  return m;
+}
+
+/** Vendor extensions (`x-…` keys) as repeated NamedAny in `field`. */
+function vendorExtensions(m: Pb, field: number, o: object): void {
+  for (const [k, v] of Object.entries(o)) if (k.startsWith('x-')) m.message(field, new Pb().string(1, k).message(2, anyYaml(v)));
+}
+
+/** ParametersItem{parameter: Parameter{body_parameter | non_body_parameter{query | path}}}. */
+function parameterPb(p: V2Param): Pb {
+  let param: Pb;
+  if (p.in === 'body') {
+    param = new Pb().message(1, new Pb().string(1, p.description).string(2, p.name).string(3, 'body').bool(4, p.required).message(5, schemaPb(p.schema ?? {})));
+  } else if (p.in === 'query') {
+    const q = new Pb().bool(1, p.required).string(2, 'query').string(3, p.description).string(4, p.name).string(6, p.type).bool(20, p.uniqueItems);
+    param = new Pb().message(2, new Pb().message(3, q));
+  } else {
+    const q = new Pb().bool(1, p.required).string(2, 'path').string(3, p.description).string(4, p.name).string(5, p.type).bool(19, p.uniqueItems);
+    param = new Pb().message(2, new Pb().message(4, q));
+  }
+  return new Pb().message(1, param);
+}
+
+interface V2Operation {
+  operationId: string;
+  produces?: string[];
+  consumes?: string[];
+  parameters?: V2Param[];
+  responses?: Record<string, { description: string; schema?: SchemaNode }>;
+  schemes?: string[];
+  [ext: `x-${string}`]: unknown;
+}
+
+function operationPb(op: V2Operation): Pb {
+  const m = new Pb().string(5, op.operationId);
+  for (const t of op.produces ?? []) m.string(6, t);
+  for (const t of op.consumes ?? []) m.string(7, t);
+  for (const p of op.parameters ?? []) m.message(8, parameterPb(p));
+  const responses = new Pb();
+  for (const [code, r] of Object.entries(op.responses ?? {})) {
+    const resp = new Pb().string(1, r.description);
+    if (r.schema) resp.message(2, new Pb().message(1, schemaPb(r.schema)));
+    responses.message(1, new Pb().string(1, code).message(2, new Pb().message(1, resp)));
+  }
+  m.message(9, responses);
+  for (const s of op.schemes ?? []) m.string(10, s);
+  vendorExtensions(m, 13, op);
+  return m;
+}
+
+const PATH_ITEM_FIELDS: Record<string, number> = { get: 2, put: 3, post: 4, delete: 5, patch: 8 };
+
+function pathItemPb(item: Record<string, unknown>): Pb {
+  const m = new Pb();
+  for (const [verb, field] of Object.entries(PATH_ITEM_FIELDS)) {
+    const op = item[verb];
+    if (isObj(op)) m.message(field, operationPb(op as unknown as V2Operation));
+  }
+  for (const p of (item.parameters as V2Param[] | undefined) ?? []) m.message(9, parameterPb(p));
   return m;
 }
 
 export function openApiV2Protobuf(resources: ResourceTable): Buffer {
   const doc = openApiV2Document(resources);
   const info = doc.info as { title: string; version: string };
+  const paths = new Pb();
+  for (const [name, item] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) paths.message(2, new Pb().string(1, name).message(2, pathItemPb(item)));
   const defs = new Pb();
   for (const [name, s] of Object.entries(doc.definitions as Record<string, SchemaNode>)) defs.message(1, new Pb().string(1, name).message(2, schemaPb(s)));
-  return new Pb().string(1, '2.0').message(2, new Pb().string(1, info.title).string(2, info.version)).message(9, defs).done();
+  return new Pb().string(1, '2.0').message(2, new Pb().string(1, info.title).string(2, info.version)).message(8, paths).message(9, defs).done();
 }

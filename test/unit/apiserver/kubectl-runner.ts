@@ -1,10 +1,14 @@
 // Runs real kubectl binaries against a test API server: a temporary HOME and cache dir per
 // runner (kubectl caches discovery and OpenAPI per host:port), background runs for `-w` and
-// `wait`, and the kubectl.1.NN binaries installed next to the dispatcher for a version matrix.
+// `wait`, and, for a version matrix, the kubectl.1.NN binaries installed next to the dispatcher
+// plus older ones (Debian's kubectl 1.20, unpacked by hack/install-deps.sh).
 
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+
+/** Where hack/install-deps.sh unpacks Debian's kubernetes-client (kubectl 1.20) without installing it. */
+export const OLD_KUBECTL = '/var/cache/kubevz/kubectl-1.20/kubectl';
 
 export interface Run {
   code: number;
@@ -15,8 +19,8 @@ export interface Run {
 export interface Background {
   /** Output so far. */
   stdout(): string;
-  /** Resolves when the output matches (or rejects after timeoutMs). */
-  waitFor(re: RegExp, timeoutMs?: number): Promise<void>;
+  /** Resolves when the output (or, with -v=6 request logs, stderr) matches; rejects after timeoutMs. */
+  waitFor(re: RegExp, timeoutMs?: number, stream?: 'stdout' | 'stderr'): Promise<void>;
   done: Promise<Run>;
   /** Kills the process by its PID. */
   stop(): void;
@@ -52,22 +56,28 @@ export class Kubectl {
     let out = '';
     let err = '';
     let waiters: (() => void)[] = [];
-    p.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
+    const wake = () => {
       const w = waiters;
       waiters = [];
       w.forEach((f) => f());
+    };
+    p.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      wake();
     });
-    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    p.stderr.on('data', (c: Buffer) => {
+      err += c.toString();
+      wake();
+    });
     const done = new Promise<Run>((resolve) => p.on('close', (code) => resolve({ code: code ?? 1, stdout: out, stderr: err })));
     return {
       stdout: () => out,
       done,
-      waitFor(re, timeoutMs = 15_000) {
+      waitFor(re, timeoutMs = 15_000, stream = 'stdout') {
         return new Promise((resolve, reject) => {
-          const t = setTimeout(() => reject(new Error(`kubectl ${args.join(' ')}: no ${String(re)} in ${JSON.stringify(out)} (stderr ${JSON.stringify(err)})`)), timeoutMs);
+          const t = setTimeout(() => reject(new Error(`kubectl ${args.join(' ')}: no ${String(re)} in ${stream} ${JSON.stringify(out)} (stderr ${JSON.stringify(err)})`)), timeoutMs);
           const check = () => {
-            if (re.test(out)) {
+            if (re.test(stream === 'stdout' ? out : err)) {
               clearTimeout(t);
               resolve();
             } else waiters.push(check);
@@ -97,4 +107,25 @@ export function kubectlMinors(): { minor: number; bin: string }[] {
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => ({ minor: Number(m[1]), bin: join(binDir, m[0]) }))
     .sort((a, b) => a.minor - b.minor);
+}
+
+/**
+ * Extra kubectl binaries for the matrix: KVZ_EXTRA_KUBECTL (colon-separated paths; hack/test.sh
+ * sets it), or when that is unset the kubectl 1.20 hack/install-deps.sh unpacked, if it is there.
+ */
+export function extraKubectls(env: NodeJS.ProcessEnv = process.env): string[] {
+  const listed = env.KVZ_EXTRA_KUBECTL;
+  if (listed === undefined) return existsSync(OLD_KUBECTL) ? [OLD_KUBECTL] : [];
+  return [...new Set(listed.split(':').filter((p) => p !== ''))];
+}
+
+/** The client's minor version from `kubectl version --client -o json` (every kubectl since 1.11 has it). */
+export function clientMinor(bin: string): number | undefined {
+  try {
+    const out = execFileSync(bin, ['version', '--client', '-o', 'json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 20_000 });
+    const minor = Number.parseInt((JSON.parse(out) as { clientVersion?: { minor?: string } }).clientVersion?.minor ?? '', 10);
+    return Number.isFinite(minor) ? minor : undefined;
+  } catch {
+    return undefined;
+  }
 }
