@@ -22,11 +22,11 @@ import { errorCode, errorMessage, KvzError } from '../core/errors.js';
 import type { EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import type { ResourceClient } from '../core/resource-client.js';
-import type { VEConfig, VERuntime } from '../runtime/index.js';
+import { migrationScratchDir, removeMigrationDir, type VEConfig, type VERuntime } from '../runtime/index.js';
 import { blockDigests, changedBlocks, changedSubBlocks, type HeldBlocks } from '../runtime/disk-sync.js';
 import { MigrationChannelClient, readToken, type ImageFile } from './migration-channel.js';
 import { BLOCK_SIZE, SUB_BLOCK_SIZE } from './migration-frames.js';
-import { advance, isMigrationGone, markerDir, readMarkers, removeMarker, writeMarker, type SourceMarker } from './migration-status.js';
+import { advance, isMigrationGone, readMarkers, removeMarker, writeMarker, type SourceMarker } from './migration-status.js';
 
 export interface MigrationSourceOptions {
   nodeName: string;
@@ -134,7 +134,7 @@ export class MigrationSource {
 
       if (mode === 'live') {
         const t = Date.now();
-        bytes += await this.sendDelta(client, disk, remote);
+        bytes += await this.sendDelta(client, disk, remote, await this.changed(disk, remote));
         timings.diskPrecopy = Date.now() - t;
         check();
       }
@@ -143,7 +143,7 @@ export class MigrationSource {
       // The downtime runs from the freeze (CRIU's, as the VE's action script saw it; else from here).
       let t0 = Date.now();
       if (mode === 'live') {
-        marker.imageDir = join(markerDir(this.o.stateDir), 'outgoing', mig.metadata.uid ?? name, 'images');
+        marker.imageDir = join(migrationScratchDir(this.o.stateDir), 'outgoing', mig.metadata.uid ?? name, 'images');
         await rm(marker.imageDir, { recursive: true, force: true });
         marker.dumped = true; // before the dump: a crash in it must look for images, not cold-boot blindly
         await writeMarker(this.o.stateDir, marker);
@@ -168,25 +168,33 @@ export class MigrationSource {
       const rt = this.o.runtime.migration;
       const live = mode === 'live';
       const tx = Date.now();
+      // The disk's path is the longest of the three, and its freeze and digest are work on this
+      // agent's one thread: they go first, before the images and the status write load it.
+      const digested = (async () => {
+        let t = Date.now();
+        const extents = live && rt.freezeDisk ? await rt.freezeDisk(veUid, signal) : await rt.releaseDisk(veUid);
+        timings.diskRelease = Date.now() - t;
+        t = Date.now();
+        const want = await this.changed(disk, remote, extents ?? undefined);
+        timings.diskDeltaDigest = Date.now() - t;
+        timings.diskDeltaBlocks = want.length;
+        return want;
+      })();
       const [, imageBytes, diskBytes] = await allOrFirstError([
-        advance(this.o.migrations, namespace, name, ['Checkpointing'], 'Transferring', { message: 'sending the disk delta and the checkpoint' }),
-        (async () => {
+        digested.then(() => advance(this.o.migrations, namespace, name, ['Checkpointing'], 'Transferring', { message: 'sending the disk delta and the checkpoint' })),
+        digested.then(async () => {
           if (!marker.imageDir) return 0;
           const t = Date.now();
           const n = await client!.putCheckpoint(await imageFiles(marker.imageDir));
           timings.images = Date.now() - t;
           return n;
-        })(),
-        (async () => {
-          let t = Date.now();
-          if (live && rt.freezeDisk) await rt.freezeDisk(veUid, signal);
-          else await rt.releaseDisk(veUid);
-          timings.diskRelease = Date.now() - t;
-          t = Date.now();
-          const n = await this.sendDelta(client!, disk, remote, live, timings);
+        }),
+        digested.then(async (want) => {
+          const t = Date.now();
+          const n = await this.sendDelta(client!, disk, remote, want, live);
           timings.diskDelta = Date.now() - t;
           return n;
-        })(),
+        }),
       ]);
       bytes += imageBytes + diskBytes;
       timings.transfer = Date.now() - tx;
@@ -229,19 +237,16 @@ export class MigrationSource {
     }
   }
 
+  /** The blocks whose digest differs from what the target holds. `extents`: the image's data ranges, when known. */
+  private async changed(disk: string, remote: HeldBlocks, extents?: Array<[number, number]>): Promise<number[]> {
+    return changedBlocks(await blockDigests(disk, BLOCK_SIZE, extents), remote.digests);
+  }
+
   /**
-   * Sends the blocks whose digest differs from what the target holds; returns the bytes sent.
-   * `final`: the image is at rest and this is its last delta (sent even when empty), after which
-   * the target may mount it.
+   * Sends blocks `want` (what changed); returns the bytes sent. `final`: the image is at rest and
+   * this is its last delta (sent even when empty), after which the target may mount it.
    */
-  private async sendDelta(client: MigrationChannelClient, disk: string, remote: HeldBlocks, final = false, timings?: Record<string, number>): Promise<number> {
-    const t = Date.now();
-    const local = await blockDigests(disk, BLOCK_SIZE);
-    const want = changedBlocks(local, remote.digests);
-    if (timings) {
-      timings.diskDeltaDigest = Date.now() - t;
-      timings.diskDeltaBlocks = want.length;
-    }
+  private async sendDelta(client: MigrationChannelClient, disk: string, remote: HeldBlocks, want: number[], final = false): Promise<number> {
     if (!want.length && !final) return 0;
     return client.putBlocks(changedSubBlocks(disk, want, remote, BLOCK_SIZE, SUB_BLOCK_SIZE), { final, unit: SUB_BLOCK_SIZE });
   }
@@ -311,7 +316,7 @@ export class MigrationSource {
         this.o.log.warn({ uid: marker.veUid, err: errorMessage(err) }, 'could not release the migrated VE\'s disk on the source; its clean-up will retry');
       }
     }
-    if (marker.imageDir) await rm(join(marker.imageDir, '..'), { recursive: true, force: true });
+    if (marker.imageDir) await removeMigrationDir(this.o.stateDir, join(marker.imageDir, '..'));
     await removeMarker(this.o.stateDir, marker.namespace, marker.name);
   }
 

@@ -11,12 +11,12 @@ import { errorMessage } from '../core/errors.js';
 import type { EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import type { ResourceClient } from '../core/resource-client.js';
-import type { VEConfig, VERuntime } from '../runtime/index.js';
+import { migrationScratchDir, removeMigrationDir, type VEConfig, type VERuntime } from '../runtime/index.js';
 import { blockDigests, writeBlock } from '../runtime/disk-sync.js';
 import { chooseAddresses } from './address-pool.js';
 import type { IncomingHandler } from './migration-channel.js';
 import { BLOCK_SIZE } from './migration-frames.js';
-import { advance, isMigrationGone, isTerminalPhase, markerDir } from './migration-status.js';
+import { advance, isMigrationGone, isTerminalPhase } from './migration-status.js';
 import { configFromSpec } from './ve-config.js';
 
 export interface MigrationTargetOptions {
@@ -69,7 +69,7 @@ export class MigrationTarget implements IncomingHandler {
     if (phase === 'Succeeded') {
       // The VE runs here now: the controller rebinds it; only our bookkeeping goes.
       this.incoming.delete(key);
-      await rm(this.imageRoot(mig), { recursive: true, force: true });
+      await removeMigrationDir(this.o.stateDir, this.imageRoot(mig));
       return;
     }
     if (phase === 'Failed' || mig.metadata.deletionTimestamp) {
@@ -168,12 +168,12 @@ export class MigrationTarget implements IncomingHandler {
       await this.o.runtime.destroy(held.veUid, { timeoutMs: 10_000 });
     }
     await this.o.runtime.migration.abortIncoming(held.veUid);
-    await rm(join(markerDir(this.o.stateDir), 'incoming', held.migrationUid), { recursive: true, force: true });
+    await removeMigrationDir(this.o.stateDir, join(migrationScratchDir(this.o.stateDir), 'incoming', held.migrationUid));
     this.o.log.info({ migration: key, uid: held.veUid }, `dropped the incoming copy: ${why}`);
   }
 
   private imageRoot(mig: VEMigration): string {
-    return join(markerDir(this.o.stateDir), 'incoming', mig.metadata.uid ?? 'unknown');
+    return join(migrationScratchDir(this.o.stateDir), 'incoming', mig.metadata.uid ?? 'unknown');
   }
 
   // ---- IncomingHandler (the data channel) ----

@@ -50,10 +50,13 @@ function overlaps(ranges: Array<[number, number]>, start: number, end: number): 
   return ranges.some(([a, b]) => a < end && b > start);
 }
 
-/** sha256 (hex) per block of `file`; the last block may be shorter. Holes and zero blocks digest as zeroBlockDigest(length). */
-export async function blockDigests(file: string, blockSize = DEFAULT_BLOCK_SIZE): Promise<string[]> {
+/**
+ * sha256 (hex) per block of `file`; the last block may be shorter. Holes and zero blocks digest as
+ * zeroBlockDigest(length). `extents`: the file's data ranges when the caller has them (else looked up).
+ */
+export async function blockDigests(file: string, blockSize = DEFAULT_BLOCK_SIZE, extents?: Array<[number, number]>): Promise<string[]> {
   const size = (await stat(file)).size;
-  const ranges = await dataRanges(file);
+  const ranges = extents ?? (await dataRanges(file));
   const fh = await open(file, 'r');
   const buf = Buffer.alloc(blockSize);
   const zero = Buffer.alloc(blockSize);

@@ -27,7 +27,7 @@ export {
 export { hostInfo } from './host-info.js';
 export { stopNodeServices, LXCFS_FILES, LXCFS_FLAGS } from './lxcfs.js';
 export { blockDigests, changedBlocks, dirDigest, readBlocks, writeBlock, zeroBlockDigest, DEFAULT_BLOCK_SIZE } from './disk-sync.js';
-export { checkpointFeature } from './checkpoint.js';
+export { checkpointFeature, migrationScratchDir, removeKerndatCache, removeMigrationDir, removeMigrationScratch } from './checkpoint.js';
 export { UsageReader } from './usage.js';
 export { CgroupV1 } from './cgroup-v1.js';
 export { CgroupV2 } from './cgroup-v2.js';

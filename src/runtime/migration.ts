@@ -21,6 +21,7 @@ import {
   DumpMarks,
 } from './checkpoint.js';
 import { CNI_IFNAME } from './cni.js';
+import { parseFilefrag } from './disk-sync.js';
 import { run } from './command.js';
 import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, imageFsBytes, imageInodes, isImageMounted, mountImage, readDiskRecord, unmountImage, writeDiskRecord } from './disk-image.js';
 import { detachLoops } from './loop.js';
@@ -212,14 +213,18 @@ export class VEMigration implements VEMigrationRuntime {
    * After a dump: the VE's filesystem frozen (fsfreeze) rather than unmounted, so the image file is
    * consistent to read and mounts cleanly elsewhere (a frozen ext4 has its journal flushed), in one
    * command instead of two unmounts and a loop look-up — and a rollback only thaws it. The VE must
-   * not run (the caller has just dumped it: no `runc state` look-up during the downtime). thawDisk
-   * undoes it; a frozen disk must be thawed before it is unmounted or written.
+   * not run (the caller has just dumped it: no `runc state` look-up during the downtime). The same
+   * spawn lists the image's extents for the last delta's digest. thawDisk undoes it; a frozen disk
+   * must be thawed before it is unmounted or written.
    */
-  freezeDisk(uid: string, signal?: AbortSignal): Promise<void> {
+  freezeDisk(uid: string, signal?: AbortSignal): Promise<Array<[number, number]> | undefined> {
     return this.rt.withVE(uid, async () => {
       const disk = diskPaths(this.rt.veDir(uid));
-      if (!(await isImageMounted(disk))) return; // not mounted: the image file is already at rest
-      await run('fsfreeze', ['--freeze', disk.mount], { signal });
+      if (!(await isImageMounted(disk))) return undefined; // not mounted: the image file is already at rest
+      const script = 'fsfreeze --freeze "$1" || exit 90; exec filefrag -e "$2"';
+      const res = await run('sh', ['-c', script, 'kvz-freeze', disk.mount, disk.image], { signal, allowFailure: true });
+      if (res.exitCode === 90) throw new KvzError('CommandFailed', `could not freeze the disk of VE ${uid} (fsfreeze --freeze ${disk.mount}): ${res.stderr.trim()}`);
+      return res.exitCode === 0 ? parseFilefrag(res.stdout) : undefined;
     });
   }
 
@@ -235,18 +240,21 @@ export class VEMigration implements VEMigrationRuntime {
   }
 
   /**
-   * Target side, once the last disk block arrived: the incoming image mounted (loop, ext4) and its
-   * record written, so the restore only adds the overlay. prepareIncoming detached any loop device
-   * of the image, so no `losetup -j` look-up is needed.
+   * Target side, once the last disk block arrived: the incoming image mounted (loop, ext4) with its
+   * record written, and the VE's root fs on it (HostRuntime.mountIncomingRootfs), so the restore
+   * mounts nothing. prepareIncoming detached any loop device of the image, so no `losetup -j`
+   * look-up is needed.
    */
   mountIncomingDisk(uid: string, signal?: AbortSignal): Promise<void> {
     return this.rt.withVE(uid, async () => {
       const disk = diskPaths(this.rt.veDir(uid));
-      if (await isImageMounted(disk)) return;
-      if (!(await readDiskRecord(disk))) {
-        await writeDiskRecord(disk, { sizeBytes: (await imageFsBytes(disk.image)) ?? (await stat(disk.image)).size, inodes: await imageInodes(disk.image) });
+      if (!(await isImageMounted(disk))) {
+        if (!(await readDiskRecord(disk))) {
+          await writeDiskRecord(disk, { sizeBytes: (await imageFsBytes(disk.image)) ?? (await stat(disk.image)).size, inodes: await imageInodes(disk.image) });
+        }
+        await mountImage(disk, { signal, fresh: true });
       }
-      await mountImage(disk, { signal, fresh: true });
+      await this.rt.mountIncomingRootfs(uid, signal);
     });
   }
 

@@ -23,14 +23,14 @@ import { UsageReader } from './usage.js';
 import { cgroupPath, containerId, macAddress } from './names.js';
 import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
 import { VEMigration } from './migration.js';
-import { SuspendCheckpoints, checkpointFeature, findCriu, holdInput, releaseInput, writeCriuConfig } from './checkpoint.js';
+import { SuspendCheckpoints, checkpointFeature, ensureKerndatCache, findCriu, holdInput, releaseInput, removeKerndatCache, removeMigrationScratch, writeCriuConfig } from './checkpoint.js';
 import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { MASKED_PATHS, STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
 import { Isolation } from './isolation.js';
 import { DEFAULT_IDMAP_HELPER } from './idmap-mount.js';
 import { cloneImage } from './clone.js';
 import { diskPaths, diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
-import { ensureRootfs, growRunning, isMounted, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
+import { ensureRootfs, growRunning, isMounted, mountRootfs, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
 import { run } from './command.js';
 import { pidGone } from './pid.js';
 import { stopwatch } from './stopwatch.js';
@@ -192,7 +192,9 @@ export class HostRuntime implements VERuntime {
   constructor(private readonly opts: HostRuntimeOptions) {
     this.log = opts.log;
     this.vesDir = join(opts.stateDir, 'ves');
-    this.runc = new Runc(join(opts.stateDir, 'runc'), opts.runcBinary ?? 'runc', opts.criuBinary ?? findCriu());
+    const criu = opts.criuBinary ?? findCriu();
+    this.runc = new Runc(join(opts.stateDir, 'runc'), opts.runcBinary ?? 'runc', criu);
+    if (criu) void ensureKerndatCache(criu, opts.log);
     this.migration = new VEMigration(this);
     this.cni = new Cni(opts.cniPluginDir ?? '/usr/lib/cni');
     this.cgroup = createCgroupReader(opts.cgroupRoot ?? '/sys/fs/cgroup');
@@ -940,6 +942,25 @@ export class HostRuntime implements VERuntime {
   }
 
   /**
+   * Migration target, under the VE's lock, once the incoming disk is mounted (mountIncomingDisk):
+   * the VE's root fs on it as bringUp mounts it — the template's lower (id-mapped for a VE with a
+   * user namespace) and the overlay — so the restore finds it ready rather than mounting it on the
+   * downtime. A failure undoes its mounts; destroy (abortIncoming) undoes the rest.
+   */
+  async mountIncomingRootfs(uid: string, signal?: AbortSignal): Promise<void> {
+    const config = await this.appliedConfig(uid);
+    if (!config) throw new KvzError('NotFound', `VE ${uid} has no config on this node: prepare it as incoming first`);
+    const log = this.veLog(uid, config.name);
+    await Revert.run(log, async (revert) => {
+      const security = await this.isolation.resolve(config, true, log);
+      const template = await this.templates.ensure(config.template, undefined, { signal });
+      const lower = await this.isolation.lower(template.rootfs, uid, security, revert, signal);
+      const paths = rootfsPaths(this.veDir(uid));
+      if (await mountRootfs(lower, paths, signal)) revert.add('unmount rootfs', () => unmountRootfs(paths));
+    });
+  }
+
+  /**
    * Migration target (VEMigration.prepareRestoreNetwork), while the source still runs the VE: its
    * netns wired now with the host end parked (down, on the parking bridge: parkingBridgeName), so
    * the restore's bringUp finds it intact and skips it and openNetwork only moves the host end —
@@ -1194,11 +1215,12 @@ export class HostRuntime implements VERuntime {
  */
 export async function teardownNode(opts: { bridge: string; cgroupRoot?: string; signal?: AbortSignal; stateDir?: string }): Promise<void> {
   // The node's lxcfs (when stateDir is given): it outlives agent restarts, only a teardown ends it.
-  if (opts.stateDir) await stopNodeServices({ stateDir: opts.stateDir });
+  if (opts.stateDir) await Promise.all([stopNodeServices({ stateDir: opts.stateDir }), removeMigrationScratch(opts.stateDir)]);
   await deleteManagedBridge(opts.bridge, opts.signal);
   await deleteManagedBridge(parkingBridgeName(opts.bridge), opts.signal);
   // Only empty ones: another runtime of this netns may still guard its VEs.
   await removeAntispoofTables({ signal: opts.signal });
+  await removeKerndatCache();
   const root = opts.cgroupRoot ?? '/sys/fs/cgroup';
   for (const c of V1_CONTROLLERS) {
     await rmdir(join(root, c, 'kubevz')).catch(() => undefined);

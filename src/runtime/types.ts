@@ -235,10 +235,12 @@ export interface VEMigrationRuntime {
   /**
    * Live-migration speed-ups, all optional (a runtime without them takes the plain path):
    * freezeDisk makes a dumped VE's image consistent without unmounting it (thawDisk undoes it,
-   * before any restore or release here); on the target, mountIncomingDisk mounts the filled image
-   * and prepareRestoreNetwork wires the VE's netns (input held) ahead of `restore`.
+   * before any restore or release here) and returns the image file's data extents as of then
+   * (byte ranges; undefined when the file system cannot tell), so the last delta's digest needs no
+   * second look-up; on the target, mountIncomingDisk mounts the filled image and the VE's root fs
+   * on it, and prepareRestoreNetwork wires the VE's netns (input held) ahead of `restore`.
    */
-  freezeDisk?(uid: string, signal?: AbortSignal): Promise<void>;
+  freezeDisk?(uid: string, signal?: AbortSignal): Promise<Array<[number, number]> | undefined>;
   thawDisk?(uid: string, signal?: AbortSignal): Promise<void>;
   mountIncomingDisk?(uid: string, signal?: AbortSignal): Promise<void>;
   prepareRestoreNetwork?(config: VEConfig, signal?: AbortSignal): Promise<void>;

@@ -45,7 +45,7 @@ import { VE_RESOURCE, VEM_RESOURCE, VENODE_RESOURCE, type VEMigration, type VENo
 import { loadKubeConfig, makeResourceClient } from '../../src/core/kube-client.js';
 import { silentLogger } from '../../src/core/logger.js';
 import type { ResourceClient } from '../../src/core/resource-client.js';
-import { containerId, createRuntime, hostVethName, stopNodeServices } from '../../src/runtime/index.js';
+import { containerId, createRuntime, hostVethName, removeKerndatCache, removeMigrationScratch, stopNodeServices } from '../../src/runtime/index.js';
 import { kvzBin } from './kvz-up.js';
 import { uniqueSuffix } from './prereq.js';
 
@@ -445,6 +445,9 @@ async function destroyNode(stateDir: string, bridge: string, subnet: string): Pr
   for (const ve of await rt.list()) await rt.destroy(ve.uid, { timeoutMs: 5_000 });
   // The node's lxcfs (started by its agent, outlives it) and its FUSE mount under the state dir.
   await stopNodeServices({ stateDir });
+  // Its migrations' scratch dir on /dev/shm, and the CRIU probe cache its agent installed (teardownNode does both).
+  await removeMigrationScratch(stateDir);
+  await removeKerndatCache();
   // Leftover mounts under the state dir (templates, a crash half-way), deepest first.
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${stateDir}/`));
   for (const m of mounts.reverse()) await sh('umount', ['-l', m], { allowFail: true });

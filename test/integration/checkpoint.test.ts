@@ -4,13 +4,15 @@
 // disk copied block by block — privileged, and with a user namespace (CRIU makes its netns anew).
 
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, statfsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { silentLogger } from '../../src/core/logger.js';
 import { blockDigests, changedBlocks, createRuntime, dirDigest, hostVethName, readBlocks, writeBlock, type VEConfig } from '../../src/runtime/index.js';
+import { KERNDAT_CACHE, ensureKerndatCache, removeKerndatCache } from '../../src/runtime/checkpoint.js';
 import { execFileP, makeVEHost, type VEHost } from '../helpers/ve-host.js';
 import { missingPrereqs, inCI } from '../helpers/prereq.js';
 
@@ -255,4 +257,27 @@ test('live migration of a VE with a user namespace between two runtimes, with it
   const c = await serviceVE('ckpm');
   assert.equal((await host.rt.inspect(c.uid)).security?.userNamespace, true);
   await migrateBetweenRuntimes(c);
+});
+
+test("CRIU's kernel probe cache: installed where /run is not a tmpfs, loaded by CRIU, removed by the node's teardown", { skip }, async () => {
+  const criu = '/usr/local/sbin/criu';
+  const ownedByCriu = statfsSync('/run').type === 0x01021994;
+  await removeKerndatCache();
+  await ensureKerndatCache(criu, silentLogger);
+  const work = mkdtempSync(join(tmpdir(), 'kvz-kdat-'));
+  try {
+    // On a tmpfs /run CRIU writes the cache itself, at its first run.
+    const check = spawnSync(criu, ['check', '-v4', '-W', work, '-o', 'check.log'], { encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stderr);
+    const st = statSync(KERNDAT_CACHE);
+    assert.equal(st.mode & 0o777, 0o600, 'root only');
+    assert.ok(st.size > 0);
+    if (!ownedByCriu) {
+      assert.match(readFileSync(join(work, 'check.log'), 'utf8'), /Loaded kdat cache from \/run\/criu\.kdat/);
+      await removeKerndatCache();
+      assert.equal(existsSync(KERNDAT_CACHE), false, 'teardown removes the cache kubevz installed');
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 });

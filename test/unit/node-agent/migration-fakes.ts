@@ -90,6 +90,7 @@ export class MigratingFakeRuntime extends FakeRuntime {
     freezeDisk: async (uid: string) => {
       this.calls.push(`freezeDisk ${uid}`);
       this.frozen.add(uid);
+      return undefined; // the extents are unknown: the digest reads every block
     },
     thawDisk: async (uid: string) => {
       this.calls.push(`thawDisk ${uid}`);
