@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../core/index.js';
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, versionInfo } from './discovery.js';
-import { jsonListWriter, parseBody, readBody, sendError, sendJson, sendRaw } from './http-util.js';
+import { jsonListWriter, parseBody, parseObjectBody, readBody, readBodyBytes, sendError, sendJson, sendRaw } from './http-util.js';
 import { isObj, meta } from './object-meta.js';
 import { managerFromRequest } from './managed-fields.js';
 import { OPENAPI_CONTENT_TYPE, openApiV2Protobuf, openApiV3Discovery, openApiV3GroupVersion } from './openapi.js';
@@ -253,14 +253,14 @@ async function serveResource(req: IncomingMessage, res: ServerResponse, url: URL
     case 'POST': {
       if (t.name !== undefined || t.subresource) throw errors.methodNotAllowed();
       if (t.def.namespaced && t.namespace === undefined) throw errors.methodNotAllowed();
-      const body = parseBody(await readBody(req), req.headers['content-type'] ?? '');
+      const body = parseObjectBody(await readBodyBytes(req), req.headers['content-type'] ?? '', { apiVersion: apiVersionOf(t.def, t.version), kind: t.def.kind });
       const o = writeOptions(req, url, t);
       const created = registry.create(t.def, t.version, nsOf(t), body, o);
       return sendRaw(res, 201, objectJson(t, created), warningHeaders(o));
     }
     case 'PUT': {
       if (t.name === undefined) throw errors.methodNotAllowed();
-      const body = parseBody(await readBody(req), req.headers['content-type'] ?? '');
+      const body = parseObjectBody(await readBodyBytes(req), req.headers['content-type'] ?? '', { apiVersion: apiVersionOf(t.def, t.version), kind: t.def.kind });
       const o = writeOptions(req, url, t);
       const updated = registry.update(t.def, t.version, nsOf(t), t.name, body, o);
       return sendRaw(res, 200, objectJson(t, updated), warningHeaders(o));

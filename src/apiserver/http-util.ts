@@ -3,12 +3,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import type { RawListSink } from './registry.js';
+import { acceptedMediaTypes, decodeProtobufBody, PROTOBUF_MEDIA_TYPE } from './protobuf-body.js';
 import { ApiError, errors } from './status-errors.js';
 
 const MAX_BODY = 3 * 1024 * 1024; // the real server's default request size limit
 
 /** The request body as text; over the size limit → 413 (the rest of the body is read and dropped). */
 export function readBody(req: IncomingMessage): Promise<string> {
+  return collectBody(req, (b) => b.toString('utf8'));
+}
+
+/** The request body as bytes (protobuf bodies are binary), with readBody's limit. */
+export function readBodyBytes(req: IncomingMessage): Promise<Buffer> {
+  return collectBody(req, (b) => b);
+}
+
+function collectBody<T>(req: IncomingMessage, finish: (body: Buffer) => T): Promise<T> {
   // Plain events, not `for await`: an async iterator per request costs more than the read itself.
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -22,11 +32,25 @@ export function readBody(req: IncomingMessage): Promise<string> {
       }
       chunks.push(b);
     });
-    req.on('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(finish(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))));
     req.on('error', reject);
     // A client gone before the end of its body: nothing will answer (settled promises ignore this).
     req.on('close', () => reject(new Error('the request was aborted before its body was complete')));
   });
+}
+
+/**
+ * A create/update body by its media type: Kubernetes protobuf for the kinds protobuf-body.ts
+ * decodes (kubectl ≥1.32 sends them so), CBOR never (415, on which client-go retries with JSON),
+ * anything else JSON or YAML as parseBody reads it.
+ */
+export function parseObjectBody(body: Buffer, contentType: string, target: { apiVersion: string; kind: string }): unknown {
+  const media = (contentType.split(';')[0] ?? '').trim().toLowerCase();
+  if (media === PROTOBUF_MEDIA_TYPE) return decodeProtobufBody(body, target);
+  if (media.startsWith('application/vnd.kubernetes.protobuf') || media === 'application/cbor' || media.endsWith('+cbor')) {
+    throw errors.unsupportedMediaType(acceptedMediaTypes(target.apiVersion, target.kind));
+  }
+  return parseBody(body.toString('utf8'), contentType);
 }
 
 /** JSON, or YAML when the content type says so (YAML is a superset of JSON). */

@@ -4,8 +4,9 @@
 // `dpkg -x`, never installing it). Each runs, against one embedded server, the commands issue 5
 // lists: client-side apply, server-side apply (with a conflict), server-side dry-run and diff,
 // get (table, -o wide, -A, --show-labels, -l), patch --type=merge|json, describe with Events,
-// explain, api-resources, get -w, wait for a condition and for deletion, and delete held by a
-// finalizer. Under CI a matrix without a kubectl older than 1.27 fails.
+// explain, api-resources, get -w, wait for a condition and for deletion, delete held by a
+// finalizer, and `create namespace|secret` (protobuf bodies from kubectl 1.32 on). Under CI a
+// matrix without a kubectl older than 1.27 fails.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -186,6 +187,18 @@ describe('kubectl version matrix', () => {
       const waited = await gone.done;
       assert.equal(waited.code, 0, waited.stderr);
       assert.equal((await call(s, `${VE_PATH}/${b}`)).status, 404);
+
+      // kubectl create namespace|secret go through typed clients, which send protobuf bodies from 1.32 on.
+      const ns = `mx-${tag}-ns`;
+      assert.match(await ok(['create', 'namespace', ns]), new RegExp(`namespace/${ns} created`));
+      assert.match(await ok(['create', 'secret', 'generic', 'mx-secret', '-n', ns, '--from-literal=user=pb', '--type=kubevz.io/test']), /secret\/mx-secret created/);
+      assert.match(await ok(['get', 'ns', ns]), new RegExp(`\\n${ns}\\s+Active\\s`));
+      assert.match(await ok(['get', 'secret', '-n', ns, 'mx-secret']), /\nmx-secret\s+kubevz\.io\/test\s/);
+      const secret = (await call(s, `/api/v1/namespaces/${ns}/secrets/mx-secret`)).json();
+      assert.deepEqual([secret.data, secret.type], [{ user: Buffer.from('pb').toString('base64') }, 'kubevz.io/test']);
+      assert.match(await ok(['delete', 'secret', '-n', ns, 'mx-secret']), /deleted/);
+      assert.match(await ok(['delete', 'namespace', ns]), /deleted/);
+      assert.equal((await call(s, `/api/v1/namespaces/${ns}`)).status, 404);
 
       assert.match(await ok(['delete', 've', a]), new RegExp(`"${a}" deleted`));
       assert.equal((await call(s, `${VE_PATH}/${a}`)).status, 404);

@@ -52,9 +52,10 @@ export function call(s: RunningApiServer, path: string, o: CallOptions = {}): Pr
   const token = o.token === undefined ? s.token : o.token;
   if (token) headers.Authorization = `Bearer ${token}`;
   if (o.accept) headers.Accept = o.accept;
-  let payload: string | undefined;
+  let payload: string | Buffer | undefined;
   if (o.body !== undefined) {
-    payload = typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
+    // A Buffer goes as is (protobuf bodies), a string as text, anything else as JSON.
+    payload = Buffer.isBuffer(o.body) || typeof o.body === 'string' ? o.body : JSON.stringify(o.body);
     headers['Content-Type'] = o.contentType ?? 'application/json';
     // Node does not chunk DELETE bodies by default, so the length must be given.
     headers['Content-Length'] = String(Buffer.byteLength(payload));
