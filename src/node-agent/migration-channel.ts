@@ -12,8 +12,7 @@
 // downtime, and the receiver checks it before it allows a restore.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -241,7 +240,7 @@ export class MigrationChannelServer {
           for await (const c of f.data) parts.push(Buffer.from(c));
           writes.push(writeFile(path, Buffer.concat(parts), { mode: 0o600 }));
         } else {
-          await pipeline(Readable.from(f.data), createWriteStream(path, { mode: 0o600 }));
+          await writeBatched(path, f.data);
         }
         files++;
         bytes += f.size;
@@ -260,6 +259,38 @@ export class MigrationChannelServer {
     return { files, bytes, sha256: got };
   }
 }
+
+/**
+ * Writes a large image file from socket-sized chunks, several MiB per write: one write per 64 KiB
+ * chunk left the receiver waiting on file-system round trips (256 MiB took 1.4 s over a veth with
+ * 0.6 s of CPU).
+ */
+async function writeBatched(path: string, data: AsyncIterable<Buffer>): Promise<void> {
+  const fh = await open(path, 'w', 0o600);
+  const writeAll = async (buf: Buffer) => {
+    for (let off = 0; off < buf.length; ) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+  };
+  try {
+    let parts: Buffer[] = [];
+    let held = 0;
+    let pending = Promise.resolve();
+    for await (const c of data) {
+      parts.push(c);
+      held += c.length;
+      if (held < WRITE_BATCH) continue;
+      // One write in flight while the next batch arrives.
+      await pending;
+      pending = writeAll(Buffer.concat(parts, held));
+      parts = [];
+      held = 0;
+    }
+    await pending;
+    if (held) await writeAll(Buffer.concat(parts, held));
+  } finally {
+    await fh.close();
+  }
+}
+const WRITE_BATCH = 4 << 20;
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {
   if (res.headersSent) return void res.end();

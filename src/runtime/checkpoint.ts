@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, statSync, statfsSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdir, readdir, readFile, rename, rm, rmdir, stat, statfs, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -92,7 +93,7 @@ async function writeKerndatCache(criu: string, path: string): Promise<'criu keep
   if (mark && mark.mtimeMs > (await bootTimeMs())) return 'current';
   const tmp = `${path}.kvz-${process.pid}`;
   // The private namespace's /run hides the host's: CRIU writes there, the copy goes to a host path outside /run first.
-  const out = `/tmp/kvz-kdat-${process.pid}`;
+  const out = join(tmpdir(), `kvz-kdat-${process.pid}`);
   try {
     await run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs kvz-kdat ${dir} && { "$1" check >/dev/null 2>&1; cp ${path} "$2"; }`, 'kvz-kdat', criu, out], { timeoutMs: 30_000 });
     await copyFile(out, tmp);
