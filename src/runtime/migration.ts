@@ -221,10 +221,12 @@ export class VEMigration implements VEMigrationRuntime {
     return this.rt.withVE(uid, async () => {
       const disk = diskPaths(this.rt.veDir(uid));
       if (!(await isImageMounted(disk))) return undefined; // not mounted: the image file is already at rest
-      const script = 'fsfreeze --freeze "$1" || exit 90; exec filefrag -e "$2"';
+      const script = 'fsfreeze --freeze "$1" || exit 90; filefrag -e "$2" || exit 91';
       const res = await run('sh', ['-c', script, 'kvz-freeze', disk.mount, disk.image], { signal, allowFailure: true });
-      if (res.exitCode === 90) throw new KvzError('CommandFailed', `could not freeze the disk of VE ${uid} (fsfreeze --freeze ${disk.mount}): ${res.stderr.trim()}`);
-      return res.exitCode === 0 ? parseFilefrag(res.stdout) : undefined;
+      if (res.exitCode === 0) return parseFilefrag(res.stdout);
+      if (res.exitCode === 91) return undefined; // frozen; the digest reads every block
+      // Not frozen, or not known to be (the caller's rollback thaws): never digest a disk that may still change.
+      throw new KvzError('CommandFailed', `could not freeze the disk of VE ${uid} (fsfreeze --freeze ${disk.mount}): ${res.stderr.trim() || `exit ${res.exitCode}`}`);
     });
   }
 
