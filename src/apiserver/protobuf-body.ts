@@ -211,50 +211,39 @@ function namespace(r: ProtoReader, o: Json): void {
   });
 }
 
-function secret(r: ProtoReader, o: Json): void {
-  const data: Record<string, string> = {};
-  const stringData: Record<string, string> = {};
-  let hasData = false;
-  let hasStringData = false;
-  fields(r, (f, w) => {
-    if (f === 5 && w === WIRE_VARINT) {
-      o.immutable = r.varint() !== 0;
+/**
+ * A kind made of metadata (field 1), string-keyed maps, plain strings and an `immutable` flag —
+ * Secret and ConfigMap, which differ only in their field numbers and value encodings.
+ */
+function flatKind(layout: { maps: Record<number, [key: string, value: (e: ProtoReader) => string]>; strings?: Record<number, string>; immutable: number }) {
+  return (r: ProtoReader, o: Json): void => {
+    const maps: Record<string, Record<string, string>> = {};
+    fields(r, (f, w) => {
+      if (f === layout.immutable && w === WIRE_VARINT) {
+        o.immutable = r.varint() !== 0;
+        return true;
+      }
+      if (w !== WIRE_BYTES) return false;
+      if (f === 1) {
+        o.metadata = objectMeta(r.sub());
+        return true;
+      }
+      const map = layout.maps[f];
+      if (map) {
+        readMap(r, (maps[map[0]] ??= {}), map[1], '');
+        return true;
+      }
+      const key = layout.strings?.[f];
+      if (key === undefined) return false;
+      setString(o, key, r);
       return true;
-    }
-    if (w !== WIRE_BYTES) return false;
-    switch (f) {
-      case 1: o.metadata = objectMeta(r.sub()); return true;
-      case 2: readMap(r, data, b64, ''); hasData = true; return true;
-      case 3: setString(o, 'type', r); return true;
-      case 4: readMap(r, stringData, str, ''); hasStringData = true; return true;
-      default: return false;
-    }
-  });
-  if (hasData) o.data = data;
-  if (hasStringData) o.stringData = stringData;
+    });
+    Object.assign(o, maps);
+  };
 }
 
-function configMap(r: ProtoReader, o: Json): void {
-  const data: Record<string, string> = {};
-  const binaryData: Record<string, string> = {};
-  let hasData = false;
-  let hasBinary = false;
-  fields(r, (f, w) => {
-    if (f === 4 && w === WIRE_VARINT) {
-      o.immutable = r.varint() !== 0;
-      return true;
-    }
-    if (w !== WIRE_BYTES) return false;
-    switch (f) {
-      case 1: o.metadata = objectMeta(r.sub()); return true;
-      case 2: readMap(r, data, str, ''); hasData = true; return true;
-      case 3: readMap(r, binaryData, b64, ''); hasBinary = true; return true;
-      default: return false;
-    }
-  });
-  if (hasData) o.data = data;
-  if (hasBinary) o.binaryData = binaryData;
-}
+const secret = flatKind({ maps: { 2: ['data', b64], 4: ['stringData', str] }, strings: { 3: 'type' }, immutable: 5 });
+const configMap = flatKind({ maps: { 2: ['data', str], 3: ['binaryData', b64] }, immutable: 4 });
 
 /** The kinds whose protobuf this server decodes, by `apiVersion/kind` (all core v1). */
 const DECODERS: Record<string, (r: ProtoReader, into: Json) => void> = {

@@ -172,10 +172,10 @@ export class MigrationSource {
       // agent's one thread: they go first, before the images and the status write load it.
       const digested = (async () => {
         let t = Date.now();
-        const extents = live && rt.freezeDisk ? await rt.freezeDisk(veUid, signal) : await rt.releaseDisk(veUid);
+        const extents = live && rt.freezeDisk ? await rt.freezeDisk(veUid, signal) : (await rt.releaseDisk(veUid), undefined);
         timings.diskRelease = Date.now() - t;
         t = Date.now();
-        const want = await this.changed(disk, remote, extents ?? undefined);
+        const want = await this.changed(disk, remote, extents);
         timings.diskDeltaDigest = Date.now() - t;
         timings.diskDeltaBlocks = want.length;
         return want;
