@@ -53,7 +53,8 @@ export interface ChannelServerOptions {
 const SMALL_IMAGE_FILE = 1 << 20;
 
 /** Phases in which the source may send disk blocks and images. */
-const SENDING: readonly MigrationPhase[] = ['TargetReady', 'Checkpointing', 'Transferring'];
+// Restoring too: the source writes it while its last data is still on the way (the restore itself waits for verified images).
+const SENDING: readonly MigrationPhase[] = ['TargetReady', 'Checkpointing', 'Transferring', 'Restoring'];
 
 class HttpError extends Error {
   constructor(readonly status: number, message: string, readonly extra: Record<string, unknown> = {}) {

@@ -22,7 +22,7 @@ import { errorCode, errorMessage, KvzError } from '../core/errors.js';
 import type { EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
 import type { ResourceClient } from '../core/resource-client.js';
-import { migrationScratchDir, removeMigrationDir, type VEConfig, type VERuntime } from '../runtime/index.js';
+import { migrationScratchDir, removeMigrationDir, type CheckpointResult, type VEConfig, type VERuntime } from '../runtime/index.js';
 import { blockDigests, changedBlocks, changedSubBlocks, type HeldBlocks } from '../runtime/disk-sync.js';
 import { MigrationChannelClient, readToken, type ImageFile } from './migration-channel.js';
 import { BLOCK_SIZE, SUB_BLOCK_SIZE } from './migration-frames.js';
@@ -142,13 +142,15 @@ export class MigrationSource {
       check();
       // The downtime runs from the freeze (CRIU's, as the VE's action script saw it; else from here).
       let t0 = Date.now();
+      let frozenDisk: CheckpointResult['disk'];
       if (mode === 'live') {
         marker.imageDir = join(migrationScratchDir(this.o.stateDir), 'outgoing', mig.metadata.uid ?? name, 'images');
         await rm(marker.imageDir, { recursive: true, force: true });
         marker.dumped = true; // before the dump: a crash in it must look for images, not cold-boot blindly
         await writeMarker(this.o.stateDir, marker);
         try {
-          const cp = await this.o.runtime.migration.checkpoint(veUid, { imageDir: marker.imageDir, signal });
+          const cp = await this.o.runtime.migration.checkpoint(veUid, { imageDir: marker.imageDir, freezeDisk: true, signal });
+          frozenDisk = cp.disk;
           timings.checkpoint = cp.ms;
           if (cp.frozenAt !== undefined && cp.frozenAt >= t0) t0 = cp.frozenAt;
           timings.dumpAfterFreeze = Date.now() - t0;
@@ -172,7 +174,8 @@ export class MigrationSource {
       // agent's one thread: they go first, before the images and the status write load it.
       const digested = (async () => {
         let t = Date.now();
-        const extents = live && rt.freezeDisk ? await rt.freezeDisk(veUid, signal) : (await rt.releaseDisk(veUid), undefined);
+        // Frozen by the dump itself (its last step) when the VE's action script could; else here.
+        const extents = frozenDisk ? frozenDisk.extents : live && rt.freezeDisk ? await rt.freezeDisk(veUid, signal) : (await rt.releaseDisk(veUid), undefined);
         timings.diskRelease = Date.now() - t;
         t = Date.now();
         const want = await this.changed(disk, remote, extents);
@@ -181,7 +184,14 @@ export class MigrationSource {
         return want;
       })();
       const [, imageBytes, diskBytes] = await allOrFirstError([
-        digested.then(() => advance(this.o.migrations, namespace, name, ['Checkpointing'], 'Transferring', { message: 'sending the disk delta and the checkpoint' })),
+        // Both phase writes go while the data streams (the target takes data in Restoring too, and
+        // restores only on the request that follows a complete, verified transfer). Restoring is the
+        // point of no return for the controller: a conflict means it failed or aborted the migration.
+        // A transfer failing after it still rolls back (as a failed restore does); the marker says so.
+        digested.then(async () => {
+          await advance(this.o.migrations, namespace, name, ['Checkpointing'], 'Transferring', { message: 'sending the disk delta and the checkpoint' });
+          await advance(this.o.migrations, namespace, name, ['Transferring'], 'Restoring', { message: mode === 'live' ? 'restoring on the target' : 'handing the VE over to the target' });
+        }),
         digested.then(async () => {
           if (!marker.imageDir) return 0;
           const t = Date.now();
@@ -199,8 +209,6 @@ export class MigrationSource {
       bytes += imageBytes + diskBytes;
       timings.transfer = Date.now() - tx;
       check();
-      // The point of no return for the controller: a conflict here means it failed or aborted the migration.
-      await advance(this.o.migrations, namespace, name, ['Transferring'], 'Restoring', { message: mode === 'live' ? 'restoring on the target' : 'handing the VE over to the target' });
       flow.committed = true;
       clearTimeout(timer);
       const tr = Date.now();

@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, statSync, statfsSync } from 'node:fs';
-import { chmod, chown, copyFile, mkdir, readdir, readFile, rename, rm, rmdir, stat, statfs, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, readdir, readFile, readlink, rename, rm, rmdir, stat, statfs, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { KvzError } from '../core/errors.js';
@@ -67,6 +67,7 @@ export function checkpointFeature(criu = findCriu()): NodeFeature {
 /** Where CRIU (built with the default run dir) keeps what it probed of the kernel. */
 export const KERNDAT_CACHE = '/run/criu.kdat';
 const TMPFS_MAGIC = 0x01021994;
+const CGROUP2_MAGIC = 0x63677270;
 
 /**
  * Every CRIU run first probes the kernel (kerndat: ~50 ms, three iptables spawns among it) unless
@@ -161,6 +162,8 @@ export interface CriuConfigOptions {
   ownNetworkLock?: boolean;
   /** runc's masked directories that exist here (maskedDirs), and the empty dir to bind over them on a restore. */
   masks?: { dirs: string[]; source: string };
+  /** A v1 host's cgroup tmpfs made by runc, dumped as an external mount and bound from this dir on a restore (CgroupfsLayout). */
+  cgroupfs?: string;
 }
 
 /** The external-mount key of masked directories in a VE's images (criuConfigText). */
@@ -182,7 +185,59 @@ export function criuConfigText(flavor: InitFlavor, o: CriuConfigOptions = {}): s
   if (o.actionScript) lines.push(`action-script ${o.actionScript}`);
   if (o.ownNetworkLock) lines.push('network-lock skip');
   if (o.masks?.dirs.length) lines.push(...o.masks.dirs.map((d) => `external mnt[${d}]:${MASK_KEY}`), `external mnt[${MASK_KEY}]:${o.masks.source}`);
+  if (o.cgroupfs) lines.push(`external mnt[/sys/fs/cgroup]:${CGROUPFS_KEY}`, `external mnt[${CGROUPFS_KEY}]:${o.cgroupfs}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** The external-mount key of a VE's /sys/fs/cgroup tmpfs (v1 hosts) in its images. */
+export const CGROUPFS_KEY = 'kvz-cgroupfs';
+
+/**
+ * On a cgroup v1 host runc gives a VE a tmpfs at /sys/fs/cgroup holding only the mount points of
+ * the controllers (and symlinks such as cpu -> cpu,cpuacct), which CRIU would archive with tar |
+ * gzip on the dump and unpack on the restore, both in the downtime (~17 ms each here). Its content
+ * is runc's, not the VE's: it is dumped as an external mount, its layout saved beside the images
+ * before the freeze, and a restore binds a host directory rebuilt from that layout (the controllers
+ * are mounted on it by CRIU as before). Not for systemd VEs: systemd and its tools recognise a
+ * legacy hierarchy by the tmpfs at /sys/fs/cgroup (statfs), which a bind of a host directory is not.
+ */
+export class CgroupfsLayout {
+  static readonly FILE = 'kvz-cgroupfs.json';
+
+  /** `dir`: where restores bind from (the VE's own, root-only: nothing else sees it). */
+  constructor(readonly dir: string) {}
+
+  /**
+   * Saves the layout of the VE's /sys/fs/cgroup (init `pid`) into the image dir: runc's tmpfs, or
+   * after a restore the bind of a rebuilt directory. Nothing on a v2 host (a cgroup2 mount).
+   */
+  static async save(pid: number, imageDir: string): Promise<void> {
+    const root = `/proc/${pid}/root/sys/fs/cgroup`;
+    const type = (await statfs(root).catch(() => undefined))?.type;
+    if (type === undefined || type === CGROUP2_MAGIC) return;
+    const entries: Array<{ name: string; mode: number; link?: string }> = [];
+    for (const e of await readdir(root, { withFileTypes: true })) {
+      if (e.isSymbolicLink()) entries.push({ name: e.name, mode: 0o777, link: await readlink(join(root, e.name)) });
+      else if (e.isDirectory()) entries.push({ name: e.name, mode: (await stat(join(root, e.name))).mode & 0o7777 });
+    }
+    const mode = (await stat(root)).mode & 0o7777;
+    await writeFile(join(imageDir, CgroupfsLayout.FILE), `${JSON.stringify({ mode, entries })}\n`, { mode: 0o600 });
+  }
+
+  /** Rebuilds the directory from the images' layout (before `runc restore`); none saved → an empty one. */
+  async rebuild(imageDir: string): Promise<void> {
+    const saved = await readFile(join(imageDir, CgroupfsLayout.FILE), 'utf8').catch(() => undefined);
+    const layout = saved ? (JSON.parse(saved) as { mode: number; entries: Array<{ name: string; mode: number; link?: string }> }) : { mode: 0o755, entries: [] };
+    await rm(this.dir, { recursive: true, force: true });
+    await mkdir(this.dir, { mode: 0o700 });
+    await Promise.all(layout.entries.map((e) => {
+      // Names come from the images: never a path out of the directory.
+      if (!e.name || e.name.includes('/') || e.name === '.' || e.name === '..') throw new KvzError('Invalid', `bad cgroupfs entry ${JSON.stringify(e.name)} in ${imageDir}`);
+      const p = join(this.dir, e.name);
+      return e.link !== undefined ? symlink(e.link, p) : mkdir(p).then(() => chmod(p, e.mode));
+    }));
+    await chmod(this.dir, layout.mode);
+  }
 }
 
 /** The directories among runc's masked paths on this host (a VE's /proc and /sys show the same kinds). */
@@ -205,14 +260,14 @@ export function criuActionScriptPath(veDir: string): string {
  * restore; with masks, the empty, root-only directory bound over them after a restore (the VE's
  * own: a privileged VE that writes into it reaches nothing else).
  */
-export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { handoffDir: string; ownNetworkLock: boolean; maskedPaths: readonly string[] }): Promise<string> {
+export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { handoffDir: string; ownNetworkLock: boolean; maskedPaths: readonly string[]; cgroupfs?: CgroupfsLayout }): Promise<string> {
   const path = criuConfigPath(veDir);
   const actionScript = criuActionScriptPath(veDir);
   const source = join(veDir, 'criu-mask');
   await mkdir(source, { recursive: true, mode: 0o555 });
   await writeFile(`${actionScript}.tmp`, criuActionScript(o.handoffDir), { mode: 0o700 });
   await rename(`${actionScript}.tmp`, actionScript);
-  await writeFile(`${path}.tmp`, criuConfigText(flavor, { actionScript, ownNetworkLock: o.ownNetworkLock, masks: { dirs: maskedDirs(o.maskedPaths), source } }));
+  await writeFile(`${path}.tmp`, criuConfigText(flavor, { actionScript, ownNetworkLock: o.ownNetworkLock, masks: { dirs: maskedDirs(o.maskedPaths), source }, cgroupfs: o.cgroupfs?.dir }));
   await rename(`${path}.tmp`, path);
   return path;
 }
@@ -249,6 +304,16 @@ network-unlock)
     PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH ip link set dev "$link" \${master:+master "$master"} up && : > "$d/unlock-done"
   fi
   ;;
+post-dump)
+  # The dump is complete and the VE still frozen; CRIU ends its processes next. A failing
+  # post-dump would make CRIU let them run on, so this branch never fails.
+  if [ -s "$d/freeze-disk" ]; then
+    { read -r mnt; read -r img; } < "$d/freeze-disk"
+    PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH
+    fsfreeze --freeze "$mnt" && : > "$d/disk-frozen" && filefrag -e "$img" > "$d/disk-extents" 2>/dev/null && : > "$d/disk-extents-done"
+  fi
+  exit 0
+  ;;
 setup-namespaces)
   [ -e "$d/netns.wanted" ] || exit 0
   echo "$CRTOOLS_INIT_PID" > "$d/netns.pid.tmp" && mv "$d/netns.pid.tmp" "$d/netns.pid" || exit 1
@@ -272,15 +337,34 @@ exit 0
 export class DumpMarks {
   constructor(private readonly dir: string, private readonly veDir: string) {}
 
-  /** Clears the last dump's marks; `link`: the host link the script takes down at the freeze. */
-  async arm(link: string | undefined): Promise<boolean> {
+  /**
+   * Clears the last dump's marks; `link`: the host link the script takes down at the freeze;
+   * `disk`: the VE's disk for the script to freeze at CRIU's post-dump (a script of an older
+   * kubevz does not, and finish() then says nothing of the disk).
+   */
+  async arm(link: string | undefined, disk?: { mount: string; image: string }): Promise<boolean> {
     const script = await readFile(criuActionScriptPath(this.veDir), 'utf8').catch(() => '');
     if (!script.includes('network-lock)')) return false;
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await Promise.all(['frozen', 'frozen-at'].map((f) => rm(join(this.dir, f), { force: true })));
+    await Promise.all(['frozen', 'frozen-at', ...DumpMarks.DISK_MARKS].map((f) => rm(join(this.dir, f), { force: true })));
     if (link) await writeFile(join(this.dir, 'dump-link'), link);
     else await rm(join(this.dir, 'dump-link'), { force: true });
+    if (disk && script.includes('post-dump)')) await writeFile(join(this.dir, 'freeze-disk'), `${disk.mount}\n${disk.image}\n`);
     return true;
+  }
+
+  private static readonly DISK_MARKS = ['freeze-disk', 'disk-frozen', 'disk-extents', 'disk-extents-done'];
+
+  /**
+   * After the dump: whether the script froze the disk, and its extents (filefrag's output) when it
+   * listed them; clears those marks. Undefined: not frozen (the caller freezes it itself).
+   */
+  async frozenDisk(): Promise<{ filefrag?: string } | undefined> {
+    const p = (f: string) => join(this.dir, f);
+    const frozen = existsSync(p('disk-frozen'));
+    const filefrag = frozen && existsSync(p('disk-extents-done')) ? await readFile(p('disk-extents'), 'utf8') : undefined;
+    await Promise.all(DumpMarks.DISK_MARKS.map((f) => rm(p(f), { force: true })));
+    return frozen ? { filefrag } : undefined;
   }
 
   /**

@@ -19,11 +19,12 @@ import {
   NetnsHandoff,
   NetworkUnlock,
   DumpMarks,
+  CgroupfsLayout,
 } from './checkpoint.js';
 import { CNI_IFNAME } from './cni.js';
 import { parseFilefrag } from './disk-sync.js';
 import { run } from './command.js';
-import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, imageFsBytes, imageInodes, isImageMounted, mountImage, readDiskRecord, unmountImage, writeDiskRecord } from './disk-image.js';
+import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, imageFsBytes, imageInodes, isImageMounted, readDiskRecord, unmountImage, writeDiskRecord } from './disk-image.js';
 import { detachLoops } from './loop.js';
 import { containerId, macAddress } from './names.js';
 import { netnsPath } from './netns.js';
@@ -42,15 +43,16 @@ export class VEMigration implements VEMigrationRuntime {
       if (st?.status !== 'running') {
         throw new KvzError('Conflict', `VE ${uid} is not running (runc state ${st?.status ?? 'absent'}); only a running VE can be checkpointed`);
       }
-      return this.dump(uid, opts);
+      return this.dump(uid, opts, uid, st.pid);
     });
   }
 
-  /** The dump itself; the caller holds the VE's lock and knows it runs. */
-  async dump(uid: string, opts: CheckpointOptions, name = uid): Promise<CheckpointResult> {
+  /** The dump itself; the caller holds the VE's lock and knows it runs (its init: `pid`). */
+  async dump(uid: string, opts: CheckpointOptions, name = uid, pid?: number): Promise<CheckpointResult> {
     const id = containerId(uid);
     await checkpointableBundle(join(this.rt.bundleDir(uid), 'config.json'), name);
     await prepareImageDir(opts.imageDir);
+    if (pid) await CgroupfsLayout.save(pid, opts.imageDir);
     const work = this.rt.criuWorkDir(uid, 'dump');
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
@@ -65,15 +67,21 @@ export class VEMigration implements VEMigrationRuntime {
     // network lock, see criuConfigText) and comes back after the dump.
     const marks = new DumpMarks(this.rt.handoffDir(uid), this.rt.veDir(uid));
     const link = await this.rt.markHostLinkDown(uid);
-    if (!(await marks.arm(link)) && link) await this.rt.setHostLink(uid, false, opts.signal);
+    const freeze = opts.freezeDisk && !opts.leaveRunning ? diskPaths(this.rt.veDir(uid)) : undefined;
+    if (!(await marks.arm(link, freeze)) && link) await this.rt.setHostLink(uid, false, opts.signal);
     const t0 = performance.now();
     let frozenAt: number | undefined;
+    let disk: CheckpointResult['disk'];
     try {
       await this.rt.runc.checkpoint(id, { imagePath: opts.imageDir, workPath: work, leaveRunning: opts.leaveRunning, signal: opts.signal });
       frozenAt = await marks.finish();
+      const frozen = await marks.frozenDisk();
+      if (frozen) disk = { extents: frozen.filefrag !== undefined ? parseFilefrag(frozen.filefrag) : undefined };
       if (opts.leaveRunning) await this.rt.setHostLink(uid, true, opts.signal);
     } catch (err) {
       await marks.finish();
+      // A dump that failed after its post-dump left the disk frozen; nothing may run on it so.
+      if (await marks.frozenDisk()) await this.thawDisk(uid).catch(() => undefined);
       await this.rt.setHostLink(uid, true).catch(() => undefined);
       const tail = await criuLogTail(join(work, 'dump.log'));
       // Partial images must not look like a checkpoint to anyone.
@@ -95,7 +103,7 @@ export class VEMigration implements VEMigrationRuntime {
     const bytes = await dirBytes(opts.imageDir);
     await rm(work, { recursive: true, force: true });
     this.rt.veLogger(uid, name).info({ imageDir: opts.imageDir, bytes, ms, leaveRunning: opts.leaveRunning ?? false }, 'VE checkpointed');
-    return { imageDir: opts.imageDir, bytes, ms, frozenAt };
+    return { imageDir: opts.imageDir, bytes, ms, frozenAt, ...(disk ? { disk } : {}) };
   }
 
   restore(config: VEConfig, imageDir: string, signal?: AbortSignal): Promise<{ ms: number }> {
@@ -136,6 +144,7 @@ export class VEMigration implements VEMigrationRuntime {
       if (names) await restoreNetnsState(netnsPath(names.netns), imageDir, log, signal);
     };
     if (userns) await shareImagesWithVE(imageDir, userns.hostGid);
+    await this.rt.cgroupfsLayout(uid).rebuild(imageDir);
     await Promise.all([handoff?.reset(), userns ? undefined : putBackState(), this.rt.linkToOpen(uid).then((open) => unlock.arm(open))]);
     let linkOpened = false;
     try {
@@ -250,13 +259,11 @@ export class VEMigration implements VEMigrationRuntime {
   mountIncomingDisk(uid: string, signal?: AbortSignal): Promise<void> {
     return this.rt.withVE(uid, async () => {
       const disk = diskPaths(this.rt.veDir(uid));
-      if (!(await isImageMounted(disk))) {
-        if (!(await readDiskRecord(disk))) {
-          await writeDiskRecord(disk, { sizeBytes: (await imageFsBytes(disk.image)) ?? (await stat(disk.image)).size, inodes: await imageInodes(disk.image) });
-        }
-        await mountImage(disk, { signal, fresh: true });
+      const withDisk = !(await isImageMounted(disk));
+      if (withDisk && !(await readDiskRecord(disk))) {
+        await writeDiskRecord(disk, { sizeBytes: (await imageFsBytes(disk.image)) ?? (await stat(disk.image)).size, inodes: await imageInodes(disk.image) });
       }
-      await this.rt.mountIncomingRootfs(uid, signal);
+      await this.rt.mountIncomingRootfs(uid, signal, { withDisk });
     });
   }
 

@@ -74,6 +74,21 @@ export async function mountRootfs(lower: string, p: RootfsPaths, signal?: AbortS
   return true;
 }
 
+/**
+ * The disk image and the overlay on it in one command, for a restore waiting on both (a spawn from
+ * the agent costs 10-20 ms, the mounts themselves well under 1 ms). Neither may be mounted yet;
+ * the disk is unmounted again when the overlay fails.
+ */
+export async function mountDiskAndRootfs(lower: string, p: RootfsPaths, signal?: AbortSignal): Promise<void> {
+  await Promise.all([mkdir(p.target, { recursive: true }), mkdir(p.disk.mount, { recursive: true })]);
+  const script = [
+    'mount -t ext4 -o loop "$1" "$2" || exit 1',
+    'mkdir -p "$3" "$4" && mount -t overlay overlay -o "lowerdir=$5,upperdir=$3,workdir=$4,xino=on" "$6" && exit 0',
+    'umount "$2"; exit 1',
+  ].join('\n');
+  await run('sh', ['-c', script, 'kvz-mount-rootfs', p.disk.image, p.disk.mount, p.upper, p.work, lower, p.target], { signal });
+}
+
 /** Unmounts (every stacked mount at the target); not mounted is fine. */
 export async function unmountRootfs(p: Pick<RootfsPaths, 'target'>, signal?: AbortSignal): Promise<void> {
   while (await isMounted(p.target)) {

@@ -23,14 +23,14 @@ import { UsageReader } from './usage.js';
 import { cgroupPath, containerId, macAddress } from './names.js';
 import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
 import { VEMigration } from './migration.js';
-import { SuspendCheckpoints, checkpointFeature, ensureKerndatCache, findCriu, holdInput, releaseInput, removeKerndatCache, removeMigrationScratch, writeCriuConfig } from './checkpoint.js';
+import { CgroupfsLayout, SuspendCheckpoints, checkpointFeature, ensureKerndatCache, findCriu, holdInput, releaseInput, removeKerndatCache, removeMigrationScratch, writeCriuConfig } from './checkpoint.js';
 import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { MASKED_PATHS, STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
 import { Isolation } from './isolation.js';
 import { DEFAULT_IDMAP_HELPER } from './idmap-mount.js';
 import { cloneImage } from './clone.js';
 import { diskPaths, diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
-import { ensureRootfs, growRunning, isMounted, mountRootfs, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
+import { ensureRootfs, growRunning, isMounted, mountDiskAndRootfs, mountRootfs, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
 import { run } from './command.js';
 import { pidGone } from './pid.js';
 import { stopwatch } from './stopwatch.js';
@@ -230,6 +230,10 @@ export class HostRuntime implements VERuntime {
   handoffDir(uid: string): string {
     return join(this.veDir(uid), 'criu-handoff');
   }
+  /** The host dir a restored VE's /sys/fs/cgroup binds on a v1 host (CgroupfsLayout). */
+  cgroupfsLayout(uid: string): CgroupfsLayout {
+    return new CgroupfsLayout(join(this.veDir(uid), 'criu-cgroupfs'));
+  }
   suspendCheckpoints(uid: string): SuspendCheckpoints {
     return new SuspendCheckpoints(this.veDir(uid));
   }
@@ -417,6 +421,7 @@ export class HostRuntime implements VERuntime {
         // Bridged: its host link is the lock (down from the freeze to CRIU's network-unlock).
         ownNetworkLock: modeOf(config) === 'bridged',
         maskedPaths: MASKED_PATHS,
+        ...(this.cgroup.version === 'v1' && template.init.flavor !== 'systemd' ? { cgroupfs: this.cgroupfsLayout(uid) } : {}),
       });
       const procBinds = how.kind === 'restore' ? await this.lxcfs?.restoreBinds() : await this.lxcfs?.bootBinds(log);
       const spec = buildOciSpec({
@@ -486,7 +491,7 @@ export class HostRuntime implements VERuntime {
       const store = this.suspendCheckpoints(uid);
       const { name, path } = await store.create();
       try {
-        const res = await this.migration.dump(uid, { imageDir: path, signal }, applied?.name);
+        const res = await this.migration.dump(uid, { imageDir: path, signal }, applied?.name, st.pid);
         await store.complete({ name, path, createdAt: new Date().toISOString(), bytes: res.bytes, ms: res.ms });
         await store.prune(SUSPEND_RETENTION);
         log.info({ checkpoint: name, bytes: res.bytes, ms: res.ms }, 'VE suspended');
@@ -947,7 +952,7 @@ export class HostRuntime implements VERuntime {
    * user namespace) and the overlay — so the restore finds it ready rather than mounting it on the
    * downtime. A failure undoes its mounts; destroy (abortIncoming) undoes the rest.
    */
-  async mountIncomingRootfs(uid: string, signal?: AbortSignal): Promise<void> {
+  async mountIncomingRootfs(uid: string, signal?: AbortSignal, opts: { withDisk?: boolean } = {}): Promise<void> {
     const config = await this.appliedConfig(uid);
     if (!config) throw new KvzError('NotFound', `VE ${uid} has no config on this node: prepare it as incoming first`);
     const log = this.veLog(uid, config.name);
@@ -956,7 +961,8 @@ export class HostRuntime implements VERuntime {
       const template = await this.templates.ensure(config.template, undefined, { signal });
       const lower = await this.isolation.lower(template.rootfs, uid, security, revert, signal);
       const paths = rootfsPaths(this.veDir(uid));
-      if (await mountRootfs(lower, paths, signal)) revert.add('unmount rootfs', () => unmountRootfs(paths));
+      if (opts.withDisk) await mountDiskAndRootfs(lower, paths, signal);
+      else if (await mountRootfs(lower, paths, signal)) revert.add('unmount rootfs', () => unmountRootfs(paths));
     });
   }
 

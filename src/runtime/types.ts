@@ -198,6 +198,8 @@ export interface CheckpointResult {
   ms: number;
   /** When CRIU froze the VE (ms since the epoch), where the VE's action script could tell: a downtime starts there. */
   frozenAt?: number;
+  /** With freezeDisk: the disk is frozen, and its data extents when listed (as freezeDisk returns them); absent: not frozen. */
+  disk?: { extents?: Array<[number, number]> };
 }
 
 export interface CheckpointOptions {
@@ -205,6 +207,11 @@ export interface CheckpointOptions {
   imageDir: string;
   /** Keep the VE running after the dump (a copy); default false: the VE's processes end with the dump. */
   leaveRunning?: boolean;
+  /**
+   * Freeze the VE's disk at the end of the dump, while CRIU still holds the VE frozen (its action
+   * script, no spawn from the agent on the downtime): what freezeDisk does. Not with leaveRunning.
+   */
+  freezeDisk?: boolean;
   signal?: AbortSignal;
 }
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, mkdirSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { DumpMarks, NetnsHandoff, SuspendCheckpoints, criuActionScript, criuActionScriptPath, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, maskedDirs, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
+import { CgroupfsLayout, DumpMarks, NetnsHandoff, SuspendCheckpoints, criuActionScript, criuActionScriptPath, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, maskedDirs, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
 import { scopedNetNames, containerId, hostVethName } from '../../../src/runtime/names.js';
 import { buildOciSpec, CRIU_CONFIG_ANNOTATION } from '../../../src/runtime/oci-spec.js';
 
@@ -50,6 +50,36 @@ test('a VE whose host link is the network lock skips CRIU\'s; masked directories
   assert.match(text, /^external mnt\[\/sys\/firmware\]:kvz-mask$/m);
   assert.match(text, /^external mnt\[kvz-mask\]:\/v\/criu-mask$/m, 'restore: the key gets the host dir');
   assert.doesNotMatch(criuConfigText('busybox', { masks: { dirs: [], source: '/v/criu-mask' } }), /external/);
+});
+
+test('a v1 cgroup tmpfs is an external mount: the dump names it, the restore binds the rebuilt dir', () => {
+  const text = criuConfigText('busybox', { cgroupfs: '/v/criu-cgroupfs' });
+  assert.match(text, /^external mnt\[\/sys\/fs\/cgroup\]:kvz-cgroupfs$/m);
+  assert.match(text, /^external mnt\[kvz-cgroupfs\]:\/v\/criu-cgroupfs$/m);
+  assert.doesNotMatch(criuConfigText('busybox'), /cgroupfs/);
+});
+
+test('CgroupfsLayout rebuilds the saved mount points and symlinks, an empty dir without a layout, and refuses names leaving the dir', async () => {
+  const base = mkdtempSync(join(tmpdir(), 'kvz-cgfs-'));
+  try {
+    const images = join(base, 'images');
+    mkdirSync(images);
+    const layout = new CgroupfsLayout(join(base, 'criu-cgroupfs'));
+    await layout.rebuild(images);
+    assert.deepEqual(readdirSync(layout.dir), []);
+    writeFileSync(join(images, CgroupfsLayout.FILE), JSON.stringify({ mode: 0o555, entries: [{ name: 'memory', mode: 0o755 }, { name: 'cpu,cpuacct', mode: 0o755 }, { name: 'cpu', mode: 0o777, link: 'cpu,cpuacct' }] }));
+    mkdirSync(join(layout.dir, 'stale'));
+    await layout.rebuild(images);
+    assert.deepEqual(readdirSync(layout.dir).sort(), ['cpu', 'cpu,cpuacct', 'memory']);
+    assert.equal(readlinkSync(join(layout.dir, 'cpu')), 'cpu,cpuacct');
+    assert.ok(lstatSync(join(layout.dir, 'memory')).isDirectory());
+    assert.equal(statSync(layout.dir).mode & 0o777, 0o555);
+    writeFileSync(join(images, CgroupfsLayout.FILE), JSON.stringify({ mode: 0o755, entries: [{ name: '../escape', mode: 0o755 }] }));
+    await assert.rejects(layout.rebuild(images), /bad cgroupfs entry/);
+    assert.ok(!existsSync(join(base, 'escape')));
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
 });
 
 test('maskedDirs keeps only the directories that exist here', () => {
