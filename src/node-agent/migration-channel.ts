@@ -34,6 +34,8 @@ export interface IncomingHandler {
   writeBlocks(m: VEMigration, blocks: AsyncIterable<{ index: number; data: Buffer }>, unit: number): Promise<void>;
   /** The last disk delta is written (the source's image is at rest): the target may mount it. Must not throw. */
   diskComplete?(m: VEMigration): void;
+  /** The CRIU images are in and verified: the target may prepare what the restore mounts from them. Must not throw. */
+  imagesComplete?(m: VEMigration): void;
   /** Where this migration's CRIU images are kept on this node. */
   imageDir(m: VEMigration): string;
   restore(m: VEMigration, imageDir: string, signal?: AbortSignal): Promise<{ ms: number }>;
@@ -153,6 +155,7 @@ export class MigrationChannelServer {
           needPhase(SENDING);
           const t0 = Date.now();
           const got = await this.receiveImages(mig, req);
+          this.o.handler.imagesComplete?.(mig);
           this.log.debug({ migration: `${namespace}/${name}`, files: got.files, bytes: got.bytes, ms: Date.now() - t0, sinceRequest: Date.now() - started }, 'checkpoint images received');
           return json(res, 200, got);
         }

@@ -134,6 +134,7 @@ export class MigrationSource {
 
       if (mode === 'live') {
         const t = Date.now();
+        await this.o.runtime.migration.syncDisk?.(veUid, signal);
         bytes += await this.sendDelta(client, disk, remote, await this.changed(disk, remote));
         timings.diskPrecopy = Date.now() - t;
         check();
@@ -143,13 +144,27 @@ export class MigrationSource {
       // The downtime runs from the freeze (CRIU's, as the VE's action script saw it; else from here).
       let t0 = Date.now();
       let frozenDisk: CheckpointResult['disk'];
+      let earlyDigest: Promise<number[]> | undefined;
       if (mode === 'live') {
         marker.imageDir = join(migrationScratchDir(this.o.stateDir), 'outgoing', mig.metadata.uid ?? name, 'images');
         await rm(marker.imageDir, { recursive: true, force: true });
         marker.dumped = true; // before the dump: a crash in it must look for images, not cold-boot blindly
         await writeMarker(this.o.stateDir, marker);
         try {
-          const cp = await this.o.runtime.migration.checkpoint(veUid, { imageDir: marker.imageDir, freezeDisk: true, signal });
+          const cp = await this.o.runtime.migration.checkpoint(veUid, {
+            imageDir: marker.imageDir,
+            freezeDisk: true,
+            // The last delta's digest starts once the disk is frozen, while CRIU and runc end the dump.
+            onDiskFrozen: (extents) => {
+              const t = Date.now();
+              earlyDigest = this.changed(disk, remote, extents).then((want) => {
+                Object.assign(timings, { diskRelease: 0, diskDeltaDigest: Date.now() - t, diskDeltaBlocks: want.length });
+                return want;
+              });
+              earlyDigest.catch(() => undefined); // awaited below, unless the dump failed
+            },
+            signal,
+          });
           frozenDisk = cp.disk;
           timings.checkpoint = cp.ms;
           if (cp.frozenAt !== undefined && cp.frozenAt >= t0) t0 = cp.frozenAt;
@@ -172,7 +187,7 @@ export class MigrationSource {
       const tx = Date.now();
       // The disk's path is the longest of the three, and its freeze and digest are work on this
       // agent's one thread: they go first, before the images and the status write load it.
-      const digested = (async () => {
+      const digested = earlyDigest ?? (async () => {
         let t = Date.now();
         // Frozen by the dump itself (its last step) when the VE's action script could; else here.
         const extents = frozenDisk ? frozenDisk.extents : live && rt.freezeDisk ? await rt.freezeDisk(veUid, signal) : (await rt.releaseDisk(veUid), undefined);
@@ -192,10 +207,11 @@ export class MigrationSource {
           await advance(this.o.migrations, namespace, name, ['Checkpointing'], 'Transferring', { message: 'sending the disk delta and the checkpoint' });
           await advance(this.o.migrations, namespace, name, ['Transferring'], 'Restoring', { message: mode === 'live' ? 'restoring on the target' : 'handing the VE over to the target' });
         }),
-        digested.then(async () => {
-          if (!marker.imageDir) return 0;
+        // Read while the digest runs (the thread pool's work beside this thread's hashing).
+        Promise.all([digested, marker.imageDir ? imageFiles(marker.imageDir) : undefined]).then(async ([, files]) => {
+          if (!files) return 0;
           const t = Date.now();
-          const n = await client!.putCheckpoint(await imageFiles(marker.imageDir));
+          const n = await client!.putCheckpoint(files);
           timings.images = Date.now() - t;
           return n;
         }),

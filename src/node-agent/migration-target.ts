@@ -198,6 +198,13 @@ export class MigrationTarget implements IncomingHandler {
     this.startAhead(m, 'mounting the incoming disk', () => rt.mountIncomingDisk!(veUid));
   }
 
+  imagesComplete(m: VEMigration): void {
+    const rt = this.o.runtime.migration;
+    if (m.spec.mode === 'offline' || !rt.mountIncomingTmpfs) return;
+    const veUid = m.status!.veUid!;
+    this.startAhead(m, 'mounting the incoming tmpfs', () => rt.mountIncomingTmpfs!(veUid, this.imageDir(m)));
+  }
+
   imageDir(m: VEMigration): string {
     return join(this.imageRoot(m), 'images');
   }

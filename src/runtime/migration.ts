@@ -20,6 +20,7 @@ import {
   NetworkUnlock,
   DumpMarks,
   CgroupfsLayout,
+  CarriedTmpfs,
 } from './checkpoint.js';
 import { CNI_IFNAME } from './cni.js';
 import { parseFilefrag } from './disk-sync.js';
@@ -53,6 +54,8 @@ export class VEMigration implements VEMigrationRuntime {
     await checkpointableBundle(join(this.rt.bundleDir(uid), 'config.json'), name);
     await prepareImageDir(opts.imageDir);
     if (pid) await CgroupfsLayout.save(pid, opts.imageDir);
+    const tmpfs = await CarriedTmpfs.read(this.rt.veDir(uid));
+    await tmpfs.save(opts.imageDir);
     const work = this.rt.criuWorkDir(uid, 'dump');
     await rm(work, { recursive: true, force: true });
     await mkdir(work, { recursive: true, mode: 0o700 });
@@ -68,12 +71,14 @@ export class VEMigration implements VEMigrationRuntime {
     const marks = new DumpMarks(this.rt.handoffDir(uid), this.rt.veDir(uid));
     const link = await this.rt.markHostLinkDown(uid);
     const freeze = opts.freezeDisk && !opts.leaveRunning ? diskPaths(this.rt.veDir(uid)) : undefined;
-    if (!(await marks.arm(link, freeze)) && link) await this.rt.setHostLink(uid, false, opts.signal);
+    if (tmpfs.mounts.length && !pid) throw new KvzError('Internal', `the dump of VE ${name} needs its init's pid to archive its tmpfs mounts`);
+    if (!(await marks.arm(link, freeze, tmpfs.mounts.length ? tmpfs.request(pid!, opts.imageDir) : undefined)) && link) await this.rt.setHostLink(uid, false, opts.signal);
     const t0 = performance.now();
     let frozenAt: number | undefined;
     let disk: CheckpointResult['disk'];
+    const early = freeze && opts.onDiskFrozen ? marks.watchDisk((filefrag) => opts.onDiskFrozen!(parseFilefrag(filefrag))) : undefined;
     try {
-      await this.rt.runc.checkpoint(id, { imagePath: opts.imageDir, workPath: work, leaveRunning: opts.leaveRunning, signal: opts.signal });
+      await this.rt.runc.checkpoint(id, { imagePath: opts.imageDir, workPath: work, leaveRunning: opts.leaveRunning, signal: opts.signal }).finally(() => early?.stop());
       frozenAt = await marks.finish();
       const frozen = await marks.frozenDisk();
       if (frozen) disk = { extents: frozen.filefrag !== undefined ? parseFilefrag(frozen.filefrag) : undefined };
@@ -83,7 +88,8 @@ export class VEMigration implements VEMigrationRuntime {
       // A dump that failed after its post-dump left the disk frozen; nothing may run on it so.
       if (await marks.frozenDisk()) await this.thawDisk(uid).catch(() => undefined);
       await this.rt.setHostLink(uid, true).catch(() => undefined);
-      const tail = await criuLogTail(join(work, 'dump.log'));
+      const tmpfsError = await marks.tmpfsError();
+      const tail = `${await criuLogTail(join(work, 'dump.log'))}${tmpfsError ? `\narchiving the VE's tmpfs mounts: ${tmpfsError}` : ''}`;
       // Partial images must not look like a checkpoint to anyone.
       for (const f of await readdir(opts.imageDir).catch(() => [])) await rm(join(opts.imageDir, f), { recursive: true, force: true });
       const running = (await this.rt.runc.state(id).catch(() => undefined))?.status === 'running';
@@ -144,7 +150,7 @@ export class VEMigration implements VEMigrationRuntime {
       if (names) await restoreNetnsState(netnsPath(names.netns), imageDir, log, signal);
     };
     if (userns) await shareImagesWithVE(imageDir, userns.hostGid);
-    await this.rt.cgroupfsLayout(uid).rebuild(imageDir);
+    await Promise.all([this.rt.cgroupfsLayout(uid).rebuild(imageDir), this.mountTmpfs(uid, imageDir, signal)]);
     await Promise.all([handoff?.reset(), userns ? undefined : putBackState(), this.rt.linkToOpen(uid).then((open) => unlock.arm(open))]);
     let linkOpened = false;
     try {
@@ -160,6 +166,7 @@ export class VEMigration implements VEMigrationRuntime {
     } catch (err) {
       // CRIU fails after its network-unlock only rarely; a link opened for a VE that did not come back goes down again.
       if (await unlock.finish()) await this.rt.setHostLink(uid, false).catch(() => undefined);
+      await CarriedTmpfs.unmount(this.rt.veDir(uid)).catch(() => undefined);
       const tail = await criuLogTail(join(work, 'restore.log'));
       throw checkpointError(
         `restore of VE ${config.name} failed: ${criuErrorLine(tail) ?? (err as Error).message} (CRIU log: ${join(work, 'restore.log')}); the checkpoint images are kept`,
@@ -169,12 +176,26 @@ export class VEMigration implements VEMigrationRuntime {
       );
     }
     lap('criu');
+    // The VE's binds hold its tmpfs mounts now. The host's go a moment after the answer: a spawn
+    // blocks this thread for 10-20 ms, on the downtime if it came first. Left behind (the agent
+    // stopped), the VE's next restore or its removal drops them.
+    setTimeout(() => void CarriedTmpfs.unmount(this.rt.veDir(uid)).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not drop the host\'s mounts of the restored VE\'s tmpfs; its next restore or removal will')), 1_000).unref();
     await rm(work, { recursive: true, force: true });
     await this.rt.openNetwork(uid, signal, { linkOpened });
     lap('release');
     const names = await this.rt.netNames(uid);
     if (names) announceAddresses({ netnsPath: netnsPath(names.netns), ifname: CNI_IFNAME, mac: macAddress(uid), addresses: config.addresses, busybox: this.rt.busybox, log });
     return timings;
+  }
+
+  /** The VE's tmpfs mounts from the images (CarriedTmpfs), before its restore; a migration target does it once the images are in. */
+  mountTmpfs(uid: string, imageDir: string, signal?: AbortSignal): Promise<void> {
+    return CarriedTmpfs.mount(this.rt.veDir(uid), imageDir, { memoryProcs: this.rt.memoryCgroupProcs(uid), signal });
+  }
+
+  /** Target side, once the images are verified: mountTmpfs ahead of the restore. */
+  mountIncomingTmpfs(uid: string, imageDir: string, signal?: AbortSignal): Promise<void> {
+    return this.rt.withVE(uid, () => this.mountTmpfs(uid, imageDir, signal));
   }
 
   diskImagePath(uid: string): string {
@@ -237,6 +258,11 @@ export class VEMigration implements VEMigrationRuntime {
       // Not frozen, or not known to be (the caller's rollback thaws): never digest a disk that may still change.
       throw new KvzError('CommandFailed', `could not freeze the disk of VE ${uid} (fsfreeze --freeze ${disk.mount}): ${res.stderr.trim() || `exit ${res.exitCode}`}`);
     });
+  }
+
+  async syncDisk(uid: string, signal?: AbortSignal): Promise<void> {
+    const disk = diskPaths(this.rt.veDir(uid));
+    if (await isImageMounted(disk)) await run('sync', ['-f', disk.mount], { signal });
   }
 
   /** Thaws what freezeDisk froze; a disk that is not frozen or not mounted is fine. */

@@ -23,7 +23,7 @@ import { UsageReader } from './usage.js';
 import { cgroupPath, containerId, macAddress } from './names.js';
 import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
 import { VEMigration } from './migration.js';
-import { CgroupfsLayout, SuspendCheckpoints, checkpointFeature, ensureKerndatCache, findCriu, holdInput, releaseInput, removeKerndatCache, removeMigrationScratch, writeCriuConfig } from './checkpoint.js';
+import { CarriedTmpfs, CgroupfsLayout, SuspendCheckpoints, criuConfigPath, checkpointFeature, ensureKerndatCache, findCriu, holdInput, releaseInput, removeKerndatCache, removeMigrationScratch, writeCriuConfig } from './checkpoint.js';
 import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { MASKED_PATHS, STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
 import { Isolation } from './isolation.js';
@@ -230,6 +230,11 @@ export class HostRuntime implements VERuntime {
   handoffDir(uid: string): string {
     return join(this.veDir(uid), 'criu-handoff');
   }
+  /** The `cgroup.procs` of the VE's memory cgroup (made by whoever joins first: runc, or CarriedTmpfs before a restore). */
+  memoryCgroupProcs(uid: string): string {
+    const root = this.opts.cgroupRoot ?? '/sys/fs/cgroup';
+    return this.cgroup.version === 'v1' ? join(root, 'memory', cgroupPath(uid), 'cgroup.procs') : join(root, cgroupPath(uid), 'cgroup.procs');
+  }
   /** The host dir a restored VE's /sys/fs/cgroup binds on a v1 host (CgroupfsLayout). */
   cgroupfsLayout(uid: string): CgroupfsLayout {
     return new CgroupfsLayout(join(this.veDir(uid), 'criu-cgroupfs'));
@@ -416,17 +421,10 @@ export class HostRuntime implements VERuntime {
       if (!ownNetns && !names) throw new KvzError('Internal', `VE ${uid} has no network names after its network was set up`);
       // runc joins the pinned user namespace on create; a restore makes it anew from the images.
       const pin = ownNetns && how.kind === 'boot' ? await this.isolation.ensureUsernsPin(uid, revert, signal) : undefined;
-      const criuConfig = await writeCriuConfig(this.veDir(uid), template.init.flavor, {
-        handoffDir: this.handoffDir(uid),
-        // Bridged: its host link is the lock (down from the freeze to CRIU's network-unlock).
-        ownNetworkLock: modeOf(config) === 'bridged',
-        maskedPaths: MASKED_PATHS,
-        ...(this.cgroup.version === 'v1' && template.init.flavor !== 'systemd' ? { cgroupfs: this.cgroupfsLayout(uid) } : {}),
-      });
       const procBinds = how.kind === 'restore' ? await this.lxcfs?.restoreBinds() : await this.lxcfs?.bootBinds(log);
       const spec = buildOciSpec({
         procBinds,
-        criuConfig,
+        criuConfig: criuConfigPath(this.veDir(uid)),
         resourceOptions: { device: blockDeviceOf(paths.upper) },
         config,
         rootfs: paths.target,
@@ -437,6 +435,16 @@ export class HostRuntime implements VERuntime {
         host: hostInfo(),
         userns: security.uidRange ? { path: pin, range: security.uidRange } : undefined,
         devices,
+      });
+      // runc's own mounts that CRIU need not archive or rebuild (systemd VEs: CRIU still does).
+      const carried = template.init.flavor !== 'systemd';
+      await writeCriuConfig(this.veDir(uid), template.init.flavor, {
+        handoffDir: this.handoffDir(uid),
+        // Bridged: its host link is the lock (down from the freeze to CRIU's network-unlock).
+        ownNetworkLock: modeOf(config) === 'bridged',
+        maskedPaths: MASKED_PATHS,
+        ...(carried && this.cgroup.version === 'v1' ? { cgroupfs: this.cgroupfsLayout(uid) } : {}),
+        ...(carried ? { tmpfs: CarriedTmpfs.fromSpec(this.veDir(uid), spec.mounts) } : {}),
       });
       await writeJsonAtomic(join(this.bundleDir(uid), 'config.json'), spec);
 

@@ -212,6 +212,12 @@ export interface CheckpointOptions {
    * script, no spawn from the agent on the downtime): what freezeDisk does. Not with leaveRunning.
    */
   freezeDisk?: boolean;
+  /**
+   * With freezeDisk: called with the frozen disk's extents (as CheckpointResult.disk) as soon as
+   * the action script has listed them, while CRIU and runc still finish the dump — so the last
+   * delta's digest can start then. Not called when the script could not list them.
+   */
+  onDiskFrozen?: (extents: Array<[number, number]> | undefined) => void;
   signal?: AbortSignal;
 }
 
@@ -246,10 +252,15 @@ export interface VEMigrationRuntime {
    * (byte ranges; undefined when the file system cannot tell), so the last delta's digest needs no
    * second look-up; on the target, mountIncomingDisk mounts the filled image and the VE's root fs
    * on it, and prepareRestoreNetwork wires the VE's netns (input held) ahead of `restore`.
+   * syncDisk writes a running VE's dirty file data to its image (syncfs), so a pre-copy finds it
+   * there and the freeze has little left to flush.
    */
+  syncDisk?(uid: string, signal?: AbortSignal): Promise<void>;
   freezeDisk?(uid: string, signal?: AbortSignal): Promise<Array<[number, number]> | undefined>;
   thawDisk?(uid: string, signal?: AbortSignal): Promise<void>;
   mountIncomingDisk?(uid: string, signal?: AbortSignal): Promise<void>;
+  /** Target side, once the images are in: what the restore would mount from them beside the disk (the VE's tmpfs). */
+  mountIncomingTmpfs?(uid: string, imageDir: string, signal?: AbortSignal): Promise<void>;
   prepareRestoreNetwork?(config: VEConfig, signal?: AbortSignal): Promise<void>;
 }
 

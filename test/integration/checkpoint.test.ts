@@ -85,6 +85,10 @@ test('suspend and resume: the counter and a TCP connection go on; images are roo
   await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
   try {
     assert.equal(await echo(sock, 'one\n'), 'one\n');
+    // The VE's tmpfs mounts (kubevz archives them itself, CarriedTmpfs) come back with their files.
+    const probe = 'for f in /run/kvz-probe /dev/shm/kvz-probe; do cat $f; done; stat -f -c %T /run /dev/shm /dev; echo ok > /dev/null && head -c 3 /dev/zero | wc -c';
+    assert.equal((await host.execOut(uid, ['sh', '-c', 'echo run-data > /run/kvz-probe && echo shm-data > /dev/shm/kvz-probe'])).code, 0);
+    const probed = (await host.execOut(uid, ['sh', '-c', probe])).out;
     const c1 = await counter(uid);
     assert.equal(await host.rt.suspend(uid), 'updated');
     assert.equal((await host.rt.inspect(uid)).state, 'suspended');
@@ -102,6 +106,11 @@ test('suspend and resume: the counter and a TCP connection go on; images are roo
     assert.equal(c2.pid, c1.pid, 'the same counter process (restored, not restarted)');
     assert.ok(c2.n > c1.n, `counter went on (${c1.n} → ${c2.n})`);
     assert.equal(await echo(sock, 'two\n'), 'two\n', 'the same TCP connection works after resume');
+    assert.equal(probed, 'run-data\nshm-data\ntmpfs\ntmpfs\ntmpfs\n3\n');
+    assert.equal((await host.execOut(uid, ['sh', '-c', probe])).out, probed, '/run, /dev/shm and /dev: the same files, still tmpfs, devices work');
+    // The host's own mounts of them go a moment after the restore (the VE's binds keep them).
+    const carried = join(host.stateDir, 'ves', uid, 'criu-tmpfs');
+    await waitFor('the host to drop its mounts of the VE\'s tmpfs', async () => !readFileSync('/proc/self/mountinfo', 'utf8').includes(`${carried}/`), 5_000);
   } finally {
     sock.destroy();
   }

@@ -4,7 +4,7 @@ import { existsSync, lstatSync, mkdtempSync, mkdirSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { CgroupfsLayout, DumpMarks, NetnsHandoff, SuspendCheckpoints, criuActionScript, criuActionScriptPath, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, maskedDirs, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
+import { CarriedTmpfs, CgroupfsLayout, DumpMarks, NetnsHandoff, SuspendCheckpoints, criuActionScript, criuActionScriptPath, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, maskedDirs, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
 import { scopedNetNames, containerId, hostVethName } from '../../../src/runtime/names.js';
 import { buildOciSpec, CRIU_CONFIG_ANNOTATION } from '../../../src/runtime/oci-spec.js';
 
@@ -176,6 +176,68 @@ test('the action script: network-lock marks the freeze; a privileged restore doe
   assert.equal(await exited, 0);
   await h.clear();
   assert.equal(runAction(script, 'setup-namespaces', { CRTOOLS_INIT_PID: '79' }), 0, 'cleared: the next restore does not wait');
+});
+
+test('carried tmpfs: the bundle\'s tmpfs mounts are external in the CRIU config, keyed by mount point', () => {
+  const carried = CarriedTmpfs.fromSpec('/v', [
+    { destination: '/proc', type: 'proc', options: [] },
+    { destination: '/dev', type: 'tmpfs', options: ['nosuid', 'mode=755'] },
+    { destination: '/dev/shm', type: 'tmpfs', options: ['nosuid', 'size=65536k'] },
+  ]);
+  assert.deepEqual(carried.mounts.map((m) => m.destination), ['/dev', '/dev/shm']);
+  assert.equal(CarriedTmpfs.key(carried.mounts[1]!), 'kvz-tmpfs-dev-shm');
+  assert.equal(carried.hostDir(carried.mounts[1]!), '/v/criu-tmpfs/dev-shm');
+  const text = criuConfigText('busybox', { tmpfs: carried });
+  assert.match(text, /^external mnt\[\/dev\/shm\]:kvz-tmpfs-dev-shm$/m, 'dump: the mount point gets the key');
+  assert.match(text, /^external mnt\[kvz-tmpfs-dev-shm\]:\/v\/criu-tmpfs\/dev-shm$/m, 'restore: the key gets the host dir');
+  assert.equal(carried.request(42, '/img'), '42\n/img\n/dev kvz-tmpfs-dev.tar\n/dev/shm kvz-tmpfs-dev-shm.tar\n');
+});
+
+test('the action script archives the carried tmpfs at network-lock, and fails the dump (the VE runs on) when it cannot', async () => {
+  const veDir = join(dir, 'tmpfs-ve');
+  const hd = join(veDir, 'criu-handoff');
+  const images = join(dir, 'tmpfs-images');
+  const src = join(dir, 'tmpfs-src');
+  mkdirSync(join(src, 'sub'), { recursive: true });
+  mkdirSync(images, { recursive: true });
+  writeFileSync(join(src, 'pidfile'), '7\n');
+  writeFileSync(join(src, 'sub', 'data'), 'x');
+  const script = criuActionScriptPath(veDir);
+  mkdirSync(veDir, { recursive: true });
+  writeFileSync(script, criuActionScript(hd), { mode: 0o700 });
+  const marks = new DumpMarks(hd, veDir);
+  // This process stands in for the VE's init: its /proc/PID/root is the host's root.
+  const carried = new CarriedTmpfs(veDir, [{ destination: src, options: [] }]);
+  assert.equal(await marks.arm(undefined, undefined, carried.request(process.pid, images)), true);
+  assert.equal(runAction(script, 'network-lock'), 0);
+  assert.equal(await marks.tmpfsError(), undefined);
+  const archive = CarriedTmpfs.archive(images, carried.mounts[0]!);
+  const listed = spawnSync('tar', ['-tf', archive], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).sort();
+  assert.deepEqual(listed, ['./', './pidfile', './sub/', './sub/data']);
+  await marks.finish();
+
+  const gone = new CarriedTmpfs(veDir, [{ destination: join(dir, 'no-such-mount'), options: [] }]);
+  await marks.arm(undefined, undefined, gone.request(process.pid, images));
+  assert.equal(runAction(script, 'network-lock'), 1, 'a tmpfs that cannot be archived fails the dump');
+  assert.match((await marks.tmpfsError()) ?? '', /no-such-mount/);
+  await marks.arm(undefined);
+  assert.equal(runAction(script, 'network-lock'), 0, 'nothing asked: nothing archived');
+  assert.equal(await marks.tmpfsError(), undefined);
+});
+
+test('post-dump freezes the disk only when asked, and never fails (CRIU would let the VE run on)', async () => {
+  const veDir = join(dir, 'freeze-ve');
+  const hd = join(veDir, 'criu-handoff');
+  mkdirSync(veDir, { recursive: true });
+  const script = criuActionScriptPath(veDir);
+  writeFileSync(script, criuActionScript(hd), { mode: 0o700 });
+  const marks = new DumpMarks(hd, veDir);
+  await marks.arm(undefined, { mount: join(dir, 'not-a-mount'), image: join(dir, 'no-image') });
+  assert.equal(runAction(script, 'post-dump'), 0);
+  assert.equal(await marks.frozenDisk(), undefined, 'fsfreeze failed: not frozen, and the caller freezes it itself');
+  await marks.arm(undefined);
+  assert.equal(runAction(script, 'post-dump'), 0);
+  assert.equal(await marks.frozenDisk(), undefined);
 });
 
 test('the netns handoff: the agent wires the pid the script wrote, then answers done; a failed wiring fails the restore', async () => {
