@@ -202,15 +202,15 @@ export interface TmpfsMount {
  * The tmpfs mounts runc makes for a VE (/dev, /dev/shm, /run) hold the VE's data, and CRIU moved
  * each with a `tar | gzip` of its own on the dump and an unpack on the restore: ~18 ms each way
  * per mount on the downtime here. kubevz carries them itself: they are external mounts in the
- * VE's CRIU config; at the dump's freeze (network-lock, before CRIU dumps anything) the action
- * script archives each from the frozen VE with one plain `tar` beside the images, failing the dump
- * (the VE runs on) if it cannot; before a restore one command mounts a tmpfs per archive in the
- * VE's directory, with the bundle's options, and unpacks it there, charged to the VE's memory
- * cgroup, and CRIU binds those into the restored VE; the host's mounts are dropped after (the
- * VE's binds keep the file systems). What differs from runc's: after a restore they are mounted
- * from the host's mount namespace, so a VE with a user namespace cannot remount them (size, mode);
- * a VE that stacks its own mount on one of these mount points is dumped with CRIU's archive instead
- * of being refused only if it unmounts it first (both would be taken as the external one).
+ * VE's CRIU config; at the dump's freeze (network-lock) the action script starts a plain `tar` of
+ * each from the frozen VE into the image dir, beside CRIU's own dump, and post-dump waits for them
+ * and fails the dump (the VE runs on) if one failed. Before a restore one command mounts a tmpfs
+ * per archive in the VE's directory, with the options the images list, and unpacks it there,
+ * charged to the VE's memory cgroup; CRIU binds those into the restored VE, and the host's mounts
+ * are dropped after (the VE's binds keep the file systems). What differs from runc's: after a
+ * restore they are mounted from the host's mount namespace, so a VE with a user namespace cannot
+ * remount them (size, mode). Not tried: a VE that stacks a mount of its own on one of these mount
+ * points (CRIU would take both for the external one; a failed restore rolls a migration back).
  * Not for systemd VEs (CRIU keeps archiving theirs): not yet measured with systemd's own mounts.
  */
 export class CarriedTmpfs {
@@ -426,14 +426,17 @@ network-lock)
     PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH ip link set dev "$link" down || exit 1
   fi
   if [ -s "$d/tmpfs-archive" ]; then
+    # In the background, beside CRIU's own dump; post-dump waits for it (the VE stays frozen until then).
     { read -r pid; read -r dir; } < "$d/tmpfs-archive"
-    tail -n +3 "$d/tmpfs-archive" | {
-      while read -r dest file; do
-        tar -C "/proc/$pid/root$dest" --one-file-system --numeric-owner --sparse -cf "$dir/$file" . 2>> "$d/tmpfs-archive.err" || : > "$d/tmpfs-archive.failed" &
-      done
-      wait
-    }
-    [ ! -e "$d/tmpfs-archive.failed" ] || exit 1
+    (
+      tail -n +3 "$d/tmpfs-archive" | {
+        while read -r dest file; do
+          tar -C "/proc/$pid/root$dest" --one-file-system --numeric-owner --sparse -cf "$dir/$file" . 2>> "$d/tmpfs-archive.err" || : > "$d/tmpfs-archive.failed" &
+        done
+        wait
+      }
+      : > "$d/tmpfs-archive.done"
+    ) < /dev/null > /dev/null 2>&1 &
   fi
   ;;
 network-unlock)
@@ -443,8 +446,18 @@ network-unlock)
   fi
   ;;
 post-dump)
-  # The dump is complete and the VE still frozen; CRIU ends its processes next. A failing
-  # post-dump would make CRIU let them run on, so this branch never fails.
+  # The dump is complete and the VE still frozen; CRIU ends its processes next — or, when this
+  # fails, lets them run on and fails the dump: so only the tmpfs archives may fail it, before the
+  # disk is frozen.
+  if [ -s "$d/tmpfs-archive" ]; then
+    i=0
+    while [ ! -e "$d/tmpfs-archive.done" ]; do
+      if [ $i -ge ${ticks} ]; then echo "archiving took over ${NetnsHandoff.TIMEOUT_S} s" >> "$d/tmpfs-archive.err"; : > "$d/tmpfs-archive.failed"; break; fi
+      i=$((i + 1))
+      sleep 0.01
+    done
+    [ ! -e "$d/tmpfs-archive.failed" ] || exit 1
+  fi
   if [ -s "$d/freeze-disk" ]; then
     { read -r mnt; read -r img; } < "$d/freeze-disk"
     PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH
@@ -484,7 +497,7 @@ export class DumpMarks {
     const script = await readFile(criuActionScriptPath(this.veDir), 'utf8').catch(() => '');
     if (!script.includes('network-lock)')) return false;
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await Promise.all(['frozen', 'frozen-at', 'tmpfs-archive.err', 'tmpfs-archive.failed', ...DumpMarks.DISK_MARKS].map((f) => rm(join(this.dir, f), { force: true })));
+    await Promise.all(['frozen', 'frozen-at', 'tmpfs-archive.err', 'tmpfs-archive.failed', 'tmpfs-archive.done', ...DumpMarks.DISK_MARKS].map((f) => rm(join(this.dir, f), { force: true })));
     if (link) await writeFile(join(this.dir, 'dump-link'), link);
     else await rm(join(this.dir, 'dump-link'), { force: true });
     if (disk && script.includes('post-dump)')) await writeFile(join(this.dir, 'freeze-disk'), `${disk.mount}\n${disk.image}\n`);

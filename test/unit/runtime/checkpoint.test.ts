@@ -193,7 +193,7 @@ test('carried tmpfs: the bundle\'s tmpfs mounts are external in the CRIU config,
   assert.equal(carried.request(42, '/img'), '42\n/img\n/dev kvz-tmpfs-dev.tar\n/dev/shm kvz-tmpfs-dev-shm.tar\n');
 });
 
-test('the action script archives the carried tmpfs at network-lock, and fails the dump (the VE runs on) when it cannot', async () => {
+test('the action script archives the carried tmpfs from network-lock on; post-dump waits and fails the dump (the VE runs on) when it could not', async () => {
   const veDir = join(dir, 'tmpfs-ve');
   const hd = join(veDir, 'criu-handoff');
   const images = join(dir, 'tmpfs-images');
@@ -210,6 +210,7 @@ test('the action script archives the carried tmpfs at network-lock, and fails th
   const carried = new CarriedTmpfs(veDir, [{ destination: src, options: [] }]);
   assert.equal(await marks.arm(undefined, undefined, carried.request(process.pid, images)), true);
   assert.equal(runAction(script, 'network-lock'), 0);
+  assert.equal(runAction(script, 'post-dump'), 0);
   assert.equal(await marks.tmpfsError(), undefined);
   const archive = CarriedTmpfs.archive(images, carried.mounts[0]!);
   const listed = spawnSync('tar', ['-tf', archive], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).sort();
@@ -217,11 +218,14 @@ test('the action script archives the carried tmpfs at network-lock, and fails th
   await marks.finish();
 
   const gone = new CarriedTmpfs(veDir, [{ destination: join(dir, 'no-such-mount'), options: [] }]);
-  await marks.arm(undefined, undefined, gone.request(process.pid, images));
-  assert.equal(runAction(script, 'network-lock'), 1, 'a tmpfs that cannot be archived fails the dump');
+  await marks.arm(undefined, { mount: join(dir, 'not-a-mount'), image: join(dir, 'no-image') }, gone.request(process.pid, images));
+  assert.equal(runAction(script, 'network-lock'), 0);
+  assert.equal(runAction(script, 'post-dump'), 1, 'a tmpfs that cannot be archived fails the dump');
   assert.match((await marks.tmpfsError()) ?? '', /no-such-mount/);
+  assert.ok(!existsSync(join(hd, 'disk-frozen')), 'nor is the disk frozen then');
   await marks.arm(undefined);
   assert.equal(runAction(script, 'network-lock'), 0, 'nothing asked: nothing archived');
+  assert.equal(runAction(script, 'post-dump'), 0);
   assert.equal(await marks.tmpfsError(), undefined);
 });
 
