@@ -10,8 +10,11 @@
 //  (c) with --debian: the same for a Debian 12 VE booted with systemd, in a user namespace, with
 //      256 MiB of touched memory (a perl process holding a 256 MiB string) and an echo service
 //      (a systemd socket unit, Accept=yes, each connection served by cat).
+// (a) and (b) run interleaved (a baseline round, then a kubevz round, …) so that a shared
+// machine's changing load falls on both alike.
 // Prints medians (downtime, client stall, total time = VEMigration created → Succeeded seen),
-// the ratio kubevz/baseline and the targets of the issue (busybox downtime < 300 ms median;
+// the ratio kubevz/baseline (of the medians, and the median of the interleaved pairs' ratios)
+// and the targets of the issue (busybox downtime < 300 ms median;
 // kubevz ≤ baseline). Asserts nothing. Root; runc, CRIU at /usr/local/sbin/criu, iproute2, a
 // static busybox at /bin/busybox; debootstrap for --debian. `npm run build` first, then:
 //   node dist/bench/migration.js [--rounds N] [--baseline-only] [--kubevz-only] [--logs DIR]
@@ -159,7 +162,13 @@ interface Round {
   totalMs?: number;
 }
 
-async function baseline(): Promise<Round[]> {
+/** One side of the comparison: rounds run one at a time, interleaved with the other side's. */
+interface Runner {
+  round(i: number): Promise<Round>;
+  close(): Promise<void>;
+}
+
+async function baseline(): Promise<Runner> {
   const dir = mkdtempSync(join(tmpdir(), `kvz-bench-mig-${id}-`));
   const net = await freeNet();
   const br = `kvzbm${id}`;
@@ -169,7 +178,6 @@ async function baseline(): Promise<Round[]> {
   const ctr = `kvzbm-${id}`;
   const roots = { src: join(dir, 'runc-src'), dst: join(dir, 'runc-dst') };
   const made: { netns: string[]; links: string[] } = { netns: [], links: [] };
-  const out: Round[] = [];
 
   // A minimal busybox root: the static busybox and the applets the service needs.
   for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'var']) mkdirSync(join(rootfs, d), { recursive: true });
@@ -229,12 +237,26 @@ async function baseline(): Promise<Round[]> {
     await sh('ip', ['netns', 'del', netns], true);
   };
 
+  const close = async () => {
+    for (const r of [roots.src, roots.dst]) await sh('runc', ['--root', r, 'delete', '-f', ctr], true);
+    for (const l of made.links.reverse()) await sh('ip', ['link', 'del', l], true);
+    for (const n of made.netns) if ((await sh('ip', ['netns', 'list'], true)).includes(n)) await sh('ip', ['netns', 'del', n], true);
+    // runc removes the container's cgroup; its parent (this run's own) is left in each v1 hierarchy.
+    for (const c of readdirSync('/sys/fs/cgroup')) if (existsSync(`/sys/fs/cgroup/${c}/kvzbench-${id}`)) await sh('rmdir', [`/sys/fs/cgroup/${c}/kvzbench-${id}`], true);
+    rmSync(dir, { recursive: true, force: true });
+  };
   made.links.push(br);
-  await sh('ip', ['link', 'add', br, 'type', 'bridge']);
-  await sh('ip', ['addr', 'add', `10.213.${net}.1/24`, 'dev', br]);
-  await sh('ip', ['link', 'set', br, 'up']);
   try {
-    for (let i = 0; i < rounds; i++) {
+    await sh('ip', ['link', 'add', br, 'type', 'bridge']);
+    await sh('ip', ['addr', 'add', `10.213.${net}.1/24`, 'dev', br]);
+    await sh('ip', ['link', 'set', br, 'up']);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    close,
+    async round(i: number): Promise<Round> {
       const src = { netns: `kvzbm${id}s${i}`, veth: `kvzbm${id}s${i}`.slice(0, 15) };
       const dst = { netns: `kvzbm${id}d${i}`, veth: `kvzbm${id}d${i}`.slice(0, 15) };
       const img = join(dir, `img-${i}`);
@@ -267,20 +289,12 @@ async function baseline(): Promise<Round[]> {
       const downtimeMs = Date.now() - frozenAt;
       mark('restore');
       await probe.stop();
-      out.push({ downtimeMs, stallMs: probe.stallMs, errors: probe.errors });
       process.stderr.write(`  baseline round ${i + 1}: freeze-to-running ${downtimeMs.toFixed(0)} ms, client stall ${probe.stallMs.toFixed(0)} ms, errors ${probe.errors} ${JSON.stringify(lap)}\n`);
       await sh('runc', ['--root', roots.dst, 'delete', '-f', ctr], true);
       await dropNetns(dst.netns, dst.veth);
-    }
-  } finally {
-    for (const r of [roots.src, roots.dst]) await sh('runc', ['--root', r, 'delete', '-f', ctr], true);
-    for (const l of made.links.reverse()) await sh('ip', ['link', 'del', l], true);
-    for (const n of made.netns) if ((await sh('ip', ['netns', 'list'], true)).includes(n)) await sh('ip', ['netns', 'del', n], true);
-    // runc removes the container's cgroup; its parent (this run's own) is left in each v1 hierarchy.
-    for (const c of readdirSync('/sys/fs/cgroup')) if (existsSync(`/sys/fs/cgroup/${c}/kvzbench-${id}`)) await sh('rmdir', [`/sys/fs/cgroup/${c}/kvzbench-${id}`], true);
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return out;
+      return { downtimeMs, stallMs: probe.stallMs, errors: probe.errors };
+    },
+  };
 }
 
 // ---------- (b) kubevz ----------
@@ -404,11 +418,10 @@ async function prebuildTemplate(cluster: Cluster, name: string): Promise<void> {
   }
 }
 
-async function viaKubevz(w: Workload): Promise<Round[]> {
+async function viaKubevz(w: Workload): Promise<Runner> {
   const dir = mkdtempSync(join(tmpdir(), `kvz-bench-mign-${id}-`));
   const cluster = await startCluster({ nodes: 2, dir, heartbeat: '2s', nodeGrace: '10s', sharedSubnet: true, logLevel: flagValue('--logs') ? 'debug' : 'info' });
   let mirror: MirrorProxy | undefined;
-  const out: Round[] = [];
   // KVZ_BENCH_PERF=FILE: a system-wide record of process forks, execs and exits while the rounds
   // run (`perf script -i FILE`), to see which commands sit on the critical path and for how long.
   const tracers: ReturnType<typeof spawn>[] = [];
@@ -417,6 +430,23 @@ async function viaKubevz(w: Workload): Promise<Round[]> {
     tracers.push(spawn('perf', ['record', '-q', '-a', '-e', 'sched:sched_process_fork', '-e', 'sched:sched_process_exec', '-e', 'sched:sched_process_exit', '-o', process.env.KVZ_BENCH_PERF], { stdio: 'ignore' }));
     await new Promise((r) => setTimeout(r, 1000));
   }
+  const close = async () => {
+    for (const t of tracers) {
+      t.kill('SIGINT');
+      await new Promise((r) => t.once('exit', r));
+    }
+    const keep = flagValue('--logs');
+    if (keep) {
+      mkdirSync(keep, { recursive: true });
+      for (const n of cluster.state.nodes) if (existsSync(n.logFile)) cpSync(n.logFile, join(keep, `${n.name.replace(/-[^-]+$/, '')}.log`));
+      if (existsSync(join(dir, 'controller.log'))) cpSync(join(dir, 'controller.log'), join(keep, 'controller.log'));
+    }
+    try {
+      await cluster.stop();
+    } finally {
+      await mirror?.close();
+    }
+  };
   try {
     const kc = loadKubeConfig(cluster.kubeconfig);
     const ves = makeResourceClient<VirtualEnvironment>(kc, { ...VE_RESOURCE, namespaced: true }, silentLogger);
@@ -453,7 +483,9 @@ async function viaKubevz(w: Workload): Promise<Round[]> {
       );
       process.stderr.write(`  in the VE: ${w.report}\n${out.replace(/^/gm, '    ')}`);
     }
-    for (let i = 0; i < rounds; i++) {
+    return {
+      close,
+      async round(i: number): Promise<Round> {
       const to = i % 2 === 0 ? B! : A!;
       const probe = new StallProbe();
       await probe.open(ip, PORT);
@@ -472,28 +504,31 @@ async function viaKubevz(w: Workload): Promise<Round[]> {
       const totalMs = performance.now() - t0;
       await probe.stop();
       if (m.status?.phase !== 'Succeeded') throw new Error(`VEMigration ${name} failed: ${m.status?.reason}: ${m.status?.message}`);
-      out.push({ downtimeMs: m.status.downtimeMs ?? NaN, stallMs: probe.stallMs, errors: probe.errors, totalMs });
       process.stderr.write(`  kubevz ${w.label} round ${i + 1} (→ ${to.name}): total ${totalMs.toFixed(0)} ms, downtime ${m.status.downtimeMs} ms, client stall ${probe.stallMs.toFixed(0)} ms, ${m.status.bytesTransferred} B, ${JSON.stringify(m.status.timings)}\n`);
       await runningOn(to.name);
-    }
-  } finally {
-    for (const t of tracers) {
-      t.kill('SIGINT');
-      await new Promise((r) => t.once('exit', r));
-    }
-    const keep = flagValue('--logs');
-    if (keep) {
-      mkdirSync(keep, { recursive: true });
-      for (const n of cluster.state.nodes) if (existsSync(n.logFile)) cpSync(n.logFile, join(keep, `${n.name.replace(/-[^-]+$/, '')}.log`));
-      if (existsSync(join(dir, 'controller.log'))) cpSync(join(dir, 'controller.log'), join(keep, 'controller.log'));
-    }
-    try {
-      await cluster.stop();
-    } finally {
-      await mirror?.close();
-    }
+      return { downtimeMs: m.status.downtimeMs ?? NaN, stallMs: probe.stallMs, errors: probe.errors, totalMs };
+      },
+    };
+  } catch (err) {
+    await close();
+    throw err;
   }
-  return out;
+}
+
+/**
+ * Rounds of each runner in turn (A1 B1 A2 B2 …), so that a shared machine's changing load falls on
+ * both sides alike; all runners are closed at the end.
+ */
+async function interleaved(open: Array<() => Promise<Runner>>): Promise<Round[][]> {
+  const runners: Runner[] = [];
+  try {
+    for (const o of open) runners.push(await o());
+    const out: Round[][] = runners.map(() => []);
+    for (let i = 0; i < rounds; i++) for (const [k, r] of runners.entries()) out[k]!.push(await r.round(i));
+    return out;
+  } finally {
+    for (const r of runners.reverse()) await r.close();
+  }
 }
 
 function summary(label: string, r: Round[]): string {
@@ -507,16 +542,22 @@ async function main(): Promise<void> {
   readFileSync(CRIU);
   // --debian adds (c); --debian-only runs it alone.
   const debianOnly = argv.includes('--debian-only');
-  const base = argv.includes('--kubevz-only') || debianOnly ? [] : await baseline();
-  const kvz = argv.includes('--baseline-only') || debianOnly ? [] : await viaKubevz(BUSYBOX);
-  const deb = argv.includes('--debian') || debianOnly ? await viaKubevz(DEBIAN) : [];
+  const sides: Array<() => Promise<Runner>> = [];
+  if (!argv.includes('--kubevz-only') && !debianOnly) sides.push(baseline);
+  if (!argv.includes('--baseline-only') && !debianOnly) sides.push(() => viaKubevz(BUSYBOX));
+  const results = sides.length ? await interleaved(sides) : [];
+  const base = !argv.includes('--kubevz-only') && !debianOnly ? results.shift()! : [];
+  const kvz = results.shift() ?? [];
+  const deb = (argv.includes('--debian') || debianOnly ? await interleaved([() => viaKubevz(DEBIAN)]) : [])[0] ?? [];
   if (base.length) console.log(summary('hand-run baseline (runc checkpoint → new netns → copy → restore)', base));
   if (kvz.length) console.log(summary('kubevz live migration (VEMigration, 2-node shared L2)', kvz));
   if (deb.length) console.log(summary(`kubevz live migration of a ${DEBIAN.label} VE`, deb));
   if (base.length && kvz.length) {
     const d = median(kvz.map((x) => x.downtimeMs)) / median(base.map((x) => x.downtimeMs));
     const s = median(kvz.map((x) => x.stallMs)) / median(base.map((x) => x.stallMs));
-    console.log(`ratio kubevz/baseline: downtime ${d.toFixed(2)}, client stall ${s.toFixed(2)}`);
+    // Each kubevz round ran right after a baseline round: the median of those pairs' ratios.
+    const paired = median(kvz.map((x, i) => x.downtimeMs / base[i]!.downtimeMs));
+    console.log(`ratio kubevz/baseline: downtime ${d.toFixed(2)} (median of the ${kvz.length} interleaved pairs: ${paired.toFixed(2)}), client stall ${s.toFixed(2)}`);
     console.log(`target: busybox downtime < 300 ms median → ${median(kvz.map((x) => x.downtimeMs)) < 300 ? 'met' : 'NOT met'}; kubevz ≤ baseline → ${d <= 1 ? 'met' : 'NOT met'}`);
   }
 }

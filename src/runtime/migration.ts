@@ -166,7 +166,7 @@ export class VEMigration implements VEMigrationRuntime {
     } catch (err) {
       // CRIU fails after its network-unlock only rarely; a link opened for a VE that did not come back goes down again.
       if (await unlock.finish()) await this.rt.setHostLink(uid, false).catch(() => undefined);
-      await CarriedTmpfs.unmount(this.rt.veDir(uid)).catch(() => undefined);
+      await this.releaseTmpfs(uid, imageDir).catch(() => undefined);
       const tail = await criuLogTail(join(work, 'restore.log'));
       throw checkpointError(
         `restore of VE ${config.name} failed: ${criuErrorLine(tail) ?? (err as Error).message} (CRIU log: ${join(work, 'restore.log')}); the checkpoint images are kept`,
@@ -179,7 +179,7 @@ export class VEMigration implements VEMigrationRuntime {
     // The VE's binds hold its tmpfs mounts now. The host's go a moment after the answer: a spawn
     // blocks this thread for 10-20 ms, on the downtime if it came first. Left behind (the agent
     // stopped), the VE's next restore or its removal drops them.
-    setTimeout(() => void CarriedTmpfs.unmount(this.rt.veDir(uid)).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not drop the host\'s mounts of the restored VE\'s tmpfs; its next restore or removal will')), 1_000).unref();
+    setTimeout(() => void this.releaseTmpfs(uid, imageDir).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not drop the host\'s mounts of the restored VE\'s tmpfs; its next restore or removal will')), 1_000).unref();
     await rm(work, { recursive: true, force: true });
     await this.rt.openNetwork(uid, signal, { linkOpened });
     lap('release');
@@ -190,12 +190,21 @@ export class VEMigration implements VEMigrationRuntime {
 
   /** The VE's tmpfs mounts from the images (CarriedTmpfs), before its restore; a migration target does it once the images are in. */
   mountTmpfs(uid: string, imageDir: string, signal?: AbortSignal): Promise<void> {
-    return CarriedTmpfs.mount(this.rt.veDir(uid), imageDir, { memoryProcs: this.rt.memoryCgroupProcs(uid), signal });
+    return this.rt.withVE(tmpfsLock(uid), () => CarriedTmpfs.mount(this.rt.veDir(uid), imageDir, { memoryProcs: this.rt.memoryCgroupProcs(uid), signal }));
   }
 
-  /** Target side, once the images are verified: mountTmpfs ahead of the restore. */
+  /** Drops the host's mounts of the VE's tmpfs made for `imageDir` (not those of a later restore). */
+  releaseTmpfs(uid: string, imageDir: string): Promise<void> {
+    return this.rt.withVE(tmpfsLock(uid), () => CarriedTmpfs.release(this.rt.veDir(uid), imageDir));
+  }
+
+  /**
+   * Target side, once the images are verified: mountTmpfs ahead of the restore. Not under the VE's
+   * lock (only the tmpfs mounts' own): it goes beside the disk's mounting (mountIncomingDisk), and
+   * the restore waits for both.
+   */
   mountIncomingTmpfs(uid: string, imageDir: string, signal?: AbortSignal): Promise<void> {
-    return this.rt.withVE(uid, () => this.mountTmpfs(uid, imageDir, signal));
+    return this.mountTmpfs(uid, imageDir, signal);
   }
 
   diskImagePath(uid: string): string {
@@ -309,4 +318,9 @@ export class VEMigration implements VEMigrationRuntime {
     }
     await this.rt.destroy(uid, { timeoutMs: 5_000 });
   }
+}
+
+/** The lock of a VE's carried tmpfs mounts (apart from the VE's own: a migration target mounts them beside the disk). */
+function tmpfsLock(uid: string): string {
+  return `${uid}/tmpfs`;
 }

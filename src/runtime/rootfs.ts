@@ -83,7 +83,7 @@ export async function mountDiskAndRootfs(lower: string, p: RootfsPaths, signal?:
   await Promise.all([mkdir(p.target, { recursive: true }), mkdir(p.disk.mount, { recursive: true })]);
   const script = [
     'mount -t ext4 -o loop "$1" "$2" || exit 1',
-    'mkdir -p "$3" "$4" && mount -t overlay overlay -o "lowerdir=$5,upperdir=$3,workdir=$4,xino=on" "$6" && exit 0',
+    '{ [ -d "$3" ] && [ -d "$4" ] || mkdir -p "$3" "$4"; } && mount -t overlay overlay -o "lowerdir=$5,upperdir=$3,workdir=$4,xino=on" "$6" && exit 0',
     'umount "$2"; exit 1',
   ].join('\n');
   await run('sh', ['-c', script, 'kvz-mount-rootfs', p.disk.image, p.disk.mount, p.upper, p.work, lower, p.target], { signal });
