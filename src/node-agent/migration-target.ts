@@ -4,7 +4,7 @@
 // write blocks, keep images and restore. When the migration fails, is aborted or deleted, the
 // incoming copy goes, unless the VE runs here after a success.
 
-import { open, rm } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MIGRATION_ANNOTATION, NODE_LABEL, type VEMigration, type VirtualEnvironment } from '../api/types.js';
 import { errorMessage } from '../core/errors.js';

@@ -382,14 +382,23 @@ export class CgroupfsLayout {
 
 /** The directories among runc's masked paths on this host (a VE's /proc and /sys show the same kinds). */
 export function maskedDirs(maskedPaths: readonly string[]): string[] {
-  return maskedPaths.filter((p) => {
-    try {
-      return statSync(p).isDirectory();
-    } catch {
-      return false;
-    }
-  });
+  const key = maskedPaths.join('\0');
+  let dirs = maskedDirsSeen.get(key);
+  if (!dirs) {
+    dirs = maskedPaths.filter((p) => {
+      try {
+        return statSync(p).isDirectory();
+      } catch {
+        return false;
+      }
+    });
+    maskedDirsSeen.set(key, dirs);
+  }
+  return [...dirs];
 }
+
+/** The host's /proc and /sys do not change kinds while it runs: looked at once per process. */
+const maskedDirsSeen = new Map<string, string[]>();
 
 export function criuActionScriptPath(veDir: string): string {
   return join(veDir, 'criu-action.sh');

@@ -90,6 +90,16 @@ export async function imageFsBytes(image: string): Promise<number | undefined> {
   }
 }
 
+/**
+ * The image's record read back from its filesystem, and written: after a crash between the image's
+ * rename and its record, or for an image that came from another node (migration).
+ */
+export async function recoverDiskRecord(p: DiskPaths): Promise<DiskRecord> {
+  const rec = { sizeBytes: (await imageFsBytes(p.image)) ?? (await stat(p.image)).size, inodes: await imageInodes(p.image) };
+  await writeDiskRecord(p, rec);
+  return rec;
+}
+
 /** An empty sparse file of `sizeBytes` (no filesystem): an incoming migration's image, filled block by block by the sender. */
 export async function createEmptyImage(p: DiskPaths, sizeBytes: number): Promise<void> {
   const size = roundToBlock(sizeBytes);

@@ -5,7 +5,7 @@
 // ownership, exclusive device grants.
 
 import { existsSync } from 'node:fs';
-import { chmod, chown, lchown, lstat, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';

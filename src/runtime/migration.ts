@@ -4,7 +4,7 @@
 // restore sets up exactly what a boot does and undoes it the same way on failure.
 
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, stat, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import {
@@ -25,7 +25,7 @@ import {
 import { CNI_IFNAME } from './cni.js';
 import { parseFilefrag } from './disk-sync.js';
 import { run } from './command.js';
-import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, imageFsBytes, imageInodes, isImageMounted, readDiskRecord, unmountImage, writeDiskRecord } from './disk-image.js';
+import { DEFAULT_DISK_BYTES, createEmptyImage, diskPaths, isImageMounted, readDiskRecord, recoverDiskRecord, unmountImage } from './disk-image.js';
 import { detachLoops } from './loop.js';
 import { containerId, macAddress } from './names.js';
 import { netnsPath } from './netns.js';
@@ -295,9 +295,7 @@ export class VEMigration implements VEMigrationRuntime {
     return this.rt.withVE(uid, async () => {
       const disk = diskPaths(this.rt.veDir(uid));
       const withDisk = !(await isImageMounted(disk));
-      if (withDisk && !(await readDiskRecord(disk))) {
-        await writeDiskRecord(disk, { sizeBytes: (await imageFsBytes(disk.image)) ?? (await stat(disk.image)).size, inodes: await imageInodes(disk.image) });
-      }
+      if (withDisk && !(await readDiskRecord(disk))) await recoverDiskRecord(disk);
       await this.rt.mountIncomingRootfs(uid, signal, { withDisk });
     });
   }

@@ -2,7 +2,7 @@
 // and whose upper/work live in the VE's own ext4 image (disk-image.ts), loop-mounted in its
 // state dir. Nothing of the template is copied; the image's size and inodes are the VE's limits.
 
-import { chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../core/logger.js';
@@ -15,15 +15,13 @@ import {
   diskPaths,
   growOffline,
   growOnline,
-  imageFsBytes,
-  imageInodes,
   isImageMounted,
   mountImage,
   readDiskRecord,
+  recoverDiskRecord,
   removeImage,
   roundToBlock,
   unmountImage,
-  writeDiskRecord,
   type DiskPaths,
   type DiskRecord,
 } from './disk-image.js';
@@ -142,12 +140,7 @@ export async function ensureRootfs(o: EnsureRootfsOptions): Promise<{ disk: Disk
       outcome = 'created';
     }
   }
-  if (!rec) {
-    // Crash between the image's rename and its record, or an image that came from another node
-    // (migration): recover the record from the image's filesystem.
-    rec = { sizeBytes: (await imageFsBytes(d.image)) ?? (await stat(d.image)).size, inodes: await imageInodes(d.image) };
-    await writeDiskRecord(d, rec);
-  }
+  rec ??= await recoverDiskRecord(d);
   if (want > rec.sizeBytes) {
     if (o.canGrowOnline && (await isImageMounted(d))) {
       rec = await growOnline(d, want, signal);

@@ -29,7 +29,7 @@ import { MASKED_PATHS, STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } 
 import { Isolation } from './isolation.js';
 import { DEFAULT_IDMAP_HELPER } from './idmap-mount.js';
 import { cloneImage } from './clone.js';
-import { diskPaths, diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
+import { diskUsageOf, onlineGrowFeature, quotaFeature, readDiskRecord, roundToBlock, DEFAULT_DISK_BYTES } from './disk-image.js';
 import { ensureRootfs, growRunning, isMounted, mountDiskAndRootfs, mountRootfs, mountsUnder, removeRootfs, rootfsPaths, unmountRootfs, writeIdentity } from './rootfs.js';
 import { run } from './command.js';
 import { pidGone } from './pid.js';

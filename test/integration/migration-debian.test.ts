@@ -12,7 +12,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { Agent, get } from 'node:http';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { MIGRATION_ANNOTATION, NODE_LABEL, type VEMigration, type VENode, type VirtualEnvironment } from '../../src/api/types.js';
