@@ -185,8 +185,9 @@ export class MigrationSource {
       const rt = this.o.runtime.migration;
       const live = mode === 'live';
       const tx = Date.now();
-      // The disk's path is the longest of the three, and its freeze and digest are work on this
-      // agent's one thread: they go first, before the images and the status write load it.
+      // The final delta's digest (begun during the dump when its action script froze the disk) goes
+      // first: it is work on this agent's one thread; the images are read beside it, and sent with
+      // the delta and the phase writes once it is done.
       const digested = earlyDigest ?? (async () => {
         let t = Date.now();
         // Frozen by the dump itself (its last step) when the VE's action script could; else here.

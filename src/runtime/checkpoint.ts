@@ -13,6 +13,7 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { KvzError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { run } from './command.js';
+import { mountsUnder } from './rootfs.js';
 import type { InitFlavor } from './template-recipe.js';
 import type { NodeFeature } from './types.js';
 
@@ -224,10 +225,19 @@ export class CarriedTmpfs {
     return new CarriedTmpfs(veDir, mounts.filter((m) => m.type === 'tmpfs').map((m) => ({ destination: m.destination, options: [...(m.options ?? [])] })));
   }
 
-  /** The list kept in `dir`: a VE's dir (its bundle's) or an image dir (the dumped VE's). */
+  /**
+   * The list kept in `dir`: a VE's dir (its bundle's) or an image dir (the dumped VE's, from
+   * another node: a mount point must be a plain absolute path, its host dir stays in the VE's).
+   */
   static async read(dir: string): Promise<CarriedTmpfs> {
     const text = await readFile(join(dir, CarriedTmpfs.LIST), 'utf8').catch(() => undefined);
-    return new CarriedTmpfs(dir, text ? (JSON.parse(text) as TmpfsMount[]) : []);
+    const mounts = text ? (JSON.parse(text) as TmpfsMount[]) : [];
+    for (const m of mounts) {
+      if (typeof m.destination !== 'string' || !/^(\/[^/\0\s]+)+$/.test(m.destination) || m.destination.split('/').some((c) => c === '.' || c === '..') || !Array.isArray(m.options)) {
+        throw new KvzError('Invalid', `bad tmpfs entry ${JSON.stringify(m)} in ${join(dir, CarriedTmpfs.LIST)}`);
+      }
+    }
+    return new CarriedTmpfs(dir, mounts);
   }
 
   async write(): Promise<void> {
@@ -256,6 +266,11 @@ export class CarriedTmpfs {
     return join(this.root, CarriedTmpfs.slug(m));
   }
 
+  /** Which images the host's mounts were filled from. */
+  private static stamp(veDir: string): string {
+    return join(new CarriedTmpfs(veDir, []).root, '.images');
+  }
+
   /** What the action script reads at the freeze (DumpMarks.arm): the VE's init, where to write, and the mount points. */
   request(pid: number, imageDir: string): string {
     return [String(pid), imageDir, ...this.mounts.map((m) => `${m.destination} ${CarriedTmpfs.key(m)}.tar`)].join('\n') + '\n';
@@ -276,8 +291,8 @@ export class CarriedTmpfs {
   static async mount(veDir: string, imageDir: string, o: { memoryProcs?: string; signal?: AbortSignal } = {}): Promise<void> {
     const carried = new CarriedTmpfs(veDir, (await CarriedTmpfs.read(imageDir)).mounts);
     const wanted = carried.mounts.filter((m) => existsSync(CarriedTmpfs.archive(imageDir, m)));
-    const stamp = join(carried.root, '.images');
-    const mounted = await mountPointsUnder(carried.root);
+    const stamp = CarriedTmpfs.stamp(veDir);
+    const mounted = await mountsUnder(carried.root);
     if ((await readFile(stamp, 'utf8').catch(() => '')) === imageDir && wanted.every((m) => mounted.includes(carried.hostDir(m)))) return;
     await CarriedTmpfs.unmount(veDir);
     if (!wanted.length) return;
@@ -310,23 +325,16 @@ export class CarriedTmpfs {
 
   /** Drops the host's mounts when they are those mounted from `imageDir` (a later restore's stay). */
   static async release(veDir: string, imageDir: string): Promise<void> {
-    const stamp = join(new CarriedTmpfs(veDir, []).root, '.images');
-    if ((await readFile(stamp, 'utf8').catch(() => '')) === imageDir) await CarriedTmpfs.unmount(veDir);
+    if ((await readFile(CarriedTmpfs.stamp(veDir), 'utf8').catch(() => '')) === imageDir) await CarriedTmpfs.unmount(veDir);
   }
 
   /** Drops the host's mounts (lazily: a restored VE's binds keep the file systems); none is fine. */
   static async unmount(veDir: string): Promise<void> {
     const root = new CarriedTmpfs(veDir, []).root;
-    await rm(join(root, '.images'), { force: true });
-    const mounted = (await mountPointsUnder(root)).reverse();
+    await rm(CarriedTmpfs.stamp(veDir), { force: true });
+    const mounted = (await mountsUnder(root)).reverse();
     if (mounted.length) await run('umount', ['-l', ...mounted]);
   }
-}
-
-/** Mount points at or under `dir` in this mount namespace (octal escapes decoded). */
-async function mountPointsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return text.split('\n').map((l) => (l.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))).filter((m) => m === dir || m.startsWith(`${dir}/`));
 }
 
 /** The external-mount key of a VE's /sys/fs/cgroup tmpfs (v1 hosts) in its images. */

@@ -193,6 +193,25 @@ test('carried tmpfs: the bundle\'s tmpfs mounts are external in the CRIU config,
   assert.equal(carried.request(42, '/img'), '42\n/img\n/dev kvz-tmpfs-dev.tar\n/dev/shm kvz-tmpfs-dev-shm.tar\n');
 });
 
+test('carried tmpfs: a list from images (another node) names plain absolute mount points only', async () => {
+  const images = mkdtempSync(join(tmpdir(), 'kvz-tmpfs-list-'));
+  try {
+    const put = (mounts: unknown) => writeFileSync(join(images, CarriedTmpfs.LIST), JSON.stringify(mounts));
+    put([{ destination: '/run', options: ['nosuid'] }]);
+    assert.deepEqual((await CarriedTmpfs.read(images)).mounts, [{ destination: '/run', options: ['nosuid'] }]);
+    for (const bad of ['..', '/..', '/run/../..', 'run', '/', '/a//b', '/a b']) {
+      put([{ destination: bad, options: [] }]);
+      await assert.rejects(CarriedTmpfs.read(images), /bad tmpfs entry/, bad);
+    }
+    put([{ destination: '/run' }]);
+    await assert.rejects(CarriedTmpfs.read(images), /bad tmpfs entry/, 'options missing');
+    rmSync(join(images, CarriedTmpfs.LIST));
+    assert.deepEqual((await CarriedTmpfs.read(images)).mounts, [], 'no list: nothing carried (images of an older kubevz)');
+  } finally {
+    rmSync(images, { recursive: true, force: true });
+  }
+});
+
 test('the action script archives the carried tmpfs from network-lock on; post-dump waits and fails the dump (the VE runs on) when it could not', async () => {
   const veDir = join(dir, 'tmpfs-ve');
   const hd = join(veDir, 'criu-handoff');
