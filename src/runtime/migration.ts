@@ -150,7 +150,7 @@ export class VEMigration implements VEMigrationRuntime {
       if (names) await restoreNetnsState(netnsPath(names.netns), imageDir, log, signal);
     };
     if (userns) await shareImagesWithVE(imageDir, userns.hostGid);
-    await Promise.all([this.rt.cgroupfsLayout(uid).rebuild(imageDir), this.mountTmpfs(uid, imageDir, signal)]);
+    await Promise.all([this.rt.cgroupfsLayout(uid).rebuild(imageDir), this.mountIncomingTmpfs(uid, imageDir, signal)]);
     await Promise.all([handoff?.reset(), userns ? undefined : putBackState(), this.rt.linkToOpen(uid).then((open) => unlock.arm(open))]);
     let linkOpened = false;
     try {
@@ -188,10 +188,6 @@ export class VEMigration implements VEMigrationRuntime {
     return timings;
   }
 
-  /** The VE's tmpfs mounts from the images (CarriedTmpfs), before its restore; a migration target does it once the images are in. */
-  mountTmpfs(uid: string, imageDir: string, signal?: AbortSignal): Promise<void> {
-    return this.rt.withVE(tmpfsLock(uid), () => CarriedTmpfs.mount(this.rt.veDir(uid), imageDir, { memoryProcs: this.rt.memoryCgroupProcs(uid), signal }));
-  }
 
   /** Drops the host's mounts of the VE's tmpfs made for `imageDir` (not those of a later restore). */
   releaseTmpfs(uid: string, imageDir: string): Promise<void> {
@@ -199,12 +195,13 @@ export class VEMigration implements VEMigrationRuntime {
   }
 
   /**
-   * Target side, once the images are verified: mountTmpfs ahead of the restore. Not under the VE's
-   * lock (only the tmpfs mounts' own): it goes beside the disk's mounting (mountIncomingDisk), and
-   * the restore waits for both.
+   * The VE's tmpfs mounts from the images (CarriedTmpfs): by every restore, and by a migration
+   * target ahead of it once the images are verified. Not under the VE's lock (only the tmpfs
+   * mounts' own): on a target it goes beside the disk's mounting (mountIncomingDisk), and the
+   * restore waits for both.
    */
   mountIncomingTmpfs(uid: string, imageDir: string, signal?: AbortSignal): Promise<void> {
-    return this.mountTmpfs(uid, imageDir, signal);
+    return this.rt.withVE(tmpfsLock(uid), () => CarriedTmpfs.mount(this.rt.veDir(uid), imageDir, { memoryProcs: this.rt.memoryCgroupProcs(uid), signal }));
   }
 
   diskImagePath(uid: string): string {

@@ -66,10 +66,17 @@ export async function mountsUnder(dir: string): Promise<string[]> {
 export async function mountRootfs(lower: string, p: RootfsPaths, signal?: AbortSignal): Promise<boolean> {
   if (await isMounted(p.target)) return false;
   await Promise.all([mkdir(p.target, { recursive: true }), mkdir(p.upper, { recursive: true }), mkdir(p.work, { recursive: true })]);
-  // xino=on: every file reports the overlay's st_dev (and a unique st_ino), which is what inotify
-  // watches name; without it CRIU cannot resolve systemd's watch on /etc/localtime (ADR 004).
-  await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${p.upper},workdir=${p.work},xino=on`, p.target], { signal });
+  await run('mount', ['-t', 'overlay', 'overlay', '-o', overlayOptions(lower, p), p.target], { signal });
   return true;
+}
+
+/**
+ * The root fs overlay's options. xino=on: every file reports the overlay's st_dev (and a unique
+ * st_ino), which is what inotify watches name; without it CRIU cannot resolve systemd's watch on
+ * /etc/localtime (ADR 004).
+ */
+function overlayOptions(lower: string, p: RootfsPaths): string {
+  return `lowerdir=${lower},upperdir=${p.upper},workdir=${p.work},xino=on`;
 }
 
 /**
@@ -81,10 +88,10 @@ export async function mountDiskAndRootfs(lower: string, p: RootfsPaths, signal?:
   await Promise.all([mkdir(p.target, { recursive: true }), mkdir(p.disk.mount, { recursive: true })]);
   const script = [
     'mount -t ext4 -o loop "$1" "$2" || exit 1',
-    '{ [ -d "$3" ] && [ -d "$4" ] || mkdir -p "$3" "$4"; } && mount -t overlay overlay -o "lowerdir=$5,upperdir=$3,workdir=$4,xino=on" "$6" && exit 0',
+    '{ [ -d "$3" ] && [ -d "$4" ] || mkdir -p "$3" "$4"; } && mount -t overlay overlay -o "$5" "$6" && exit 0',
     'umount "$2"; exit 1',
   ].join('\n');
-  await run('sh', ['-c', script, 'kvz-mount-rootfs', p.disk.image, p.disk.mount, p.upper, p.work, lower, p.target], { signal });
+  await run('sh', ['-c', script, 'kvz-mount-rootfs', p.disk.image, p.disk.mount, p.upper, p.work, overlayOptions(lower, p), p.target], { signal });
 }
 
 /** Unmounts (every stacked mount at the target); not mounted is fine. */
