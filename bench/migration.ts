@@ -3,7 +3,7 @@
 //      container holding an established TCP connection, recreate its netns with the same IP and
 //      MAC on the "target", copy the images, runc restore under the same id (a second runc root
 //      plays the target node); freeze-to-running measured (the freeze marked by a CRIU action
-//      script at network-lock, as kubevz's VEs do), and the stall a client sees;
+//      script at pre-dump, as kubevz's VEs do), and the stall a client sees;
 //  (b) kubevz: a VEMigration of a busybox VE between the two agents of the shared-L2 multi-node
 //      harness (test/helpers/multinode.ts), ping-pong A→B→A…; downtime from status.downtimeMs and
 //      the stall a client (an established connection from the root ns) sees.
@@ -186,7 +186,7 @@ async function baseline(): Promise<Runner> {
 
   const frozenAtFile = join(dir, 'frozen-at');
   const freezeMarkScript = join(dir, 'freeze-mark.sh');
-  writeFileSync(freezeMarkScript, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = network-lock ] && date +%s%N > ${frozenAtFile}\nexit 0\n`, { mode: 0o700 });
+  writeFileSync(freezeMarkScript, `#!/bin/sh\n[ "$CRTOOLS_SCRIPT_ACTION" = pre-dump ] && date +%s%N > ${frozenAtFile}\nexit 0\n`, { mode: 0o700 });
   const freezeMarkConfig = join(dir, 'criu.conf');
   writeFileSync(freezeMarkConfig, `action-script ${freezeMarkScript}\n`);
   const bundle = (name: string, netns: string) => {
@@ -212,8 +212,8 @@ async function baseline(): Promise<Runner> {
         namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network', path: `/run/netns/${netns}` }],
         maskedPaths: ['/proc/kcore'], readonlyPaths: ['/proc/sys'],
       },
-      // The same freeze mark kubevz's VEs have (an action script at CRIU's network-lock), so both
-      // downtimes run from the freeze.
+      // The freeze marked as kubevz's VEs mark it (an action script at CRIU's pre-dump, just
+      // before the freeze), so both downtimes run from the freeze.
       annotations: { 'org.criu.config': freezeMarkConfig },
     };
     writeFileSync(join(b, 'config.json'), JSON.stringify(spec));

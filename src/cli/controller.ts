@@ -9,7 +9,7 @@ import { DEFAULT_STATE_DIR, loadKubeConfig, withKeepAlive } from '../core/kube-c
 import type { Logger } from '../core/logger.js';
 import { BeancounterMetrics, startMetricsServer } from '../node-agent/index.js';
 import { createRuntime, nodeBridgeAttachment } from '../runtime/index.js';
-import { CONNECTION_FLAGS, UsageError, listFlag, parseArgs, parseDuration, stringFlag, type FlagSpec, type ParsedArgs } from './args.js';
+import { CONNECTION_FLAGS, UsageError, boolFlag, listFlag, parseArgs, parseDuration, stringFlag, type FlagSpec, type ParsedArgs } from './args.js';
 import { DEFAULT_LEASE_NAMESPACE, newIdentity, parseLabels, startLeaderElectedController, startNodeAgent } from './components.js';
 import { findKubeconfig } from './context.js';
 
@@ -98,6 +98,7 @@ const AGENT_FLAGS: FlagSpec[] = [
   { name: 'migration-listen', type: 'string' },
   { name: 'migration-address', type: 'string' },
   { name: 'metrics-listen', type: 'string' },
+  { name: 'expedited-rcu', type: 'boolean' },
 ];
 
 /** `HOST:PORT` (`[::1]:9464`, `:9464` = 127.0.0.1) of a listening flag, or a UsageError naming the flag. */
@@ -145,7 +146,7 @@ export async function runNodeAgent(argv: string[]): Promise<number> {
   const log = makeLogger().child({ node: nodeName });
   log.info({ kubeconfig: where, server: kc.getCurrentCluster()?.server, stateDir, bridge, subnet }, 'kvz node-agent starting');
   await logBridge(log, { name: bridge, subnet, gateway });
-  const runtime = createRuntime({ stateDir, bridge: { name: bridge, subnet, gateway, subnet6 }, log: log.child({ component: 'runtime' }) });
+  const runtime = createRuntime({ stateDir, bridge: { name: bridge, subnet, gateway, subnet6 }, expediteRcu: boolFlag(args, 'expedited-rcu', true), log: log.child({ component: 'runtime' }) });
   // As in `kvz up`: the gauges exist only with an endpoint, so an agent without one pays nothing.
   const metrics = metricsListen ? new BeancounterMetrics() : undefined;
   const metricsServer = metricsListen && metrics ? await startMetricsServer({ ...metricsListen, registry: metrics.registry, log: log.child({ component: 'metrics' }) }) : undefined;

@@ -433,10 +433,15 @@ export async function writeCriuConfig(veDir: string, flavor: InitFlavor, o: { ha
 /**
  * The action script of one VE (host /bin/sh, run by CRIU for every action), talking to the agent
  * through files in the VE's handoff dir `dir`:
- *  * `network-lock` (a dump; CRIU has just frozen the VE): the freeze time for the downtime
- *    (the mtime of `frozen`, see DumpMarks), and the VE's host link taken off the LAN when
- *    the agent named it in `dump-link` — at the freeze, not before CRIU's start-up, so clients wait
- *    only for the frozen part. A link that does not go down fails the dump (the VE keeps running).
+ *  * `pre-dump` (a dump, before CRIU freezes the VE): when the agent named the VE's freezer in
+ *    `freeze-cgroup`, the script freezes it and waits for it by looking again at once: CRIU looks
+ *    every 100 ms, and a freeze seldom ends before its first look, so the VE stood frozen ~100 ms
+ *    before CRIU even began. CRIU then finds it frozen and only seizes it. The freeze time for the
+ *    downtime is the mtime of `frozen` (DumpMarks), made just before the freeze.
+ *  * `network-lock` (a dump; CRIU has frozen and seized the VE): `frozen`, unless pre-dump made it,
+ *    and the VE's host link taken off the LAN when the agent named it in `dump-link` — at the
+ *    freeze, not before CRIU's start-up, so clients wait only for the frozen part. A link that does
+ *    not go down fails the dump (the VE keeps running).
  *  * `setup-namespaces` (a restore of a VE with a user namespace): NetnsHandoff.
  *  * `network-unlock` (a restore: every socket is back, still in repair mode; the tasks resume
  *    next): NetworkUnlock.
@@ -449,8 +454,31 @@ export function criuActionScript(dir: string): string {
 d=${q}
 [ -d "$d" ] || exit 0
 case "$CRTOOLS_SCRIPT_ACTION" in
-network-lock)
+pre-dump)
+  [ -s "$d/freeze-cgroup" ] || exit 0
+  { read -r v; read -r cg; read -r bound; } < "$d/freeze-cgroup"
   : > "$d/frozen"
+  if [ "$v" = v1 ]; then echo FROZEN > "$cg/freezer.state"; else echo 1 > "$cg/cgroup.freeze"; fi || exit 1
+  # A freeze takes well under a millisecond: look again at once (builtins only), then every 10 ms.
+  i=0
+  while :; do
+    if [ "$v" = v1 ]; then
+      read -r s < "$cg/freezer.state" && [ "$s" = FROZEN ] && break
+    else
+      s=; while read -r k n; do [ "$k" = frozen ] && s=$n; done < "$cg/cgroup.events"; [ "$s" = 1 ] && break
+    fi
+    i=$((i + 1))
+    [ $i -le 1000 ] && continue
+    if [ $i -gt $((1000 + bound)) ]; then
+      # Never frozen in time: thawed again, and the dump fails with the VE running.
+      if [ "$v" = v1 ]; then echo THAWED > "$cg/freezer.state"; else echo 0 > "$cg/cgroup.freeze"; fi
+      exit 1
+    fi
+    sleep 0.01
+  done
+  ;;
+network-lock)
+  [ -e "$d/frozen" ] || : > "$d/frozen"
   if [ -s "$d/dump-link" ]; then
     read -r link < "$d/dump-link"
     PATH=/usr/local/sbin:/usr/sbin:/sbin:$PATH ip link set dev "$link" down || exit 1
@@ -510,6 +538,20 @@ exit 0
 `;
 }
 
+/** A VE's freezer cgroup: v1's `freezer.state` or v2's `cgroup.freeze` in `dir`. */
+export interface VEFreezer {
+  version: 'v1' | 'v2';
+  dir: string;
+}
+
+/** Thaws a VE its action script froze, after a dump that failed; one already gone is fine. */
+export async function thawVE(f: VEFreezer): Promise<void> {
+  const [file, value] = f.version === 'v1' ? ['freezer.state', 'THAWED'] : ['cgroup.freeze', '0'];
+  await writeFile(join(f.dir, file), value).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+}
+
 /**
  * A dump's marks (criuActionScript, network-lock): arm() before `runc checkpoint`, finish()
  * after it. Only a VE whose action script knows network-lock (booted by this kubevz) can use
@@ -519,23 +561,42 @@ export class DumpMarks {
   constructor(private readonly dir: string, private readonly veDir: string) {}
 
   /**
-   * Clears the last dump's marks; `link`: the host link the script takes down at the freeze;
-   * `disk`: the VE's disk for the script to freeze at CRIU's post-dump (a script of an older
-   * kubevz does not, and finish() then says nothing of the disk).
+   * Clears the last dump's marks and says what the script is to do in this one (a script of an
+   * older kubevz does only what it knows: armed() tells what that was).
+   *  * `link`: the host link the script takes down at the freeze;
+   *  * `disk`: the VE's disk for the script to freeze at CRIU's post-dump (when it does not,
+   *    finish() says nothing of the disk);
+   *  * `tmpfs`: the carried tmpfs mounts to archive (CarriedTmpfs.request);
+   *  * `freezer`: the VE's freezer, for the script to freeze the VE at pre-dump. A dump that fails
+   *    after that leaves the VE frozen (CRIU puts back the state it found): thawVE then.
+   * Resolves to false when the VE's script knows none of it (booted before kubevz had one).
    */
-  async arm(link: string | undefined, disk?: { mount: string; image: string }, tmpfs?: string): Promise<boolean> {
+  async arm(o: { link?: string; disk?: { mount: string; image: string }; tmpfs?: string; freezer?: VEFreezer & { timeoutMs?: number } } = {}): Promise<boolean> {
     const script = await readFile(criuActionScriptPath(this.veDir), 'utf8').catch(() => '');
+    this.freezes = false;
     if (!script.includes('network-lock)')) return false;
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     await Promise.all(['frozen', 'frozen-at', 'tmpfs-archive.err', 'tmpfs-archive.failed', 'tmpfs-archive.done', ...DumpMarks.DISK_MARKS].map((f) => rm(join(this.dir, f), { force: true })));
-    if (link) await writeFile(join(this.dir, 'dump-link'), link);
-    else await rm(join(this.dir, 'dump-link'), { force: true });
-    if (disk && script.includes('post-dump)')) await writeFile(join(this.dir, 'freeze-disk'), `${disk.mount}\n${disk.image}\n`);
+    const put = (file: string, text: string | undefined) => (text ? writeFile(join(this.dir, file), text) : rm(join(this.dir, file), { force: true }));
+    await put('dump-link', o.link);
+    if (o.disk && script.includes('post-dump)')) await writeFile(join(this.dir, 'freeze-disk'), `${o.disk.mount}\n${o.disk.image}\n`);
     // The VE's config and script are written together (writeCriuConfig): external tmpfs mounts come with a script that archives them.
-    if (tmpfs) await writeFile(join(this.dir, 'tmpfs-archive'), tmpfs);
-    else await rm(join(this.dir, 'tmpfs-archive'), { force: true });
+    await put('tmpfs-archive', o.tmpfs);
+    this.freezes = o.freezer !== undefined && script.includes('pre-dump)');
+    const ticks = Math.ceil((o.freezer?.timeoutMs ?? DumpMarks.FREEZE_TIMEOUT_MS) / 10);
+    await put('freeze-cgroup', this.freezes ? `${o.freezer!.version}\n${o.freezer!.dir}\n${ticks}\n` : undefined);
     return true;
   }
+
+  /** Whether the script of the dump armed last freezes the VE itself (pre-dump). */
+  get freezesVE(): boolean {
+    return this.freezes;
+  }
+
+  private freezes = false;
+
+  /** How long the script waits for the VE to freeze before it thaws it and fails the dump (CRIU's own bound). */
+  static readonly FREEZE_TIMEOUT_MS = 10_000;
 
   /** Why the script could not archive the VE's tmpfs mounts (tar's errors), when it could not. */
   async tmpfsError(): Promise<string | undefined> {
@@ -578,7 +639,7 @@ export class DumpMarks {
    * older kubevz has a script that writes `frozen-at` (ns) instead.
    */
   async finish(): Promise<number | undefined> {
-    await Promise.all(['dump-link', 'tmpfs-archive'].map((f) => rm(join(this.dir, f), { force: true })));
+    await Promise.all(['dump-link', 'tmpfs-archive', 'freeze-cgroup'].map((f) => rm(join(this.dir, f), { force: true })));
     const mark = await stat(join(this.dir, 'frozen')).catch(() => undefined);
     if (mark) return Math.floor(mark.mtimeMs);
     const ns = (await readFile(join(this.dir, 'frozen-at'), 'utf8').catch(() => '')).trim();

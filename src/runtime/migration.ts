@@ -21,6 +21,7 @@ import {
   DumpMarks,
   CgroupfsLayout,
   CarriedTmpfs,
+  thawVE,
 } from './checkpoint.js';
 import { CNI_IFNAME } from './cni.js';
 import { parseFilefrag } from './disk-sync.js';
@@ -72,13 +73,16 @@ export class VEMigration implements VEMigrationRuntime {
     const link = await this.rt.markHostLinkDown(uid);
     const freeze = opts.freezeDisk && !opts.leaveRunning ? diskPaths(this.rt.veDir(uid)) : undefined;
     if (tmpfs.mounts.length && !pid) throw new KvzError('Internal', `the dump of VE ${name} needs its init's pid to archive its tmpfs mounts`);
-    if (!(await marks.arm(link, freeze, tmpfs.mounts.length ? tmpfs.request(pid!, opts.imageDir) : undefined)) && link) await this.rt.setHostLink(uid, false, opts.signal);
+    // The script freezes the VE itself unless it is to run on (CRIU would leave it frozen).
+    const freezer = opts.leaveRunning ? undefined : this.rt.freezer(uid);
+    const armed = await marks.arm({ link, disk: freeze, tmpfs: tmpfs.mounts.length ? tmpfs.request(pid!, opts.imageDir) : undefined, freezer });
+    if (!armed && link) await this.rt.setHostLink(uid, false, opts.signal);
     const t0 = performance.now();
     let frozenAt: number | undefined;
     let disk: CheckpointResult['disk'];
     const early = freeze && opts.onDiskFrozen ? marks.watchDisk((filefrag) => opts.onDiskFrozen!(parseFilefrag(filefrag))) : undefined;
     try {
-      await this.rt.runc.checkpoint(id, { imagePath: opts.imageDir, workPath: work, leaveRunning: opts.leaveRunning, signal: opts.signal }).finally(() => early?.stop());
+      await this.rt.whileFrozen(() => this.rt.runc.checkpoint(id, { imagePath: opts.imageDir, workPath: work, leaveRunning: opts.leaveRunning, signal: opts.signal })).finally(() => early?.stop());
       frozenAt = await marks.finish();
       const frozen = await marks.frozenDisk();
       if (frozen) disk = { extents: frozen.filefrag !== undefined ? parseFilefrag(frozen.filefrag) : undefined };
@@ -87,6 +91,8 @@ export class VEMigration implements VEMigrationRuntime {
       await marks.finish();
       // A dump that failed after its post-dump left the disk frozen; nothing may run on it so.
       if (await marks.frozenDisk()) await this.thawDisk(uid).catch(() => undefined);
+      // CRIU puts back the freezer state it found: frozen, when the script froze the VE.
+      if (freezer && marks.freezesVE) await thawVE(freezer).catch((e: Error) => this.rt.veLogger(uid, name).error({ err: e.message }, 'could not thaw the VE after its failed dump; `runc resume` it'));
       await this.rt.setHostLink(uid, true).catch(() => undefined);
       const tmpfsError = await marks.tmpfsError();
       const tail = `${await criuLogTail(join(work, 'dump.log'))}${tmpfsError ? `\narchiving the VE's tmpfs mounts: ${tmpfsError}` : ''}`;
@@ -154,7 +160,7 @@ export class VEMigration implements VEMigrationRuntime {
     await Promise.all([handoff?.reset(), userns ? undefined : putBackState(), this.rt.linkToOpen(uid).then((open) => unlock.arm(open))]);
     let linkOpened = false;
     try {
-      const restoring = this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal });
+      const restoring = this.rt.whileFrozen(() => this.rt.runc.restore(containerId(uid), this.rt.bundleDir(uid), { imagePath: imageDir, workPath: work, signal }));
       const wire = userns && (async (pid: number) => {
         lap('criuToHandoff');
         await userns.wire(pid);

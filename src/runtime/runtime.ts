@@ -21,9 +21,10 @@ import { blockDeviceOf } from './block-device.js';
 import { limitsEqual, ociResources, parseCpuset, runcUpdateJson, sameLimits, type BlockDevice } from './limits.js';
 import { UsageReader } from './usage.js';
 import { cgroupPath, containerId, macAddress } from './names.js';
+import { ExpeditedRcu } from './rcu-expedite.js';
 import { chooseNetNames, readNetNames, type VENetNames } from './net-names.js';
 import { VEMigration } from './migration.js';
-import { CarriedTmpfs, CgroupfsLayout, SuspendCheckpoints, criuConfigPath, checkpointFeature, ensureKerndatCache, findCriu, holdInput, releaseInput, removeKerndatCache, removeMigrationScratch, writeCriuConfig } from './checkpoint.js';
+import { CarriedTmpfs, CgroupfsLayout, SuspendCheckpoints, type VEFreezer, criuConfigPath, checkpointFeature, ensureKerndatCache, findCriu, holdInput, releaseInput, removeKerndatCache, removeMigrationScratch, writeCriuConfig } from './checkpoint.js';
 import { addNetns, deleteLink, deleteNetns, linkExists, netnsAddresses, netnsExists, netnsPath, renameLink, setLinkAddress } from './netns.js';
 import { MASKED_PATHS, STOP_SIGNAL_ANNOTATION, buildOciSpec, type BootProfile } from './oci-spec.js';
 import { Isolation } from './isolation.js';
@@ -164,6 +165,8 @@ export interface HostRuntimeOptions extends RuntimeOptions {
   criuBinary?: string;
   /** lxcfs binary [lxcfs on PATH] and how often its supervisor checks it [2000 ms]. */
   lxcfs?: { binary?: string; checkMs?: number };
+  /** Expedited RCU grace periods node-wide while a VE is frozen for a dump or restore [true] (rcu-expedite.ts). */
+  expediteRcu?: boolean;
 }
 
 /** What a bring-up does after the bundle: boot init, or restore CRIU images. */
@@ -186,6 +189,8 @@ export class HostRuntime implements VERuntime {
   private readonly vesDir: string;
   private readonly isolation: Isolation;
   readonly migration: VEMigration;
+  /** Runs a dump's or restore's frozen part with expedited RCU, unless turned off. */
+  readonly whileFrozen: <T>(fn: () => Promise<T>) => Promise<T>;
   /** The node's lxcfs, once startNodeServices() ran (lxcfs.ts). */
   private lxcfs: Lxcfs | undefined;
 
@@ -196,6 +201,8 @@ export class HostRuntime implements VERuntime {
     this.runc = new Runc(join(opts.stateDir, 'runc'), opts.runcBinary ?? 'runc', criu);
     if (criu) void ensureKerndatCache(criu, opts.log);
     this.migration = new VEMigration(this);
+    const rcu = opts.expediteRcu === false ? undefined : new ExpeditedRcu(opts.log);
+    this.whileFrozen = rcu ? (fn) => rcu.during(fn) : (fn) => fn();
     this.cni = new Cni(opts.cniPluginDir ?? '/usr/lib/cni');
     this.cgroup = createCgroupReader(opts.cgroupRoot ?? '/sys/fs/cgroup');
     this.usage = new UsageReader(this.cgroup);
@@ -234,6 +241,11 @@ export class HostRuntime implements VERuntime {
   memoryCgroupProcs(uid: string): string {
     const root = this.opts.cgroupRoot ?? '/sys/fs/cgroup';
     return this.cgroup.version === 'v1' ? join(root, 'memory', cgroupPath(uid), 'cgroup.procs') : join(root, cgroupPath(uid), 'cgroup.procs');
+  }
+  /** The VE's freezer cgroup dir (v2: its one cgroup dir), and which interface it has. */
+  freezer(uid: string): VEFreezer {
+    const root = this.opts.cgroupRoot ?? '/sys/fs/cgroup';
+    return this.cgroup.version === 'v1' ? { version: 'v1', dir: join(root, 'freezer', cgroupPath(uid)) } : { version: 'v2', dir: join(root, cgroupPath(uid)) };
   }
   /** The host dir a restored VE's /sys/fs/cgroup binds on a v1 host (CgroupfsLayout). */
   cgroupfsLayout(uid: string): CgroupfsLayout {

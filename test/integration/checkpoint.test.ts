@@ -116,6 +116,33 @@ test('suspend and resume: the counter and a TCP connection go on; images are roo
   }
 });
 
+test('a dump that fails after the freeze (no room for its images) leaves the VE running, thawed, with its TCP connection', { skip }, async () => {
+  const { uid } = config;
+  const full = mkdtempSync(join(tmpdir(), 'kvz-ckp-full-'));
+  const sock = await connected(config.addresses[0]!.split('/')[0]!);
+  let mounted = false;
+  try {
+    // 64 KiB: room for the small files written before CRIU starts, not for the VE's pages.
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=700', 'kvz-ckp-full', full]);
+    assert.equal(m.status, 0, m.stderr?.toString());
+    mounted = true;
+    const c1 = await counter(uid);
+    await assert.rejects(host.rt.migration.checkpoint(uid, { imageDir: join(full, 'images') }), (err: Error) => {
+      assert.match(err.message, /checkpoint of VE .* failed: .*; the VE keeps running/);
+      return true;
+    });
+    assert.equal((await host.rt.inspect(uid)).state, 'running', 'running, not left frozen (paused)');
+    await waitFor('the counter to go on', async () => (await counter(uid)).n > c1.n + 2);
+    assert.equal((await counter(uid)).pid, c1.pid, 'the same processes');
+    assert.equal(await echo(sock, 'still\n'), 'still\n', 'the TCP connection works: its host link is up again');
+    assert.deepEqual(readdirSync(join(full, 'images')), [], 'no partial images left');
+  } finally {
+    sock.destroy();
+    if (mounted) spawnSync('umount', [full]);
+    rmSync(full, { recursive: true, force: true });
+  }
+});
+
 /** A VE (default: user namespace) running SERVICE from its init, counting. */
 async function serviceVE(name: string, extra: Partial<VEConfig> = {}): Promise<VEConfig> {
   const c = host.config(name, extra);

@@ -4,7 +4,7 @@ import { existsSync, lstatSync, mkdtempSync, mkdirSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { CarriedTmpfs, CgroupfsLayout, DumpMarks, NetnsHandoff, SuspendCheckpoints, criuActionScript, criuActionScriptPath, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, maskedDirs, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
+import { CarriedTmpfs, CgroupfsLayout, DumpMarks, NetnsHandoff, SuspendCheckpoints, thawVE, criuActionScript, criuActionScriptPath, checkpointableBundle, checkpointFeature, criuConfigText, criuErrorLine, maskedDirs, dirBytes, parseCriuVersion, prepareImageDir, versionAtLeast } from '../../../src/runtime/checkpoint.js';
 import { scopedNetNames, containerId, hostVethName } from '../../../src/runtime/names.js';
 import { buildOciSpec, CRIU_CONFIG_ANNOTATION } from '../../../src/runtime/oci-spec.js';
 
@@ -144,23 +144,23 @@ test('the action script: network-lock marks the freeze; a privileged restore doe
   const hd = join(veDir, 'criu-handoff');
   mkdirSync(veDir, { recursive: true });
   const marks = new DumpMarks(hd, veDir);
-  assert.equal(await marks.arm(undefined), false, 'no action script (a VE booted by an older kubevz): not armed');
+  assert.equal(await marks.arm(), false, 'no action script (a VE booted by an older kubevz): not armed');
   writeFileSync(criuActionScriptPath(veDir), 'setup-namespaces) old script\n');
-  assert.equal(await marks.arm(undefined), false, 'an action script without network-lock: not armed');
+  assert.equal(await marks.arm(), false, 'an action script without network-lock: not armed');
   const script = criuActionScriptPath(veDir);
   writeFileSync(script, criuActionScript(hd), { mode: 0o700 });
-  assert.equal(await marks.arm(undefined), true);
+  assert.equal(await marks.arm(), true);
   const before = Date.now();
   assert.equal(runAction(script, 'network-lock'), 0);
   const at = await marks.finish();
   // A file's mtime comes from the kernel's coarse clock (one tick behind at most).
   assert.ok(at !== undefined && at >= before - 20 && at <= Date.now() + 5, `the freeze in ms since the epoch (${at}, armed at ${before})`);
   assert.equal(await marks.finish(), at, 'the mark stays until the next arm');
-  await marks.arm(undefined);
+  await marks.arm();
   assert.equal(await marks.finish(), undefined, 'arm clears the last mark');
   writeFileSync(join(hd, 'frozen-at'), '1795689166505097481\n');
   assert.equal(await marks.finish(), 1795689166505, 'the ns mark of an older script still counts');
-  await marks.arm(undefined);
+  await marks.arm();
   assert.equal(runAction(script, 'setup-namespaces', { CRTOOLS_INIT_PID: '77' }), 0, 'nothing asked: no wait');
   assert.ok(!existsSync(join(hd, 'netns.pid')));
   assert.equal(runAction(script, 'post-dump'), 0);
@@ -227,7 +227,7 @@ test('the action script archives the carried tmpfs from network-lock on; post-du
   const marks = new DumpMarks(hd, veDir);
   // This process stands in for the VE's init: its /proc/PID/root is the host's root.
   const carried = new CarriedTmpfs(veDir, [{ destination: src, options: [] }]);
-  assert.equal(await marks.arm(undefined, undefined, carried.request(process.pid, images)), true);
+  assert.equal(await marks.arm({ tmpfs: carried.request(process.pid, images) }), true);
   assert.equal(runAction(script, 'network-lock'), 0);
   assert.equal(runAction(script, 'post-dump'), 0);
   assert.equal(await marks.tmpfsError(), undefined);
@@ -237,12 +237,12 @@ test('the action script archives the carried tmpfs from network-lock on; post-du
   await marks.finish();
 
   const gone = new CarriedTmpfs(veDir, [{ destination: join(dir, 'no-such-mount'), options: [] }]);
-  await marks.arm(undefined, { mount: join(dir, 'not-a-mount'), image: join(dir, 'no-image') }, gone.request(process.pid, images));
+  await marks.arm({ disk: { mount: join(dir, 'not-a-mount'), image: join(dir, 'no-image') }, tmpfs: gone.request(process.pid, images) });
   assert.equal(runAction(script, 'network-lock'), 0);
   assert.equal(runAction(script, 'post-dump'), 1, 'a tmpfs that cannot be archived fails the dump');
   assert.match((await marks.tmpfsError()) ?? '', /no-such-mount/);
   assert.ok(!existsSync(join(hd, 'disk-frozen')), 'nor is the disk frozen then');
-  await marks.arm(undefined);
+  await marks.arm();
   assert.equal(runAction(script, 'network-lock'), 0, 'nothing asked: nothing archived');
   assert.equal(runAction(script, 'post-dump'), 0);
   assert.equal(await marks.tmpfsError(), undefined);
@@ -255,12 +255,61 @@ test('post-dump freezes the disk only when asked, and never fails (CRIU would le
   const script = criuActionScriptPath(veDir);
   writeFileSync(script, criuActionScript(hd), { mode: 0o700 });
   const marks = new DumpMarks(hd, veDir);
-  await marks.arm(undefined, { mount: join(dir, 'not-a-mount'), image: join(dir, 'no-image') });
+  await marks.arm({ disk: { mount: join(dir, 'not-a-mount'), image: join(dir, 'no-image') } });
   assert.equal(runAction(script, 'post-dump'), 0);
   assert.equal(await marks.frozenDisk(), undefined, 'fsfreeze failed: not frozen, and the caller freezes it itself');
-  await marks.arm(undefined);
+  await marks.arm();
   assert.equal(runAction(script, 'post-dump'), 0);
   assert.equal(await marks.frozenDisk(), undefined);
+});
+
+test('pre-dump freezes the VE when asked (v1 and v2 freezers), marks the freeze, and thaws it and fails when it does not freeze', async () => {
+  const veDir = join(dir, 'predump-ve');
+  const hd = join(veDir, 'criu-handoff');
+  mkdirSync(veDir, { recursive: true });
+  const script = criuActionScriptPath(veDir);
+  writeFileSync(script, criuActionScript(hd), { mode: 0o700 });
+  const marks = new DumpMarks(hd, veDir);
+  // Plain files stand in for the cgroup's: what the script writes is what it reads back.
+  const v1 = join(dir, 'predump-v1');
+  mkdirSync(v1, { recursive: true });
+  writeFileSync(join(v1, 'freezer.state'), 'THAWED\n');
+  const before = Date.now();
+  assert.equal(await marks.arm({ freezer: { version: 'v1', dir: v1 } }), true);
+  assert.equal(marks.freezesVE, true);
+  assert.equal(runAction(script, 'pre-dump'), 0);
+  assert.equal(readFileSync(join(v1, 'freezer.state'), 'utf8'), 'FROZEN\n');
+  const at = await marks.finish();
+  assert.ok(at !== undefined && at >= before - 20, 'the freeze is marked at pre-dump');
+  assert.ok(!existsSync(join(hd, 'freeze-cgroup')), 'finish clears the request');
+
+  // v2: frozen when cgroup.events says so; here it never does, so the script gives up, thaws, fails.
+  const v2 = join(dir, 'predump-v2');
+  mkdirSync(v2, { recursive: true });
+  writeFileSync(join(v2, 'cgroup.freeze'), '0\n');
+  writeFileSync(join(v2, 'cgroup.events'), 'populated 1\nfrozen 0\n');
+  await marks.arm({ freezer: { version: 'v2', dir: v2, timeoutMs: 50 } });
+  assert.equal(runAction(script, 'pre-dump'), 1, 'not frozen in time: the dump fails');
+  assert.equal(readFileSync(join(v2, 'cgroup.freeze'), 'utf8'), '0\n', 'and the VE is thawed again');
+  writeFileSync(join(v2, 'cgroup.events'), 'populated 1\nfrozen 1\n');
+  await marks.arm({ freezer: { version: 'v2', dir: v2 } });
+  assert.equal(runAction(script, 'pre-dump'), 0);
+  assert.equal(readFileSync(join(v2, 'cgroup.freeze'), 'utf8'), '1\n');
+  await thawVE({ version: 'v2', dir: v2 });
+  assert.equal(readFileSync(join(v2, 'cgroup.freeze'), 'utf8'), '0');
+  await thawVE({ version: 'v1', dir: join(dir, 'no-such-cgroup') });
+
+  // Not asked (a dump that leaves the VE running): pre-dump does nothing; network-lock marks the freeze.
+  await marks.arm({});
+  assert.equal(marks.freezesVE, false);
+  assert.equal(runAction(script, 'pre-dump'), 0);
+  assert.equal(await marks.finish(), undefined);
+  assert.equal(runAction(script, 'network-lock'), 0);
+  assert.ok((await marks.finish()) !== undefined);
+  // A script of an older kubevz (no pre-dump branch) is not asked to freeze: CRIU does.
+  writeFileSync(script, criuActionScript(hd).replace('pre-dump)', 'unknown)'), { mode: 0o700 });
+  await marks.arm({ freezer: { version: 'v1', dir: v1 } });
+  assert.equal(marks.freezesVE, false);
 });
 
 test('the netns handoff: the agent wires the pid the script wrote, then answers done; a failed wiring fails the restore', async () => {
