@@ -121,7 +121,8 @@ export class VEMigration implements VEMigrationRuntime {
   restore(config: VEConfig, imageDir: string, signal?: AbortSignal): Promise<{ ms: number }> {
     return this.rt.withVE(config.uid, async () => {
       const id = containerId(config.uid);
-      const st = await this.rt.runc.state(id, signal);
+      // No state dir, no container: a migration target's or a suspended VE's usual case, told without a runc run.
+      const st = existsSync(join(this.rt.runc.root, id)) ? await this.rt.runc.state(id, signal) : undefined;
       if (st && st.status !== 'stopped') {
         throw new KvzError('Conflict', `VE ${config.name} already has a container here (state ${st.status}); it cannot be restored over it`);
       }

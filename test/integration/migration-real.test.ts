@@ -179,13 +179,23 @@ describe('live migration between two real node agents on one L2 segment', { skip
     apiVersion: 'kubevz.io/v1alpha1', kind: 'VEMigration', metadata: { name, namespace: ns },
     spec: { ve: svc, targetNode: B.name, mode: 'live', timeoutSeconds: 60, ...spec },
   });
-  /** After a failed or aborted migration: the VE runs on A only, as before, and B holds nothing of it. */
-  const assertStillOnA = async (before: VirtualEnvironment) => {
+  /**
+   * After a failed or aborted migration: the VE runs on A only, as before, and B holds nothing of
+   * it. `counterBefore` (the VE's counter before the migration): the migration may have got as far
+   * as the dump, and the VE then runs restored from it — other host pids, the same processes, so
+   * its counter went on from there.
+   */
+  const assertStillOnA = async (before: VirtualEnvironment, counterBefore?: number) => {
     const v = await runningVe(svc, A.name);
     const uid = v.metadata.uid!;
     assert.equal(v.metadata.labels?.[NODE_LABEL], A.name);
     assert.deepEqual(await runningOn(uid), [A.name], 'exactly one running copy, on A');
-    assert.equal(v.status!.initPid, before.status!.initPid, 'the same init process (not restarted)');
+    if (counterBefore === undefined || v.status!.initPid === before.status!.initPid) {
+      assert.equal(v.status!.initPid, before.status!.initPid, 'the same init process (not restarted)');
+    } else {
+      const now = await waitFor('the counter', async () => readCounter(addr).catch(() => undefined), 30_000);
+      assert.ok(now >= counterBefore, `restored from its dump, not restarted: the counter went on (${counterBefore} → ${now})`);
+    }
     await nothingLeft(B, uid, svc);
     assert.match(await sh('ping', ['-c', '1', '-W', '2', addr]), /1 received/);
   };
@@ -290,37 +300,6 @@ describe('live migration between two real node agents on one L2 segment', { skip
     await assertStillOnA(before);
   });
 
-  it('(c) deleting the VEMigration while it runs leaves the VE on A', async () => {
-    const before = await runningVe(svc, A.name);
-    await createVem('deleted');
-    await waitFor('the migration started', async () => (await vems.get('deleted', ns))?.status?.phase, 30_000);
-    await kubectl(['delete', 'vem', 'deleted', '-n', ns, '--wait=false']);
-    await waitFor('the VEMigration gone (finalizer dropped)', async () => !(await vems.get('deleted', ns)), 90_000);
-    await assertStillOnA(before);
-  });
-
-  it('(a) the target agent killed during the migration: Failed, the VE runs on A', async () => {
-    const before = await runningVe(svc, A.name);
-    await createVem('kill-target', { timeoutSeconds: 20 });
-    // Killed as soon as the target is involved (before it could restore anything).
-    const seen = await waitFor('the target preparing', async () => {
-      const p = (await vems.get('kill-target', ns))?.status?.phase;
-      return p === 'PreparingTarget' || p === 'TargetReady' || p === 'Succeeded' || p === 'Failed' ? p : undefined;
-    }, 60_000);
-    const pid = cluster.state.nodes.find((n) => n.name === B.name)!.agentPid!;
-    if (seen === 'PreparingTarget' || seen === 'TargetReady') process.kill(pid, 'SIGKILL');
-    try {
-      const m = await terminal('kill-target', 120_000);
-      assert.equal(m.status?.phase, 'Failed', `saw ${seen} before the kill; ended ${m.status?.phase}: ${m.status?.message}`);
-    } finally {
-      while (existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z')) await new Promise((r) => setTimeout(r, 50));
-      await cluster.startAgent(B.name);
-    }
-    await nodeReady(B);
-    // The restarted target finds its marker and drops the incoming copy.
-    await assertStillOnA(before);
-  });
-
   /** Polls the migration's phase every 10 ms (the dump is the only window before the data moves). */
   const phaseReached = async (name: string, phases: string[], timeoutMs = 60_000): Promise<string> => {
     const deadline = Date.now() + timeoutMs;
@@ -331,6 +310,44 @@ describe('live migration between two real node agents on one L2 segment', { skip
       await new Promise((r) => setTimeout(r, 10));
     }
   };
+  it('(c) deleting the VEMigration while it runs leaves the VE on A', async () => {
+    const before = await runningVe(svc, A.name);
+    const c0 = await readCounter(addr);
+    await createVem('deleted');
+    // Deleted at once, with the API call `kubectl delete vem` makes (kubectl's own start-up takes
+    // longer than a whole migration here): the abort reaches the source before its dump or during
+    // it, and the VE then runs on A restored from the dump.
+    const seen = await phaseReached('deleted', ['Pending', 'Scheduling', 'PreparingTarget', 'TargetReady', 'Checkpointing', 'Transferring', 'Restoring', 'Succeeded', 'Failed']);
+    await vems.delete('deleted', ns);
+    assert.ok(['Pending', 'Scheduling', 'PreparingTarget', 'TargetReady', 'Checkpointing'].includes(seen), `the migration was already ${seen} when the test looked: too late to abort it`);
+    await waitFor('the VEMigration gone (finalizer dropped)', async () => !(await vems.get('deleted', ns)), 90_000);
+    await assertStillOnA(before, c0);
+  });
+
+  it('(a) the target agent killed during the migration: Failed, the VE runs on A', async () => {
+    const before = await runningVe(svc, A.name);
+    const c0 = await readCounter(addr);
+    await createVem('kill-target', { timeoutSeconds: 20 });
+    // Killed as soon as the target is involved, before it could restore anything. A whole
+    // migration takes well under a second here: the phase is polled every 10 ms.
+    const beforeRestore = ['PreparingTarget', 'TargetReady', 'Checkpointing'];
+    const seen = await phaseReached('kill-target', [...beforeRestore, 'Transferring', 'Restoring', 'Succeeded', 'Failed']);
+    const pid = cluster.state.nodes.find((n) => n.name === B.name)!.agentPid!;
+    const killed = beforeRestore.includes(seen);
+    if (killed) process.kill(pid, 'SIGKILL');
+    try {
+      assert.ok(killed, `the migration was already ${seen} when the test looked: too late to kill the target agent before its restore`);
+      const m = await terminal('kill-target', 120_000);
+      assert.equal(m.status?.phase, 'Failed', `saw ${seen} before the kill; ended ${m.status?.phase}: ${m.status?.message}`);
+    } finally {
+      while (killed && existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z')) await new Promise((r) => setTimeout(r, 50));
+      await cluster.startAgent(B.name);
+    }
+    await nodeReady(B);
+    // The restarted target finds its marker and drops the incoming copy.
+    await assertStillOnA(before);
+  });
+
   const inNode = (n: NodeHost, args: string[], input?: string) => {
     const p = run('nsenter', [...nodeNsenterArgs(n), ...args], { maxBuffer: 16 << 20 });
     if (input !== undefined) p.child.stdin?.end(input);
