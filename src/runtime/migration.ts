@@ -208,7 +208,8 @@ export class VEMigration implements VEMigrationRuntime {
    * restore waits for both.
    */
   mountIncomingTmpfs(uid: string, imageDir: string, signal?: AbortSignal): Promise<void> {
-    return this.rt.withVE(tmpfsLock(uid), () => CarriedTmpfs.mount(this.rt.veDir(uid), imageDir, { memoryProcs: this.rt.memoryCgroupProcs(uid), signal }));
+    // Joining the VE's memory cgroup waits out an RCU grace period: expedited (a migration's downtime).
+    return this.rt.withVE(tmpfsLock(uid), () => this.rt.whileFrozen(() => CarriedTmpfs.mount(this.rt.veDir(uid), imageDir, { memoryProcs: this.rt.memoryCgroupProcs(uid), signal })));
   }
 
   diskImagePath(uid: string): string {
@@ -300,7 +301,7 @@ export class VEMigration implements VEMigrationRuntime {
       const disk = diskPaths(this.rt.veDir(uid));
       const withDisk = !(await isImageMounted(disk));
       if (withDisk && !(await readDiskRecord(disk))) await recoverDiskRecord(disk);
-      await this.rt.mountIncomingRootfs(uid, signal, { withDisk });
+      await this.rt.whileFrozen(() => this.rt.mountIncomingRootfs(uid, signal, { withDisk }));
     });
   }
 
