@@ -8,7 +8,7 @@ import { FieldSet } from '../../../src/apiserver/field-set.js';
 import { Registry } from '../../../src/apiserver/registry.js';
 import type { ResourceDef } from '../../../src/apiserver/resources.js';
 import { ApiError } from '../../../src/apiserver/status-errors.js';
-import { type Obj, Store } from '../../../src/apiserver/store.js';
+import { type Obj } from '../../../src/apiserver/store.js';
 import { aVE, openTestRegistry, type TestRegistry } from './helpers.js';
 
 const V = 'v1alpha1';
@@ -17,7 +17,6 @@ const entries = (o: Obj) => (o.metadata.managedFields ?? []) as Entry[];
 const entry = (o: Obj, manager: string, operation = 'Apply') => entries(o).find((e) => e.manager === manager && e.operation === operation);
 
 describe('server-side apply', () => {
-  let store: Store;
   let reg: Registry;
   let ve: ResourceDef;
   const apply = (name: string, body: Record<string, unknown>, manager: string, force = false) =>
@@ -26,7 +25,7 @@ describe('server-side apply', () => {
   let fixture: TestRegistry;
   before(() => {
     fixture = openTestRegistry('kvz-ssa-');
-    ({ store, reg, ve } = fixture);
+    ({ reg, ve } = fixture);
   });
   after(() => fixture.close());
 
