@@ -7,10 +7,12 @@
 // grace period an expedited one (IPIs to the CPUs instead of waiting for them to pass a quiescent
 // state), node-wide. kubevz turns it on only while a VE is frozen, and puts back what it found when
 // the last holder — of any kubevz process on the node — is done: holders are files named by pid
-// under one directory, changed under a lock file; a holder whose process died does not count.
+// under one directory per boot (where /run is on disk, a reboot must not leave holders whose pids
+// now name other processes), changed under a lock file; a holder whose process died does not count.
 // A knob already on (the operator's) is never touched. Nothing here may fail a dump or restore:
 // when the knob cannot be used, the work just runs at the normal speed.
 
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../core/logger.js';
@@ -23,9 +25,15 @@ const LOCK_WAIT_MS = 500;
 
 export class ExpeditedRcu {
   private seq = 0;
+  /** Whether this process made this boot's directory and removed earlier boots'. */
+  private swept = false;
+  /** This boot's directory of holders. */
+  private readonly dir: string;
 
-  /** `dir`: shared by every kubevz process of the node (a tmpfs: a reboot clears it with the knob). */
-  constructor(private readonly log: Logger, private readonly dir = '/run/kubevz/rcu-expedited', private readonly knob = RCU_EXPEDITED_KNOB) {}
+  /** `root`: shared by every kubevz process of the node; `bootId`: this boot's (the kernel's). */
+  constructor(private readonly log: Logger, private readonly root = '/run/kubevz/rcu-expedited', private readonly knob = RCU_EXPEDITED_KNOB, bootId = hostBootId()) {
+    this.dir = join(root, bootId);
+  }
 
   /** Runs `fn` with grace periods expedited node-wide. */
   async during<T>(fn: () => Promise<T>): Promise<T> {
@@ -41,7 +49,12 @@ export class ExpeditedRcu {
   }
 
   private async enter(): Promise<string | undefined> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    if (!this.swept) {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      // Earlier boots' holders are all gone, and the kernel started with its own value.
+      for (const name of await readdir(this.root)) if (join(this.root, name) !== this.dir) await rm(join(this.root, name), { recursive: true, force: true });
+      this.swept = true;
+    }
     return this.locked(async () => {
       const on = (await readFile(this.knob, 'utf8')).trim() !== '0';
       const original = join(this.dir, ORIGINAL);
@@ -108,3 +121,11 @@ export class ExpeditedRcu {
 
 const ORIGINAL = 'original';
 const LOCK = 'lock';
+
+function hostBootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown-boot';
+  }
+}

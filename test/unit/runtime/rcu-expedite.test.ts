@@ -14,11 +14,11 @@ const root = mkdtempSync(join(tmpdir(), 'kvz-rcu-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 function setup(name: string, knobValue: string | undefined): { dir: string; knob: string; rcu: ExpeditedRcu; value: () => string } {
-  const dir = join(root, name, 'holders');
+  const holders = join(root, name, 'holders');
   const knob = join(root, name, 'knob');
   mkdirSync(join(root, name), { recursive: true });
   if (knobValue !== undefined) writeFileSync(knob, knobValue);
-  return { dir, knob, rcu: new ExpeditedRcu(silentLogger, dir, knob), value: () => readFileSync(knob, 'utf8').trim() };
+  return { dir: join(holders, 'boot-1'), knob, rcu: new ExpeditedRcu(silentLogger, holders, knob, 'boot-1'), value: () => readFileSync(knob, 'utf8').trim() };
 }
 
 /** A pid that no longer runs. */
@@ -65,6 +65,16 @@ test('a holder that died does not keep it on; a dead lock owner is broken; no kn
   assert.equal(await rcu.during(async () => value()), '1');
   assert.equal(value(), '0', 'healed: back to the saved value');
   assert.deepEqual(readdirSync(dir), []);
+
+  // An earlier boot's holders (where /run is on disk): their pids may name other processes now.
+  const reboot = setup('reboot', '0\n');
+  const earlier = join(reboot.dir, '..', 'boot-0');
+  mkdirSync(earlier, { recursive: true });
+  writeFileSync(join(earlier, `${process.pid}.1`), '');
+  writeFileSync(join(earlier, 'original'), '0\n');
+  assert.equal(await reboot.rcu.during(async () => reboot.value()), '1');
+  assert.equal(reboot.value(), '0', 'put back: the earlier boot\'s holder (a live pid now) does not count');
+  assert.ok(!existsSync(earlier), 'the earlier boot\'s holders are gone');
 
   const none = setup('absent', undefined);
   assert.equal(await none.rcu.during(async () => 'ran'), 'ran');
