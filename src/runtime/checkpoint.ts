@@ -562,7 +562,7 @@ export class DumpMarks {
 
   /**
    * Clears the last dump's marks and says what the script is to do in this one (a script of an
-   * older kubevz does only what it knows: armed() tells what that was).
+   * older kubevz does only what it knows: freezesVE and finish() tell what it did).
    *  * `link`: the host link the script takes down at the freeze;
    *  * `disk`: the VE's disk for the script to freeze at CRIU's post-dump (when it does not,
    *    finish() says nothing of the disk);
