@@ -18,7 +18,8 @@
 // kubevz ≤ baseline). Asserts nothing. Root; runc, CRIU at /usr/local/sbin/criu, iproute2, a
 // static busybox at /bin/busybox; debootstrap for --debian. `npm run build` first, then:
 //   node dist/bench/migration.js [--rounds N] [--baseline-only] [--kubevz-only] [--logs DIR]
-//                                [--debian | --debian-only] [--template-cache DIR]
+//                                [--userns] [--debian | --debian-only] [--template-cache DIR]
+// (--userns adds the busybox VE in its own user namespace, kubevz's default, after (a) and (b).)
 // (--logs DIR keeps the agents' and controller's logs there, for their stage timings.)
 // The Debian template is built on every node before the rounds (debootstrap from the host's
 // mirror through a proxy on the fabric: a node's netns reaches nothing else; minutes), so total
@@ -329,6 +330,9 @@ chmod 755 /etc/init.d/S50echo
   bootMs: 30_000,
 };
 
+/** The same VE in its own user namespace (kubevz's default): CRIU makes its netns, wired at the handoff. */
+const BUSYBOX_USERNS: Workload = { ...BUSYBOX, label: 'busybox in a user namespace', ve: { ...BUSYBOX.ve, security: { userNamespace: true } } };
+
 // Debian minbase has neither nc nor python: systemd itself accepts the echo connections (one cat
 // per connection), and perl-base (always there) holds the memory: "a" x N writes every byte. N
 // comes from an argument: a constant would be folded at compile time, a second copy in memory
@@ -548,9 +552,11 @@ async function main(): Promise<void> {
   const results = sides.length ? await interleaved(sides) : [];
   const base = !argv.includes('--kubevz-only') && !debianOnly ? results.shift()! : [];
   const kvz = results.shift() ?? [];
+  const userns = (argv.includes('--userns') && !debianOnly ? await interleaved([() => viaKubevz(BUSYBOX_USERNS)]) : [])[0] ?? [];
   const deb = (argv.includes('--debian') || debianOnly ? await interleaved([() => viaKubevz(DEBIAN)]) : [])[0] ?? [];
   if (base.length) console.log(summary('hand-run baseline (runc checkpoint → new netns → copy → restore)', base));
   if (kvz.length) console.log(summary('kubevz live migration (VEMigration, 2-node shared L2)', kvz));
+  if (userns.length) console.log(summary(`kubevz live migration of a ${BUSYBOX_USERNS.label} VE`, userns));
   if (deb.length) console.log(summary(`kubevz live migration of a ${DEBIAN.label} VE`, deb));
   if (base.length && kvz.length) {
     const d = median(kvz.map((x) => x.downtimeMs)) / median(base.map((x) => x.downtimeMs));
