@@ -8,7 +8,8 @@
 // state), node-wide. kubevz turns it on only while a VE is frozen, and puts back what it found when
 // the last holder — of any kubevz process on the node — is done: holders are files named by pid
 // under one directory per boot (where /run is on disk, a reboot must not leave holders whose pids
-// now name other processes), changed under a lock file; a holder whose process died does not count.
+// now name other processes), changed under a lock file; a holder whose process died does not count,
+// and an agent's start puts back what one that died holding it left (settle).
 // A knob already on (the operator's) is never touched. Nothing here may fail a dump or restore:
 // when the knob cannot be used, the work just runs at the normal speed.
 
@@ -44,17 +45,22 @@ export class ExpeditedRcu {
     try {
       return await fn();
     } finally {
-      if (holder) await this.leave(holder).catch((err: Error) => this.log.warn({ err: err.message, knob: this.knob }, 'could not put back the node\'s RCU setting'));
+      if (holder) await this.leave(holder).catch(this.putBackFailed);
     }
   }
 
+  /**
+   * Puts back the node's value when a kubevz process died holding it and no one holds it now (an
+   * agent's start): otherwise it would stay on until the next dump or restore on the node.
+   */
+  async settle(): Promise<void> {
+    await this.sweep().then(() => this.locked(() => this.putBackIfLast())).catch(this.putBackFailed);
+  }
+
+  private readonly putBackFailed = (err: Error) => this.log.warn({ err: err.message, knob: this.knob }, 'could not put back the node\'s RCU setting');
+
   private async enter(): Promise<string | undefined> {
-    if (!this.swept) {
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      // Earlier boots' holders are all gone, and the kernel started with its own value.
-      for (const name of await readdir(this.root)) if (join(this.root, name) !== this.dir) await rm(join(this.root, name), { recursive: true, force: true });
-      this.swept = true;
-    }
+    await this.sweep();
     return this.locked(async () => {
       const on = (await readFile(this.knob, 'utf8')).trim() !== '0';
       const original = join(this.dir, ORIGINAL);
@@ -74,13 +80,26 @@ export class ExpeditedRcu {
   private async leave(holder: string): Promise<void> {
     await this.locked(async () => {
       await rm(holder, { force: true });
-      if ((await this.liveHolders()).length) return;
-      const original = join(this.dir, ORIGINAL);
-      const value = await readFile(original, 'utf8').catch(() => undefined);
-      if (value === undefined) return;
-      await writeFile(this.knob, value.trim());
-      await rm(original, { force: true });
+      await this.putBackIfLast();
     });
+  }
+
+  /** Under the lock: with no live holder left, the saved value goes back to the knob. */
+  private async putBackIfLast(): Promise<void> {
+    if ((await this.liveHolders()).length) return;
+    const original = join(this.dir, ORIGINAL);
+    const value = await readFile(original, 'utf8').catch(() => undefined);
+    if (value === undefined) return;
+    await writeFile(this.knob, value.trim());
+    await rm(original, { force: true });
+  }
+
+  /** Makes this boot's directory and removes earlier boots' (their holders are all gone, and the kernel started with its own value); once per process. */
+  private async sweep(): Promise<void> {
+    if (this.swept) return;
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    for (const name of await readdir(this.root)) if (join(this.root, name) !== this.dir) await rm(join(this.root, name), { recursive: true, force: true });
+    this.swept = true;
   }
 
   /** Holders whose process still runs; the others' files go. */

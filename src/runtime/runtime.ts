@@ -191,6 +191,7 @@ export class HostRuntime implements VERuntime {
   readonly migration: VEMigration;
   /** Runs a dump's or restore's frozen part with expedited RCU, unless turned off. */
   readonly whileFrozen: <T>(fn: () => Promise<T>) => Promise<T>;
+  private readonly settleRcu: () => Promise<void>;
   /** The node's lxcfs, once startNodeServices() ran (lxcfs.ts). */
   private lxcfs: Lxcfs | undefined;
 
@@ -203,6 +204,7 @@ export class HostRuntime implements VERuntime {
     this.migration = new VEMigration(this);
     const rcu = opts.expediteRcu === false ? undefined : new ExpeditedRcu(opts.log);
     this.whileFrozen = rcu ? (fn) => rcu.during(fn) : (fn) => fn();
+    this.settleRcu = () => rcu?.settle() ?? Promise.resolve();
     this.cni = new Cni(opts.cniPluginDir ?? '/usr/lib/cni');
     this.cgroup = createCgroupReader(opts.cgroupRoot ?? '/sys/fs/cgroup');
     this.usage = new UsageReader(this.cgroup);
@@ -699,6 +701,8 @@ export class HostRuntime implements VERuntime {
 
   /** Starts or adopts the node's lxcfs and supervises it; VEs started from now on get its /proc files. Never fails: VEs run without it. */
   async startNodeServices(): Promise<void> {
+    // An agent that died during a dump or restore may have left expedited RCU on.
+    await this.settleRcu();
     this.lxcfs ??= new Lxcfs({
       stateDir: this.opts.stateDir,
       helper: this.opts.idmapHelper ?? DEFAULT_IDMAP_HELPER,

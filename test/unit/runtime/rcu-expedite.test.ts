@@ -66,6 +66,18 @@ test('a holder that died does not keep it on; a dead lock owner is broken; no kn
   assert.equal(value(), '0', 'healed: back to the saved value');
   assert.deepEqual(readdirSync(dir), []);
 
+  // An agent's start settles what a dead holder left, without holding it itself.
+  const left = setup('settle', '1\n');
+  mkdirSync(left.dir, { recursive: true });
+  writeFileSync(join(left.dir, 'original'), '0\n');
+  writeFileSync(join(left.dir, `${deadPid()}.1`), '');
+  await left.rcu.settle();
+  assert.equal(left.value(), '0');
+  assert.deepEqual(readdirSync(left.dir), []);
+  const operators = setup('settle-operator', '1\n');
+  await operators.rcu.settle();
+  assert.equal(operators.value(), '1', 'nothing saved: the operator\'s value stays');
+
   // An earlier boot's holders (where /run is on disk): their pids may name other processes now.
   const reboot = setup('reboot', '0\n');
   const earlier = join(reboot.dir, '..', 'boot-0');
