@@ -102,7 +102,7 @@ export class NodeAgent {
     if (this.o.migrations) {
       if (!this.o.stateDir) throw new KvzError('Invalid', 'migrations need the agent\'s state dir (NodeAgentOptions.stateDir) for checkpoint images and crash markers');
       this.migrationAgent = new MigrationAgent({
-        nodeName: this.o.nodeName, migrations: this.o.migrations.client, secrets: this.o.migrations.secrets, ves: this.o.client, runtime: this.o.runtime,
+        nodeName: this.o.nodeName, migrations: this.o.migrations.client, secrets: this.o.migrations.secrets, ves: this.o.client, nodes: this.o.registration?.nodes, runtime: this.o.runtime,
         stateDir: this.o.stateDir, subnet: this.o.subnet, subnet6: this.o.subnet6, listen: this.o.migrations.listen, advertise: this.o.migrations.advertise,
         templates: this.templateAgent?.builds, stopTimeoutMs: this.o.stopTimeoutMs ?? 10_000, events: this.o.events, log: this.log,
         onEnded: (veKey) => this.loop?.queue.add(veKey),

@@ -3,7 +3,7 @@
 // status.targetNode) and the source role (status.sourceNode). On start it first finishes or
 // rolls back moves a previous agent left (source markers).
 
-import { MIGRATION_ANNOTATION, type KubeObject, type VEMigration, type VirtualEnvironment } from '../api/types.js';
+import { MIGRATION_ANNOTATION, type KubeObject, type VEMigration, type VENode, type VirtualEnvironment } from '../api/types.js';
 import { ControllerLoop } from '../core/controller-loop.js';
 import { errorMessage } from '../core/errors.js';
 import type { EventRecorder } from '../core/events.js';
@@ -21,6 +21,8 @@ export interface MigrationAgentOptions {
   migrations: ResourceClient<VEMigration>;
   secrets: ResourceClient<KubeObject>;
   ves: ResourceClient<VirtualEnvironment>;
+  /** The cluster's VENodes: a source waiting for a lost target's answer stops when its VENode is deleted. */
+  nodes?: ResourceClient<VENode>;
   runtime: VERuntime;
   stateDir: string;
   subnet: string;
@@ -57,7 +59,7 @@ export class MigrationAgent implements Reconciler {
       subnet: o.subnet, subnet6: o.subnet6, endpoint: () => this.endpoint, templates: o.templates, events: o.events, log: this.log,
     });
     this.source = new MigrationSource({
-      nodeName: o.nodeName, migrations: o.migrations, secrets: o.secrets, ves: o.ves, runtime: o.runtime, stateDir: o.stateDir,
+      nodeName: o.nodeName, migrations: o.migrations, secrets: o.secrets, ves: o.ves, nodes: o.nodes, runtime: o.runtime, stateDir: o.stateDir,
       configFor: (ve) => this.target.configFor(ve), stopTimeoutMs: o.stopTimeoutMs, events: o.events, log: this.log,
       onReleased: (veKey) => o.onEnded?.(veKey),
     });

@@ -70,6 +70,13 @@ export class MigrationChannelServer {
   private readonly verified = new Map<string, string>();
   /** `<migration uid>/<secret name>` → its token (dropped with forget()). */
   private readonly tokens = new Map<string, string>();
+  /** Migration uid → its restore while it runs. */
+  private readonly restoring = new Map<string, Promise<unknown>>();
+  /**
+   * Migrations whose state was asked: no restore starts for them any more, so the answer the
+   * source got is final (it asks when it lost a restore's answer, before it rolls back).
+   */
+  private readonly answered = new Set<string>();
   private readonly log: Logger;
 
   constructor(private readonly o: ChannelServerOptions) {
@@ -108,6 +115,7 @@ export class MigrationChannelServer {
   forget(uid: string | undefined): void {
     if (!uid) return;
     this.verified.delete(uid);
+    this.answered.delete(uid);
     for (const k of this.tokens.keys()) if (k.startsWith(`${uid}/`)) this.tokens.delete(k);
   }
 
@@ -161,21 +169,34 @@ export class MigrationChannelServer {
         }
         case 'POST restore': {
           needPhase(['Restoring']);
-          if (!this.verified.has(mig.metadata.uid ?? '')) throw new HttpError(409, 'no verified checkpoint images for this migration; PUT checkpoint first');
+          const uid = mig.metadata.uid ?? '';
+          if (!this.verified.has(uid)) throw new HttpError(409, 'no verified checkpoint images for this migration; PUT checkpoint first');
+          if (this.answered.has(uid) || this.restoring.has(uid)) throw new HttpError(409, `migration ${namespace}/${name}: ${this.restoring.has(uid) ? 'a restore is already running' : 'the source asked for the VE\'s state, which ends its restores here'}`);
+          const restore = this.o.handler.restore(mig, this.o.handler.imageDir(mig));
+          this.restoring.set(uid, restore);
           try {
-            const r = await this.o.handler.restore(mig, this.o.handler.imageDir(mig));
+            const r = await restore;
             return json(res, 200, { ms: r.ms });
           } catch (err) {
             const log = (err as KvzError).details?.criuLog ?? (err as KvzError).details?.log;
             throw new HttpError(500, errorMessage(err), { reason: errorCode(err) ?? 'RestoreFailed', ...(typeof log === 'string' ? { criuLog: log } : {}) });
+          } finally {
+            this.restoring.delete(uid);
           }
         }
         case 'POST abort':
           this.forget(mig.metadata.uid);
+          // A restore still running would bring the VE up after the copy was dropped.
+          await this.restoring.get(mig.metadata.uid ?? '')?.catch(() => undefined);
           await this.o.handler.abort(mig);
           return json(res, 200, {});
-        case 'GET state':
+        case 'GET state': {
+          // Final: a restore still running is waited for, and none starts after this answer.
+          const uid = mig.metadata.uid ?? '';
+          this.answered.add(uid);
+          await this.restoring.get(uid)?.catch(() => undefined);
           return json(res, 200, { running: await this.o.handler.running(mig) });
+        }
         default:
           throw new HttpError(405, `${req.method} is not allowed on ${what}`);
       }
@@ -416,6 +437,7 @@ export class MigrationChannelClient {
     await new MigrationChannelClient(this.address, this.port, this.namespace, this.name, this.token, AbortSignal.timeout(timeoutMs)).abort();
   }
 
+  /** Whether the target runs the VE. Final: the target waits for a restore in progress and starts none after answering. */
   async state(): Promise<{ running: boolean }> {
     return this.call('GET', 'state');
   }

@@ -11,13 +11,18 @@
 // Failed with the reason — written only after the VE runs again, so the controller's clean-up
 // (annotation removal) never wakes the VE reconciler on a VE that is still being restored.
 //
+// Once the restore was asked for, only the target's answer decides: when that answer is lost
+// (the target agent died, the network was cut), the source asks whether the VE runs there —
+// again and again while the target cannot be reached, since guessing could run it twice — unless
+// the target's VENode is deleted, the operator's word that the node is gone.
+//
 // A marker file (<stateDir>/migrations/<ns>_<name>.json) outlives an agent crash; recover()
 // finishes or rolls back what a previous agent left.
 
 import { createReadStream } from 'node:fs';
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { KubeObject, MigrationPhase, VEMigration, VirtualEnvironment } from '../api/types.js';
+import type { KubeObject, MigrationPhase, VEMigration, VENode, VirtualEnvironment } from '../api/types.js';
 import { errorCode, errorMessage, KvzError } from '../core/errors.js';
 import type { EventRecorder } from '../core/events.js';
 import type { Logger } from '../core/logger.js';
@@ -33,6 +38,8 @@ export interface MigrationSourceOptions {
   migrations: ResourceClient<VEMigration>;
   secrets: ResourceClient<KubeObject>;
   ves: ResourceClient<VirtualEnvironment>;
+  /** The cluster's VENodes: a deleted target node ends the wait for its answer (see targetRuns). */
+  nodes?: ResourceClient<VENode>;
   runtime: VERuntime;
   stateDir: string;
   /** Builds the VE's config when the host has no record of it (should not happen for a running VE). */
@@ -46,6 +53,9 @@ export interface MigrationSourceOptions {
 
 /** Phases the source may fail a migration from (all but the terminal ones). */
 const ACTIVE: readonly MigrationPhase[] = ['Pending', 'Scheduling', 'PreparingTarget', 'TargetReady', 'Checkpointing', 'Transferring', 'Restoring'];
+
+/** What a target says of the VE after a restore was asked for; `node-gone`: its VENode was deleted (the operator's word). */
+type TargetAnswer = 'running' | 'absent' | 'node-gone';
 
 class Failure extends KvzError {
   constructor(readonly reason: string, message: string, readonly criuLog?: string) {
@@ -64,6 +74,8 @@ export class MigrationSource {
   private readonly flows = new Map<string, Flow>();
   /** VE uids this agent is moving or rolling back (the VE reconciler leaves them alone). */
   private readonly busy = new Set<string>();
+  /** Aborted when the agent stops: a flow waiting for the target's answer leaves it to the marker. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly o: MigrationSourceOptions) {}
 
@@ -94,6 +106,7 @@ export class MigrationSource {
 
   async stop(): Promise<void> {
     // A stopping agent does not abort a move mid-way: the marker lets the next agent finish or roll back.
+    this.stopping.abort();
     await this.settle();
   }
 
@@ -235,8 +248,13 @@ export class MigrationSource {
           await committed.restore();
         } catch (err) {
           // The answer may be lost while the restore worked: ask before rolling back (one copy only).
-          const running = await committed.state().then((s) => s.running).catch(() => false);
-          if (!running) {
+          const there = await this.targetRuns(marker, mig.status?.targetNode ?? '', log);
+          if (there === undefined) {
+            log.warn('the agent stops while the target\'s answer is awaited; the next agent settles the migration from its marker');
+            return;
+          }
+          if (there === 'node-gone') throw new Failure('TargetNodeGone', `node ${mig.status?.targetNode} did not answer after the restore and its VENode was deleted: the VE runs here again`);
+          if (there === 'absent') {
             const d = (err as KvzError).details ?? {};
             throw new Failure(typeof d.reason === 'string' ? d.reason : 'RestoreFailed', `restore on node ${mig.status?.targetNode} failed: ${errorMessage(err)}`, typeof d.criuLog === 'string' ? d.criuLog : undefined);
           }
@@ -314,6 +332,37 @@ export class MigrationSource {
     await this.o.runtime.ensureRunning(config);
   }
 
+  /**
+   * Whether the target runs the VE, asked until it answers (its answer is final: it waits for a
+   * restore in progress and starts none after it). Undefined when this agent stops first.
+   */
+  private async targetRuns(marker: SourceMarker, targetNode: string, log: Logger): Promise<TargetAnswer | undefined> {
+    const stop = this.stopping.signal;
+    for (let wait = 250, asked = 1; !stop.aborted; wait = Math.min(wait * 2, 5_000), asked++) {
+      const there = await this.askTarget(marker, targetNode);
+      if (there !== undefined) return there;
+      if (asked === 1 || asked % 10 === 0) log.warn({ targetNode, asked }, `node ${targetNode} does not answer whether it runs the VE; asking again (the VE stays down rather than risk two copies; delete VENode ${targetNode} if that node is gone for good)`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, wait);
+        function done() {
+          clearTimeout(t);
+          stop.removeEventListener('abort', done);
+          resolve();
+        }
+        stop.addEventListener('abort', done);
+      });
+    }
+    return undefined;
+  }
+
+  /** One question to the target: does it run the VE? Undefined when it cannot say. */
+  private async askTarget(marker: SourceMarker, targetNode: string): Promise<TargetAnswer | undefined> {
+    const answer = await this.clientFor(marker).then((c) => c?.state()).catch(() => undefined);
+    if (answer) return answer.running ? 'running' : 'absent';
+    if (this.o.nodes && targetNode && (await this.o.nodes.get(targetNode).catch(() => null)) === undefined) return 'node-gone';
+    return undefined;
+  }
+
   private async abortTarget(marker: SourceMarker): Promise<void> {
     const c = await this.clientFor(marker);
     await c?.abortUnsigned();
@@ -366,14 +415,13 @@ export class MigrationSource {
           continue;
         }
         if (phase === 'Restoring') {
-          const c = await this.clientFor(marker);
-          const s = await c?.state().catch(() => undefined);
-          if (!s) {
+          const there = await this.askTarget(marker, mig?.status?.targetNode ?? '');
+          if (there === undefined) {
             left++;
             this.o.log.warn({ migration: key }, 'cannot reach the migration target to learn whether it runs the VE; will ask again');
             continue;
           }
-          if (s.running) {
+          if (there === 'running') {
             await advance(this.o.migrations, marker.namespace, marker.name, ['Restoring'], 'Succeeded', { message: `the VE runs on node ${mig?.status?.targetNode} (completed after the source agent restarted)`, status: { method: marker.mode === 'live' ? 'stop-and-copy' : 'offline' } });
             await this.finish(marker, true);
             continue;

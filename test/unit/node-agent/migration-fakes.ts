@@ -15,6 +15,8 @@ export class MigratingFakeRuntime extends FakeRuntime {
   readonly frozen = new Set<string>();
   /** The disk image's bytes when mountIncomingDisk mounted it (the target's copy must be complete by then). */
   readonly mountedDisk = new Map<string, Buffer>();
+  /** Runs after a restore brought the VE up, before the restore returns (a test's way to lose its answer). */
+  afterRestore: ((uid: string) => Promise<void>) | undefined;
 
   constructor(readonly dir: string) {
     super();
@@ -80,6 +82,7 @@ export class MigratingFakeRuntime extends FakeRuntime {
         pid: inv.pid,
         nofile: config.limits.openFiles ?? 1024,
       });
+      await this.afterRestore?.(config.uid);
       return { ms: 2 };
     },
     diskImagePath: (uid: string) => this.diskImagePath(uid),

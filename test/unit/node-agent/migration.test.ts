@@ -8,11 +8,12 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { MIGRATION_ANNOTATION, NODE_LABEL, VE_RESOURCE, VEM_RESOURCE, type KubeObject, type VEMigration, type VirtualEnvironment } from '../../../src/api/types.js';
+import { MIGRATION_ANNOTATION, NODE_LABEL, VE_RESOURCE, VEM_RESOURCE, VENODE_RESOURCE, type KubeObject, type VEMigration, type VENode, type VirtualEnvironment } from '../../../src/api/types.js';
 import { KvzError } from '../../../src/core/errors.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { NodeAgent } from '../../../src/node-agent/agent.js';
 import { MigrationChannelClient, MigrationChannelServer } from '../../../src/node-agent/migration-channel.js';
+import type { HostProbe } from '../../../src/node-agent/node-registration.js';
 import { writeMarker } from '../../../src/node-agent/migration-status.js';
 import { FakeApi } from '../../helpers/fake-resource-client.js';
 import { MigratingFakeRuntime } from './migration-fakes.js';
@@ -22,6 +23,11 @@ const veRef = { ...VE_RESOURCE, namespaced: true };
 const vemRef = { ...VEM_RESOURCE, namespaced: true };
 const secretRef = { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true };
 const TOKEN = 'tok-' + randomBytes(8).toString('hex');
+const probe: HostProbe = {
+  capacity: () => ({ cpuMilli: 4000, memoryBytes: 8 * 2 ** 30, diskBytes: 100 * 2 ** 30 }),
+  features: async () => ({ cgroupVersion: 'v2', criu: true, criuVersion: '4.2.1', userNamespaces: true }),
+  info: () => ({ kernelVersion: '6.1.0-test', hostname: 'test' }),
+};
 
 
 function world(t: { after(fn: () => Promise<void> | void): void }) {
@@ -34,14 +40,16 @@ function world(t: { after(fn: () => Promise<void> | void): void }) {
   const runtimes: Record<string, MigratingFakeRuntime> = {};
   const bootId = join(dir, 'boot_id');
   writeFileSync(bootId, 'boot-1\n');
-  const agent = async (node: string) => {
+  const nodes = api.client<VENode>({ ...VENODE_RESOURCE, namespaced: false });
+  const agent = async (node: string, listen = '127.0.0.1:0') => {
     runtimes[node] ??= new MigratingFakeRuntime(join(dir, node, 'disks'));
     const stateDir = join(dir, node, 'state');
     mkdirSync(stateDir, { recursive: true });
     const a = new NodeAgent({
       nodeName: node, client: ves, runtime: runtimes[node]!, subnet: '10.213.9.0/24', stateDir, bootIdPath: bootId, log: silentLogger,
       stopTimeoutMs: 100, resyncMs: 200, orphanScanMs: 60_000, beancounters: { intervalMs: 60_000 },
-      migrations: { client: migs, secrets, listen: '127.0.0.1:0' },
+      migrations: { client: migs, secrets, listen },
+      registration: { nodes, probe, heartbeatMs: 60_000 },
     });
     await a.start();
     agents.push(a);
@@ -51,7 +59,7 @@ function world(t: { after(fn: () => Promise<void> | void): void }) {
     for (const a of agents) await a.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { api, ves, migs, secrets, agent, dir };
+  return { api, ves, migs, secrets, nodes, agent, dir };
 }
 
 async function aRunningVE(w: ReturnType<typeof world>, src: MigratingFakeRuntime): Promise<VirtualEnvironment> {
@@ -145,6 +153,86 @@ test('a restore failure on the target ends Failed with the VE running on the sou
   assert.equal(a.runtime.frozen.size, 0, 'the source thawed the disk before restoring onto it');
   await until('target dropped its copy', async () => !b.runtime.incoming.has(uid) && !b.runtime.ves.has(uid));
   assert.equal(existsSync(b.runtime.diskImagePath(uid)), false);
+});
+
+/** Target n2's agent dies in its restore, after the VE came up there: the source gets no answer. */
+async function targetDiesInRestore(w: ReturnType<typeof world>) {
+  const a = await w.agent('n1');
+  const b = await w.agent('n2');
+  const ve = await aRunningVE(w, a.runtime);
+  const uid = ve.metadata.uid!;
+  const pid = (await a.runtime.inspect(uid)).pid;
+  let died = false;
+  b.runtime.afterRestore = async () => {
+    b.runtime.afterRestore = undefined;
+    await b.agent.stop();
+    died = true;
+  };
+  await startMigration(w, ve);
+  await until('the target agent died in its restore', async () => died);
+  const port = (await w.migs.get('mig1', 'default'))!.status!.transfer!.port;
+  // The source keeps asking: no rollback, no second copy, the migration not ended.
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.equal((await w.migs.get('mig1', 'default'))?.status?.phase, 'Restoring');
+  assert.equal((await a.runtime.inspect(uid)).state, 'absent', 'the source did not bring the VE back while the target might run it');
+  assert.equal((await b.runtime.inspect(uid)).state, 'running');
+  return { a, b, uid, pid, port };
+}
+
+test('a target agent dying after its restore ran: the source waits for its answer, then Succeeded with one copy', async (t) => {
+  const w = world(t);
+  const { a, b, uid, pid, port } = await targetDiesInRestore(w);
+  await w.agent('n2', `127.0.0.1:${port}`);
+  const m = await ended(w);
+  assert.equal(m.status?.phase, 'Succeeded', m.status?.message);
+  assert.equal((await b.runtime.inspect(uid)).pid, pid, 'the restored VE runs on the target');
+  assert.equal((await a.runtime.inspect(uid)).state, 'absent', 'and only there');
+});
+
+test('a target that never answers after the restore: deleting its VENode makes the source take the VE back', async (t) => {
+  const w = world(t);
+  const { a, uid, pid } = await targetDiesInRestore(w);
+  await w.nodes.delete('n2');
+  const m = await ended(w);
+  assert.equal(m.status?.phase, 'Failed');
+  assert.equal(m.status?.reason, 'TargetNodeGone', m.status?.message);
+  const home = await a.runtime.inspect(uid);
+  assert.equal(home.state, 'running');
+  assert.equal(home.pid, pid, 'restored from its dump on the source');
+});
+
+test('the channel\'s state answer is final: it waits for a restore in progress, and no restore starts after it', async (t) => {
+  const w = world(t);
+  let finish!: () => void;
+  let running = false;
+  const handler = {
+    digests: async () => [], writeBlocks: async () => {}, imageDir: () => join(w.dir, 'img'), abort: async () => {},
+    restore: () => new Promise<{ ms: number }>((resolve) => { finish = () => { running = true; resolve({ ms: 1 }); }; }),
+    running: async () => running,
+  };
+  const server = new MigrationChannelServer({ nodeName: 'n2', migrations: w.migs, secrets: w.secrets, handler, log: silentLogger });
+  const { port } = await server.listen('127.0.0.1:0');
+  t.after(() => server.close());
+  await w.secrets.create({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'c', namespace: 'default' }, data: { token: Buffer.from(TOKEN).toString('base64') } } as KubeObject);
+  for (const name of ['m', 'm2']) {
+    await w.migs.create({ apiVersion: 'kubevz.io/v1alpha1', kind: 'VEMigration', metadata: { name, namespace: 'default' }, spec: { ve: 'web' } });
+    await w.migs.patchStatus(name, 'default', { credentialSecret: 'c', veUid: 'u1', sourceNode: 'n1', phase: 'Transferring', targetNode: 'n2' });
+  }
+  const client = (name: string) => new MigrationChannelClient('127.0.0.1', port, 'default', name, TOKEN);
+  const files = (name: string) => client(name).putCheckpoint([{ name: 'inventory.img', size: 2, open: async function* () { yield Buffer.from('{}'); } }]);
+  await files('m');
+  await files('m2');
+  for (const name of ['m', 'm2']) await w.migs.patchStatus(name, 'default', { phase: 'Restoring' });
+  const restore = client('m').restore();
+  await until('the restore began', async () => finish !== undefined);
+  const state = client('m').state();
+  await new Promise((r) => setTimeout(r, 100));
+  finish();
+  assert.deepEqual(await state, { running: true }, 'answered after the restore ended');
+  assert.deepEqual(await restore, { ms: 1 });
+  // Asked first, restored never: a late restore request is refused.
+  assert.deepEqual(await client('m2').state(), { running: true });
+  await assert.rejects(client('m2').restore(), (e: KvzError) => e.details?.status === 409 && /asked for the VE's state/.test(e.message));
 });
 
 test('after a source agent restart mid-transfer the VE is rolled back and the migration fails', async (t) => {
