@@ -36,6 +36,8 @@ Flags:
   --metrics-listen HOST:PORT  Prometheus endpoint (/metrics) of the node agent [off]
   --migration-listen HOST:PORT  the agent's migration data channel [127.0.0.1:0, a free port]
   --migration-address IP  address other nodes reach the channel at  [the bound address]
+  --expedited-rcu=false   leave /sys/kernel/rcu_expedited alone during dumps and restores [on
+                      while a VE stands frozen for one, then put back]
 ${UP_GIT_USAGE}`;
 
 export interface UpOptions {
@@ -58,6 +60,8 @@ export interface UpOptions {
   /** The node agent's migration data channel (HOST:PORT) and the address it advertises. */
   migrationListen?: string;
   migrationAddress?: string;
+  /** Expedited RCU while a VE stands frozen (RuntimeOptions.expediteRcu) [true]. */
+  expediteRcu?: boolean;
 }
 
 export function parseUpArgs(argv: string[]): UpOptions {
@@ -76,6 +80,8 @@ export function parseUpArgs(argv: string[]): UpOptions {
       'metrics-listen': { type: 'string' },
       'migration-listen': { type: 'string', default: '127.0.0.1:0' },
       'migration-address': { type: 'string' },
+      // A string, not a boolean: node's parseArgs takes no `--flag=false` for booleans.
+      'expedited-rcu': { type: 'string' },
       ...UP_GIT_OPTIONS,
     },
     strict: true,
@@ -84,6 +90,8 @@ export function parseUpArgs(argv: string[]): UpOptions {
   const i = listen.lastIndexOf(':');
   const port = Number(listen.slice(i + 1));
   if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--listen ${listen}: expected HOST:PORT, for example 127.0.0.1:6443`);
+  const rcu = values['expedited-rcu'];
+  if (rcu !== undefined && rcu !== 'true' && rcu !== 'false') throw new Error(`--expedited-rcu=${rcu}: expected true or false`);
   return {
     stateDir: resolve(values['state-dir']!),
     manifests: values.manifests ? resolve(values.manifests) : undefined,
@@ -99,6 +107,7 @@ export function parseUpArgs(argv: string[]): UpOptions {
     metrics: values['metrics-listen'] === undefined ? undefined : parseListenAddress(values['metrics-listen'], '--metrics-listen', 'up'),
     migrationListen: values['migration-listen'],
     migrationAddress: values['migration-address'],
+    expediteRcu: rcu !== 'false',
   };
 }
 
@@ -128,7 +137,7 @@ export async function startStack(o: UpOptions, log: Logger): Promise<RunningStac
     stops.push(() => controller.stop());
 
     await logBridge(log, { name: o.bridge, subnet: o.subnet, gateway: o.gateway });
-    const runtime = createRuntime({ stateDir: o.stateDir, bridge: { name: o.bridge, subnet: o.subnet, gateway: o.gateway, subnet6: o.subnet6 }, log: log.child({ component: 'runtime' }) });
+    const runtime = createRuntime({ stateDir: o.stateDir, bridge: { name: o.bridge, subnet: o.subnet, gateway: o.gateway, subnet6: o.subnet6 }, expediteRcu: o.expediteRcu, log: log.child({ component: 'runtime' }) });
     const metrics = o.metrics ? new BeancounterMetrics() : undefined;
     let metricsUrl: string | undefined;
     if (o.metrics && metrics) {
