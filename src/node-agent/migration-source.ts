@@ -57,6 +57,9 @@ const ACTIVE: readonly MigrationPhase[] = ['Pending', 'Scheduling', 'PreparingTa
 /** What a target says of the VE after a restore was asked for; `node-gone`: its VENode was deleted (the operator's word). */
 type TargetAnswer = 'running' | 'absent' | 'node-gone';
 
+/** How long one question to the target may take (it may wait for a restore in progress). */
+const STATE_TIMEOUT_MS = 15_000;
+
 class Failure extends KvzError {
   constructor(readonly reason: string, message: string, readonly criuLog?: string) {
     super('Internal', message);
@@ -357,7 +360,8 @@ export class MigrationSource {
 
   /** One question to the target: does it run the VE? Undefined when it cannot say. */
   private async askTarget(marker: SourceMarker, targetNode: string): Promise<TargetAnswer | undefined> {
-    const answer = await this.clientFor(marker).then((c) => c?.state()).catch(() => undefined);
+    // Bounded: a request into a cut network would otherwise hang on TCP retries for many minutes.
+    const answer = await this.clientFor(marker, AbortSignal.timeout(STATE_TIMEOUT_MS)).then((c) => c?.state()).catch(() => undefined);
     if (answer) return answer.running ? 'running' : 'absent';
     if (this.o.nodes && targetNode && (await this.o.nodes.get(targetNode).catch(() => null)) === undefined) return 'node-gone';
     return undefined;
@@ -368,12 +372,12 @@ export class MigrationSource {
     await c?.abortUnsigned();
   }
 
-  private async clientFor(marker: SourceMarker): Promise<MigrationChannelClient | undefined> {
+  private async clientFor(marker: SourceMarker, signal?: AbortSignal): Promise<MigrationChannelClient | undefined> {
     const mig = await this.o.migrations.get(marker.name, marker.namespace);
     const t = mig?.status?.transfer;
     if (!mig || !t?.address || !t.port || !mig.status?.credentialSecret) return undefined;
     const token = await readToken(this.o.secrets, mig.status.credentialSecret, marker.namespace);
-    return token ? new MigrationChannelClient(t.address, t.port, marker.namespace, marker.name, token) : undefined;
+    return token ? new MigrationChannelClient(t.address, t.port, marker.namespace, marker.name, token, signal) : undefined;
   }
 
   /**
