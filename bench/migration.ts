@@ -472,7 +472,10 @@ async function viaKubevz(w: Workload): Promise<Runner> {
       for (;;) {
         const v = await ves.get('bench', 'default').catch(() => undefined);
         if (v?.status?.phase === 'Running' && v.status.nodeName === node && !v.metadata.annotations?.['kubevz.io/migration']) return;
-        if (Date.now() > deadline) throw new Error(`the bench VE is not Running on ${node} after 180 s`);
+        if (Date.now() > deadline) {
+          const why = (v?.status?.conditions ?? []).map((c) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`).join('; ');
+          throw new Error(`the bench VE is not Running on ${node} after 180 s (phase ${v?.status?.phase ?? 'none'} on ${v?.status?.nodeName ?? 'no node'}; ${why || 'no conditions'})`);
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
     };
