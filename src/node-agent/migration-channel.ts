@@ -171,7 +171,8 @@ export class MigrationChannelServer {
           needPhase(['Restoring']);
           const uid = mig.metadata.uid ?? '';
           if (!this.verified.has(uid)) throw new HttpError(409, 'no verified checkpoint images for this migration; PUT checkpoint first');
-          if (this.answered.has(uid) || this.restoring.has(uid)) throw new HttpError(409, `migration ${namespace}/${name}: ${this.restoring.has(uid) ? 'a restore is already running' : 'the source asked for the VE\'s state, which ends its restores here'}`);
+          if (this.restoring.has(uid)) throw new HttpError(409, `migration ${namespace}/${name}: a restore is already running`);
+          if (this.answered.has(uid)) throw new HttpError(409, `migration ${namespace}/${name}: the source asked for the VE's state, which ends its restores here`);
           const restore = this.o.handler.restore(mig, this.o.handler.imageDir(mig));
           this.restoring.set(uid, restore);
           try {

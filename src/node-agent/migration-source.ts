@@ -22,6 +22,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { KubeObject, MigrationPhase, VEMigration, VENode, VirtualEnvironment } from '../api/types.js';
 import { errorCode, errorMessage, KvzError } from '../core/errors.js';
 import type { EventRecorder } from '../core/events.js';
@@ -345,15 +346,7 @@ export class MigrationSource {
       const there = await this.askTarget(marker, targetNode);
       if (there !== undefined) return there;
       if (asked === 1 || asked % 10 === 0) log.warn({ targetNode, asked }, `node ${targetNode} does not answer whether it runs the VE; asking again (the VE stays down rather than risk two copies; delete VENode ${targetNode} if that node is gone for good)`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(done, wait);
-        function done() {
-          clearTimeout(t);
-          stop.removeEventListener('abort', done);
-          resolve();
-        }
-        stop.addEventListener('abort', done);
-      });
+      await delay(wait, undefined, { signal: stop }).catch(() => undefined); // cut short by stop()
     }
     return undefined;
   }
